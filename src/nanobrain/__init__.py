@@ -1,0 +1,105 @@
+"""NanoBrain: event-driven workflows for AI agents.
+
+`import nanobrain` loads only the engine; configuration, the CLI and optional integrations
+(Dask, language models, servers) import their heavy dependencies when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .core.clock import Clock, RealClock, VirtualClock
+from .core.context import StepContext, current_context
+from .core.data_units import MISSING, DataUnit, FileUnit, MemoryUnit, StreamUnit, StringUnit
+from .core.errors import (
+    ConfigError,
+    CycleLimitExceeded,
+    NanoBrainError,
+    Problem,
+    RunError,
+    StepFailed,
+    StepTimeout,
+    UnitTypeError,
+    WorkflowValidationError,
+)
+from .core.events import (
+    Custom,
+    OutputSet,
+    RunEvent,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    Token,
+)
+from .core.executors import DaskExecutor, Executor, InProcessExecutor, ProcessExecutor, ThreadExecutor
+from .core.links import ConditionalLink, Link, QueueLink, TransformLink
+from .core.retry import RetryPolicy
+from .core.steps import FunctionStep, Step, step
+from .core.triggers import AllDataReceived, Condition, Interval, Manual, OnUpdate, Trigger
+from .core.workflow import Workflow, WorkflowHandle
+
+__version__ = "0.1.0"
+
+
+def load_workflow(path: Any, **kwargs: Any) -> Workflow:
+    """Load a workflow from a YAML file (see `nanobrain.config`)."""
+    from .config.loader import load_workflow as _load
+
+    return _load(path, **kwargs)
+
+
+__all__ = [
+    "MISSING",
+    "AllDataReceived",
+    "Clock",
+    "Condition",
+    "ConditionalLink",
+    "ConfigError",
+    "Custom",
+    "CycleLimitExceeded",
+    "DaskExecutor",
+    "DataUnit",
+    "Executor",
+    "FileUnit",
+    "FunctionStep",
+    "InProcessExecutor",
+    "Interval",
+    "Link",
+    "Manual",
+    "MemoryUnit",
+    "NanoBrainError",
+    "OnUpdate",
+    "OutputSet",
+    "Problem",
+    "ProcessExecutor",
+    "QueueLink",
+    "RealClock",
+    "RetryPolicy",
+    "RunError",
+    "RunEvent",
+    "RunFailed",
+    "RunFinished",
+    "RunStarted",
+    "Step",
+    "StepContext",
+    "StepFailed",
+    "StepFinished",
+    "StepStarted",
+    "StepTimeout",
+    "StreamUnit",
+    "StringUnit",
+    "ThreadExecutor",
+    "Token",
+    "TransformLink",
+    "Trigger",
+    "UnitTypeError",
+    "VirtualClock",
+    "Workflow",
+    "WorkflowHandle",
+    "WorkflowValidationError",
+    "current_context",
+    "load_workflow",
+    "step",
+]

@@ -1,0 +1,1 @@
+"""The engine: data units, triggers, links, steps, workflows, executors, events."""

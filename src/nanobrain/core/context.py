@@ -1,0 +1,44 @@
+"""The context a step runs in: which run, which step, and where its events go."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from .events import Custom, EventSink, RunEvent, Token
+
+
+@dataclass(slots=True)
+class StepContext:
+    run_id: str
+    step: str
+    path: str
+    sink: EventSink | None
+
+    @property
+    def streaming(self) -> bool:
+        """Whether anyone listens to events (skip building them if not)."""
+        return self.sink is not None
+
+    def emit(self, event: RunEvent) -> None:
+        if self.sink is not None:
+            self.sink(event)
+
+    def token(self, text: str) -> None:
+        """Report a piece of streamed text."""
+        if self.sink is not None:
+            self.sink(Token(self.run_id, self.path, step=self.step, text=text))
+
+    def report(self, name: str, **data: Any) -> None:
+        """Report a custom event."""
+        if self.sink is not None:
+            self.sink(Custom(self.run_id, self.path, step=self.step, name=name, data=data))
+
+
+_current: ContextVar[StepContext | None] = ContextVar("nanobrain_step_context", default=None)
+
+
+def current_context() -> StepContext | None:
+    """The context of the step running now, or None outside a run."""
+    return _current.get()

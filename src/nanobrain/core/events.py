@@ -1,0 +1,108 @@
+"""Run events: the one stream that the CLI, HTTP streaming, tracing, metrics and persistence read.
+
+Events are small frozen dataclasses. `path` names where the event happened: the workflow, and
+for nested workflows the chain of step names (`outer/inner/step`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    run_id: str
+    path: str
+    time: float = field(default_factory=time.time, compare=False, kw_only=True)
+
+    @property
+    def type(self) -> str:
+        return _EVENT_NAMES[type(self)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view (exceptions become their text)."""
+        data: dict[str, Any] = {"type": self.type}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, BaseException):
+                value = f"{type(value).__name__}: {value}"
+            data[name] = value
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(RunEvent):
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(RunEvent):
+    outputs: dict[str, Any] = field(default_factory=dict)
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailed(RunEvent):
+    error: BaseException | None = None
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepStarted(RunEvent):
+    step: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StepFinished(RunEvent):
+    step: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepFailed(RunEvent):
+    step: str = ""
+    error: BaseException | None = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSet(RunEvent):
+    name: str = ""
+    value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Token(RunEvent):
+    """A piece of text streamed by a step (for example a language model's tokens)."""
+
+    step: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Custom(RunEvent):
+    """Anything else a step wants to report: `name` says what, `data` carries it."""
+
+    step: str = ""
+    name: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+_EVENT_NAMES: dict[type, str] = {
+    RunStarted: "run_started",
+    RunFinished: "run_finished",
+    RunFailed: "run_failed",
+    StepStarted: "step_started",
+    StepFinished: "step_finished",
+    StepFailed: "step_failed",
+    OutputSet: "output_set",
+    Token: "token",
+    Custom: "custom",
+}
+
+EventSink = Callable[[RunEvent], None]

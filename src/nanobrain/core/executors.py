@@ -1,0 +1,195 @@
+"""Executors decide where a step's function runs: in the event loop, a thread, a process, or Dask.
+
+Every executor accepts sync and async functions. Async functions sent to a thread or a process
+run in a fresh event loop there; Dask runs them natively.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable
+from concurrent.futures import Executor as _PoolExecutor
+from typing import Any
+
+
+def call_sync_or_async(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Run `fn(**kwargs)` to completion from synchronous code (a worker thread or process)."""
+    result = fn(**kwargs)
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class Executor:
+    """Runs functions somewhere. Subclasses override `run`; `aclose` releases resources."""
+
+    kind = "executor"
+
+    async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release threads, processes or connections. Safe to call twice."""
+
+    async def __aenter__(self) -> Executor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class InProcessExecutor(Executor):
+    """The default: async functions are awaited in the event loop, sync ones called directly."""
+
+    kind = "inprocess"
+
+    async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        result = fn(**kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+class _PoolBackedExecutor(Executor):
+    def __init__(self, max_workers: int | None = None) -> None:
+        self.max_workers = max_workers
+        self._pool: _PoolExecutor | None = None
+
+    def _make_pool(self) -> _PoolExecutor:
+        raise NotImplementedError
+
+    async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        if self._pool is None:
+            self._pool = self._make_pool()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(call_sync_or_async, fn, kwargs))
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_workers={self.max_workers})"
+
+
+class ThreadExecutor(_PoolBackedExecutor):
+    """A thread pool, for blocking functions (I/O, C extensions that release the GIL).
+
+    A timeout stops waiting for the thread but cannot stop the thread itself.
+    """
+
+    kind = "thread"
+
+    def _make_pool(self) -> _PoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ThreadPoolExecutor(self.max_workers, thread_name_prefix="nanobrain-step")
+
+
+class ProcessExecutor(_PoolBackedExecutor):
+    """A process pool, for CPU-bound functions. Functions and values must be picklable.
+
+    Uses the `spawn` start method: forking a process that runs an event loop is unsafe.
+    """
+
+    kind = "process"
+
+    def _make_pool(self) -> _PoolExecutor:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(self.max_workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+class DaskExecutor(Executor):
+    """Runs functions on a Dask cluster: a `LocalCluster` by default, or `address` like `tcp://host:8786`.
+
+    Needs the `dask` extra. Async functions run natively on the workers. A timeout cancels the
+    Dask future.
+    """
+
+    kind = "dask"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        n_workers: int = 2,
+        threads_per_worker: int = 1,
+        processes: bool = True,
+    ) -> None:
+        self.address = address
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self.processes = processes
+        self._client: Any = None
+        self._cluster: Any = None
+        self._lock: asyncio.Lock | None = None
+
+    async def client(self) -> Any:
+        """The connected `distributed.Client`, created on first use."""
+        if self._client is not None:
+            return self._client
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._client is None:
+                try:
+                    from distributed import Client, LocalCluster
+                except ImportError:
+                    raise ImportError(
+                        "the dask executor needs dask.distributed: pip install 'nanobrain[dask]'"
+                    ) from None
+                if self.address is None:
+                    self._cluster = await LocalCluster(
+                        n_workers=self.n_workers,
+                        threads_per_worker=self.threads_per_worker,
+                        processes=self.processes,
+                        host="127.0.0.1",
+                        dashboard_address=None,
+                        asynchronous=True,
+                    )
+                    self._client = await Client(self._cluster, asynchronous=True)
+                else:
+                    self._client = await Client(self.address, asynchronous=True)
+        return self._client
+
+    async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        client = await self.client()
+        future = client.submit(fn, **kwargs, pure=False)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            await client.cancel(future)
+            raise
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        cluster, self._cluster = self._cluster, None
+        if client is not None:
+            await client.close()
+        if cluster is not None:
+            await cluster.close()
+
+    def __repr__(self) -> str:
+        return f"DaskExecutor(address={self.address or 'LocalCluster'!r})"
+
+
+EXECUTOR_KINDS: dict[str, type[Executor]] = {
+    "inprocess": InProcessExecutor,
+    "thread": ThreadExecutor,
+    "process": ProcessExecutor,
+    "dask": DaskExecutor,
+}
+
+DEFAULT_EXECUTOR = InProcessExecutor()

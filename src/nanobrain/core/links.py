@@ -1,0 +1,123 @@
+"""Links carry values from an output unit to an input unit.
+
+Endpoints are written `step.unit`; the workflow's own inputs and outputs are `inputs.NAME`
+and `outputs.NAME`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+RESERVED_ENDPOINTS = ("inputs", "outputs")
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, str]:
+    """Split `step.unit` into its two names; ValueError if the text is not of that form."""
+    step, sep, unit = endpoint.partition(".")
+    if not sep or not step or not unit or "." in unit:
+        raise ValueError(f"link endpoint {endpoint!r} must look like 'step.unit' (or 'inputs.x' / 'outputs.y')")
+    return step, unit
+
+
+class Link:
+    """A direct link: every value set on `source` is set on `target`.
+
+    `max_iterations` bounds how many values the link carries in one run; a link that closes a
+    cycle must have one.
+    """
+
+    kind = "direct"
+    __slots__ = ("source", "target", "max_iterations", "name")
+
+    def __init__(self, source: str, target: str, *, max_iterations: int | None = None) -> None:
+        self.source = source
+        self.target = target
+        parse_endpoint(source)
+        parse_endpoint(target)
+        if max_iterations is not None and max_iterations < 1:
+            raise ValueError(f"link {source} -> {target}: max_iterations must be at least 1")
+        self.max_iterations = max_iterations
+        self.name = f"{source} -> {target}"
+
+    #: Returned by `carry` when the value must not travel.
+    SKIP: Any = object()
+
+    def carry(self, value: Any) -> Any:
+        """The value to deliver, or `Link.SKIP`."""
+        return value
+
+    @property
+    def maxsize(self) -> int | None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source!r} -> {self.target!r})"
+
+
+class TransformLink(Link):
+    """Applies `transform(value)` on the way."""
+
+    kind = "transform"
+    __slots__ = ("transform",)
+
+    def __init__(self, source: str, target: str, transform: Callable[[Any], Any], **kwargs: Any) -> None:
+        if not callable(transform):
+            raise TypeError(f"link {source} -> {target}: transform must be callable")
+        super().__init__(source, target, **kwargs)
+        self.transform = transform
+
+    def carry(self, value: Any) -> Any:
+        return self.transform(value)
+
+
+class ConditionalLink(Link):
+    """Carries a value only when `when(value)` is true; several of them make a router."""
+
+    kind = "conditional"
+    __slots__ = ("when", "transform")
+
+    def __init__(
+        self,
+        source: str,
+        target: str,
+        when: Callable[[Any], bool],
+        *,
+        transform: Callable[[Any], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not callable(when):
+            raise TypeError(f"link {source} -> {target}: 'when' must be callable")
+        super().__init__(source, target, **kwargs)
+        self.when = when
+        self.transform = transform
+
+    def carry(self, value: Any) -> Any:
+        if not self.when(value):
+            return Link.SKIP
+        return value if self.transform is None else self.transform(value)
+
+
+class QueueLink(Link):
+    """A bounded buffer: the producer waits while `maxsize` values are not yet taken by the target step."""
+
+    kind = "queue"
+    __slots__ = ("_maxsize",)
+
+    def __init__(self, source: str, target: str, *, maxsize: int = 64, **kwargs: Any) -> None:
+        if maxsize < 1:
+            raise ValueError(f"link {source} -> {target}: maxsize must be at least 1")
+        super().__init__(source, target, **kwargs)
+        self._maxsize = maxsize
+
+    @property
+    def maxsize(self) -> int | None:
+        return self._maxsize
+
+
+LINK_KINDS: dict[str, type[Link]] = {
+    "direct": Link,
+    "transform": TransformLink,
+    "conditional": ConditionalLink,
+    "queue": QueueLink,
+}

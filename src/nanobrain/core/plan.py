@@ -1,0 +1,107 @@
+"""A workflow compiled for execution: per-step routing tables built once, read by every run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .clock import Clock
+from .data_units import StreamUnit
+from .links import Link, parse_endpoint
+from .triggers import Interval
+
+if TYPE_CHECKING:
+    from .run import Invoke
+    from .steps import Step
+
+
+@dataclass(slots=True)
+class Route:
+    """Where a value goes: a link to a step's input (`target` >= 0) or to a workflow output (-1)."""
+
+    link: Link
+    target: int
+    port: str
+    plain: bool  # a direct link: no `carry` call needed
+    bound: int  # index of this link's iteration counter, or -1 when unbounded
+    file_unit: bool  # the target unit writes to disk and must be awaited
+
+
+@dataclass(slots=True)
+class StepPlan:
+    step: Step
+    index: int
+    routes: dict[str, tuple[Route, ...]]
+    connected: tuple[str, ...]
+    capacity: int | None
+    invoke: Invoke
+
+
+@dataclass(slots=True)
+class Plan:
+    name: str
+    steps: list[StepPlan]
+    input_routes: dict[str, tuple[Route, ...]]
+    sources: list[int]
+    timers: list[int]
+    bounded_links: int
+
+
+def compile_plan(
+    name: str, steps: Mapping[str, Step], links: list[Link], clock: Clock | None
+) -> Plan:
+    """Build routing tables. Assumes the workflow was validated."""
+    from .run import wrap_invoke
+
+    index = {step_name: i for i, step_name in enumerate(steps)}
+    step_list = list(steps.values())
+    out_routes: list[dict[str, list[Route]]] = [{} for _ in step_list]
+    input_routes: dict[str, list[Route]] = {}
+    connected: list[list[str]] = [[] for _ in step_list]
+    capacity: list[int | None] = [None] * len(step_list)
+    bounded = 0
+    for link in links:
+        source_step, source_port = parse_endpoint(link.source)
+        target_step, target_port = parse_endpoint(link.target)
+        bound = -1
+        if link.max_iterations is not None:
+            bound, bounded = bounded, bounded + 1
+        if target_step == "outputs":
+            target, file_unit = -1, False
+        else:
+            target = index[target_step]
+            template: Any = step_list[target].inputs[target_port]
+            file_unit = template.kind == "file"
+            if target_port not in connected[target]:
+                connected[target].append(target_port)
+            limit = link.maxsize or (template.maxsize if isinstance(template, StreamUnit) else None)
+            if limit is not None:
+                capacity[target] = limit if capacity[target] is None else min(capacity[target] or limit, limit)
+        route = Route(link, target, target_port, type(link) is Link, bound, file_unit)
+        if source_step == "inputs":
+            input_routes.setdefault(source_port, []).append(route)
+        else:
+            out_routes[index[source_step]].setdefault(source_port, []).append(route)
+
+    plans = [
+        StepPlan(
+            step=step,
+            index=i,
+            routes={port: tuple(r) for port, r in out_routes[i].items()},
+            connected=tuple(connected[i]),
+            capacity=capacity[i],
+            invoke=wrap_invoke(step, clock),
+        )
+        for i, step in enumerate(step_list)
+    ]
+    sources = [i for i, s in enumerate(step_list) if not s.inputs and s.trigger.fires_on_input]
+    timers = [i for i, s in enumerate(step_list) if isinstance(s.trigger, Interval)]
+    return Plan(
+        name=name,
+        steps=plans,
+        input_routes={k: tuple(v) for k, v in input_routes.items()},
+        sources=sources,
+        timers=timers,
+        bounded_links=bounded,
+    )

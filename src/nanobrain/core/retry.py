@@ -1,0 +1,59 @@
+"""Retry policy for steps: exponential backoff with jitter, through tenacity (imported lazily)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry a failing call up to `attempts` times in all.
+
+    Waits `initial * multiplier**n` seconds (capped at `max_wait`) plus up to `jitter` seconds
+    between attempts. Only exceptions in `retry_on` are retried; others propagate at once.
+    """
+
+    attempts: int = 3
+    initial: float = 0.1
+    multiplier: float = 2.0
+    max_wait: float = 10.0
+    jitter: float = 0.1
+    retry_on: tuple[type[BaseException], ...] = field(default=(Exception,))
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"retry attempts must be at least 1, got {self.attempts}")
+        if self.initial < 0 or self.max_wait < 0 or self.jitter < 0:
+            raise ValueError("retry waits must not be negative")
+
+    async def call(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> T:
+        """Call `fn()` until it succeeds, a non-retryable error occurs, or attempts run out."""
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
+        options: dict[str, Any] = {}
+        if sleep is not None:
+            options["sleep"] = sleep
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(
+                initial=self.initial, max=self.max_wait, exp_base=self.multiplier, jitter=self.jitter
+            ),
+            retry=retry_if_exception_type(self.retry_on),
+            reraise=True,
+            **options,
+        )
+        return await retrying(fn)

@@ -1,0 +1,208 @@
+"""Triggers decide when a step runs.
+
+A trigger is configuration; each run arms it into a `TriggerState` that sees every value
+arriving at the step's inputs and answers with the snapshot to run on, or None.
+No trigger drops or merges updates unless the user configured it to.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .data_units import MISSING, DataUnit
+
+Snapshot = dict[str, Any]
+
+
+class TriggerState:
+    """Per-run state of a trigger. `offer` is called once per value that reaches an input."""
+
+    __slots__ = ("units", "required")
+
+    def __init__(self, units: Mapping[str, DataUnit], required: tuple[str, ...]) -> None:
+        self.units = units
+        self.required = required
+
+    def snapshot(self) -> Snapshot | None:
+        """Current input values, or None while a required input has no value."""
+        values: Snapshot = {}
+        for name, unit in self.units.items():
+            value = unit._value
+            if value is MISSING:
+                if name in self.required:
+                    return None
+                continue
+            values[name] = value
+        return values
+
+    def offer(self, port: str, value: Any) -> Snapshot | None:
+        raise NotImplementedError
+
+
+class Trigger:
+    """Base class. Subclasses say how offered values turn into firings."""
+
+    kind = "trigger"
+    #: Whether values reaching the inputs can fire the step (False for timer and manual triggers).
+    fires_on_input = True
+
+    def arm(
+        self, units: Mapping[str, DataUnit], required: tuple[str, ...], connected: tuple[str, ...]
+    ) -> TriggerState:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.kind
+
+
+class _OnUpdateState(TriggerState):
+    __slots__ = ()
+
+    def offer(self, port: str, value: Any) -> Snapshot | None:
+        if len(self.units) == 1:
+            return {port: value}
+        return self.snapshot()
+
+
+class OnUpdate(Trigger):
+    """Fire on every update of any input, once all required inputs have a value."""
+
+    kind = "on_update"
+
+    def arm(self, units, required, connected):  # type: ignore[no-untyped-def]
+        return _OnUpdateState(units, required)
+
+
+class _AllDataState(TriggerState):
+    __slots__ = ("waiting", "connected")
+
+    def __init__(self, units: Mapping[str, DataUnit], required: tuple[str, ...], connected: tuple[str, ...]):
+        super().__init__(units, required)
+        self.connected = connected
+        self.waiting: dict[str, deque[Any]] = {name: deque() for name in connected}
+
+    def offer(self, port: str, value: Any) -> Snapshot | None:
+        waiting = self.waiting
+        if len(waiting) == 1:
+            if len(self.units) == 1:
+                return {port: value}
+            snap = self.snapshot() or {}
+            snap[port] = value
+            return snap
+        queue = waiting.get(port)
+        if queue is None:  # an input nobody links to was set directly: just remember it
+            return None
+        queue.append(value)
+        for q in waiting.values():
+            if not q:
+                return None
+        # Every connected input has a fresh value: take the oldest of each (a zip), so
+        # that nothing is lost when one input runs ahead of the others.
+        snap = {}
+        for name, unit in self.units.items():
+            if unit._value is not MISSING:
+                snap[name] = unit._value
+        for name, q in waiting.items():
+            snap[name] = q.popleft()
+        return snap
+
+
+class AllDataReceived(Trigger):
+    """A join: fire when every connected input has a fresh value, then re-arm.
+
+    Values are paired in arrival order per input, so an input that runs ahead is queued, not
+    overwritten.
+    """
+
+    kind = "all_data_received"
+
+    def arm(self, units, required, connected):  # type: ignore[no-untyped-def]
+        return _AllDataState(units, required, connected)
+
+
+class _ConditionState(TriggerState):
+    __slots__ = ("predicate",)
+
+    def __init__(self, units: Mapping[str, DataUnit], required: tuple[str, ...], predicate: Callable[..., bool]):
+        super().__init__(units, required)
+        self.predicate = predicate
+
+    def offer(self, port: str, value: Any) -> Snapshot | None:
+        snap = self.snapshot()
+        if snap is None or not self.predicate(snap):
+            return None
+        return snap
+
+
+class Condition(Trigger):
+    """Fire on an update when `predicate(inputs: dict) -> bool` holds."""
+
+    kind = "condition"
+
+    def __init__(self, predicate: Callable[[Snapshot], bool]) -> None:
+        if not callable(predicate):
+            raise TypeError(f"condition trigger needs a callable predicate, got {type(predicate).__name__}")
+        self.predicate = predicate
+
+    def arm(self, units, required, connected):  # type: ignore[no-untyped-def]
+        return _ConditionState(units, required, self.predicate)
+
+    def describe(self) -> str:
+        return f"condition({getattr(self.predicate, '__name__', 'predicate')})"
+
+
+class _SilentState(TriggerState):
+    __slots__ = ()
+
+    def offer(self, port: str, value: Any) -> Snapshot | None:
+        return None
+
+
+class Manual(Trigger):
+    """Fire only when asked: `handle.fire(step_name)` on a running workflow."""
+
+    kind = "manual"
+    fires_on_input = False
+
+    def arm(self, units, required, connected):  # type: ignore[no-untyped-def]
+        return _SilentState(units, required)
+
+
+class Interval(Trigger):
+    """Fire every `seconds` (on the run's clock) with the current inputs; `count` bounds the firings.
+
+    In a request/response `run`, an interval trigger needs a `count`; without one it belongs to
+    a long-lived `start()`.
+    """
+
+    kind = "interval"
+    fires_on_input = False
+
+    def __init__(self, seconds: float, *, count: int | None = None, immediately: bool = False) -> None:
+        if seconds <= 0:
+            raise ValueError(f"interval trigger needs seconds > 0, got {seconds}")
+        if count is not None and count < 1:
+            raise ValueError(f"interval trigger count must be at least 1, got {count}")
+        self.seconds = seconds
+        self.count = count
+        self.immediately = immediately
+
+    def arm(self, units, required, connected):  # type: ignore[no-untyped-def]
+        return _SilentState(units, required)
+
+    def describe(self) -> str:
+        bound = f", count={self.count}" if self.count else ""
+        return f"interval({self.seconds:g}s{bound})"
+
+
+TRIGGER_KINDS: dict[str, type[Trigger]] = {
+    "on_update": OnUpdate,
+    "all_data_received": AllDataReceived,
+    "all": AllDataReceived,
+    "condition": Condition,
+    "manual": Manual,
+    "interval": Interval,
+    "timer": Interval,
+}

@@ -1,0 +1,171 @@
+"""Build-time checks of a workflow graph. Each problem names where it is and what is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import Problem
+from .links import RESERVED_ENDPOINTS, ConditionalLink, Link, TransformLink, parse_endpoint
+from .typing_utils import is_compatible, type_name
+
+if TYPE_CHECKING:
+    from .data_units import DataUnit
+    from .steps import Step
+
+
+def find_problems(
+    steps: Mapping[str, Step],
+    links: list[Link],
+    inputs: Mapping[str, DataUnit],
+    outputs: Mapping[str, DataUnit],
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for name in steps:
+        if name in RESERVED_ENDPOINTS:
+            problems.append(Problem(f"steps.{name}", f"{name!r} is reserved for the workflow's own {name}"))
+
+    def endpoint_unit(endpoint: str, side: str, where: str) -> DataUnit | None:
+        try:
+            step_name, port = parse_endpoint(endpoint)
+        except ValueError as exc:
+            problems.append(Problem(where, str(exc)))
+            return None
+        if step_name == "inputs":
+            if side == "target":
+                problems.append(Problem(where, f"{endpoint!r}: a link cannot write into a workflow input"))
+                return None
+            return _lookup(inputs, port, endpoint, "workflow input", where, problems)
+        if step_name == "outputs":
+            if side == "source":
+                problems.append(Problem(where, f"{endpoint!r}: a link cannot read from a workflow output"))
+                return None
+            return _lookup(outputs, port, endpoint, "workflow output", where, problems)
+        step = steps.get(step_name)
+        if step is None:
+            known = ", ".join(steps) or "none"
+            problems.append(Problem(where, f"unknown step {step_name!r} in {endpoint!r} (steps: {known})"))
+            return None
+        units = step.outputs if side == "source" else step.inputs
+        kind = "output" if side == "source" else "input"
+        return _lookup(units, port, endpoint, f"step {step_name!r} {kind}", where, problems)
+
+    connected: set[tuple[str, str]] = set()
+    produced: set[str] = set()
+    edges: list[tuple[str, str, Link]] = []
+    for link in links:
+        where = f"links[{link.source} -> {link.target}]"
+        source = endpoint_unit(link.source, "source", where)
+        target = endpoint_unit(link.target, "target", where)
+        if source is None or target is None:
+            continue
+        source_type = _carried_type(link, source.type)
+        if not is_compatible(source_type, target.type):
+            problems.append(
+                Problem(
+                    where,
+                    f"type mismatch: {link.source} gives {type_name(source_type)} "
+                    f"but {link.target} expects {type_name(target.type)}",
+                )
+            )
+        target_step, target_port = parse_endpoint(link.target)
+        source_step, _ = parse_endpoint(link.source)
+        if target_step == "outputs":
+            produced.add(target_port)
+        else:
+            connected.add((target_step, target_port))
+        edges.append((source_step, target_step, link))
+
+    for name, step in steps.items():
+        for port in step.required_inputs:
+            if (name, port) not in connected:
+                problems.append(
+                    Problem(
+                        f"steps.{name}.inputs.{port}",
+                        f"required input {port!r} of step {name!r} is not connected: link something to "
+                        f"'{name}.{port}' or give it a default",
+                    )
+                )
+    for name in outputs:
+        if name not in produced:
+            problems.append(Problem(f"outputs.{name}", f"workflow output {name!r} is not produced by any link"))
+
+    problems.extend(_unreachable(steps, edges))
+    problems.extend(_unbounded_cycles(steps, edges))
+    return problems
+
+
+def _lookup(
+    units: Mapping[str, DataUnit], port: str, endpoint: str, what: str, where: str, problems: list[Problem]
+) -> DataUnit | None:
+    unit = units.get(port)
+    if unit is None:
+        known = ", ".join(units) or "none"
+        problems.append(Problem(where, f"{what} {port!r} does not exist in {endpoint!r} (known: {known})"))
+    return unit
+
+
+def _carried_type(link: Link, source_type: Any) -> Any:
+    transform = getattr(link, "transform", None)
+    if isinstance(link, TransformLink | ConditionalLink) and transform is not None:
+        annotations = getattr(transform, "__annotations__", {})
+        return annotations.get("return", None)  # unannotated transform: cannot tell, so allow
+    return source_type
+
+
+def _unreachable(steps: Mapping[str, Step], edges: list[tuple[str, str, Link]]) -> list[Problem]:
+    successors: dict[str, set[str]] = {}
+    for source, target, _ in edges:
+        successors.setdefault(source, set()).add(target)
+    roots = [name for name, step in steps.items() if not step.inputs or not step.trigger.fires_on_input]
+    frontier = ["inputs", *roots]
+    seen = set(frontier)
+    while frontier:
+        node = frontier.pop()
+        for nxt in successors.get(node, ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
+    return [
+        Problem(
+            f"steps.{name}",
+            f"step {name!r} is unreachable: no link leads to it from the workflow inputs or a source step",
+        )
+        for name in steps
+        if name not in seen
+    ]
+
+
+def _unbounded_cycles(steps: Mapping[str, Step], edges: list[tuple[str, str, Link]]) -> list[Problem]:
+    """A cycle is allowed only if one of its links has `max_iterations`."""
+    graph: dict[str, list[str]] = {name: [] for name in steps}
+    for source, target, link in edges:
+        if link.max_iterations is None and source in graph and target in graph:
+            graph[source].append(target)
+    problems = []
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt) :] + [nxt]
+                problems.append(
+                    Problem(
+                        "links",
+                        "cycle without an iteration bound: "
+                        + " -> ".join(cycle)
+                        + " (set max_iterations on one of its links)",
+                    )
+                )
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name)
+    return problems

@@ -1,0 +1,319 @@
+"""Workflows: graphs of steps and links with declared inputs and outputs. A workflow is a step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+from .clock import Clock
+from .context import current_context
+from .data_units import MISSING, DataUnit
+from .errors import RunError, WorkflowValidationError
+from .events import EventSink, RunEvent
+from .links import ConditionalLink, Link, QueueLink, TransformLink
+from .plan import Plan, compile_plan
+from .run import Run
+from .steps import FunctionStep, Step, UnitSpec
+from .validation import find_problems
+
+Endpoint = str | Step
+
+
+class Workflow(Step):
+    """A graph of steps and links. Build it in Python or load it from YAML; run it or nest it.
+
+    Inputs and outputs are declared like a step's (name -> type). Links name their endpoints
+    `step.unit`; the workflow's own inputs and outputs are `inputs.NAME` and `outputs.NAME`.
+    """
+
+    def __init__(
+        self,
+        name: str = "workflow",
+        *,
+        inputs: Mapping[str, UnitSpec] | Sequence[str] | None = None,
+        outputs: Mapping[str, UnitSpec] | Sequence[str] | None = None,
+        steps: Sequence[Step] = (),
+        links: Sequence[Link] = (),
+        clock: Clock | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name, inputs=inputs or {}, outputs=outputs or {}, **options)
+        self.steps: dict[str, Step] = {}
+        self.links: list[Link] = []
+        self.clock = clock
+        self._plan: Plan | None = None
+        for s in steps:
+            self.add(s)
+        for link in links:
+            self.add_link(link)
+
+    # -- building ---------------------------------------------------------------------------
+    def add(self, step: Step | Callable[..., Any], *, name: str | None = None) -> Step:
+        """Add a step (a function becomes a FunctionStep). Returns the step as added."""
+        if not isinstance(step, Step):
+            step = FunctionStep(step)
+        if name is not None and name != step.name:
+            step = step.renamed(name)
+        if step.name in self.steps and self.steps[step.name] is not step:
+            raise ValueError(f"workflow {self.name!r} already has a step named {step.name!r}")
+        self.steps[step.name] = step
+        self._plan = None
+        return step
+
+    def add_link(self, link: Link) -> Link:
+        self.links.append(link)
+        self._plan = None
+        return link
+
+    def link(
+        self,
+        source: Endpoint,
+        target: Endpoint,
+        *,
+        transform: Callable[[Any], Any] | None = None,
+        when: Callable[[Any], bool] | None = None,
+        maxsize: int | None = None,
+        max_iterations: int | None = None,
+    ) -> Link:
+        """Link `source` (`step.output`, `inputs.x`, or a step with one output) to `target`.
+
+        `transform` changes the value on the way, `when` routes only matching values, `maxsize`
+        makes a bounded queue, `max_iterations` bounds a link that closes a cycle.
+        """
+        src = self._endpoint(source, "source")
+        dst = self._endpoint(target, "target")
+        link: Link
+        if when is not None:
+            if maxsize is not None:
+                raise ValueError("a link is either conditional (when=) or a queue (maxsize=), not both")
+            link = ConditionalLink(src, dst, when, transform=transform, max_iterations=max_iterations)
+        elif transform is not None:
+            if maxsize is not None:
+                raise ValueError("a link is either a transform or a queue (maxsize=), not both")
+            link = TransformLink(src, dst, transform, max_iterations=max_iterations)
+        elif maxsize is not None:
+            link = QueueLink(src, dst, maxsize=maxsize, max_iterations=max_iterations)
+        else:
+            link = Link(src, dst, max_iterations=max_iterations)
+        return self.add_link(link)
+
+    def _endpoint(self, endpoint: Endpoint, side: str) -> str:
+        if isinstance(endpoint, str):
+            return endpoint
+        if endpoint.name not in self.steps:
+            self.add(endpoint)
+        units = endpoint.outputs if side == "source" else endpoint.inputs
+        if side == "target":
+            units = {n: u for n, u in units.items() if u.default is MISSING} or units
+        if len(units) != 1:
+            raise ValueError(
+                f"step {endpoint.name!r} has {len(units)} {'outputs' if side == 'source' else 'inputs'} "
+                f"({', '.join(units) or 'none'}): name one as '{endpoint.name}.<unit>'"
+            )
+        return f"{endpoint.name}.{next(iter(units))}"
+
+    def chain(self, *steps: Step | Callable[..., Any]) -> Workflow:
+        """Add the steps and link each one's output to the next one's input.
+
+        When a step has several outputs or inputs, units with the same name are linked.
+        """
+        added = [self.add(s) if not isinstance(s, Step) or s.name not in self.steps else s for s in steps]
+        for previous, following in zip(added, added[1:], strict=False):
+            for source, target in _match_units(previous, following):
+                self.link(f"{previous.name}.{source}", f"{following.name}.{target}")
+        return self
+
+    @classmethod
+    def sequence(cls, *steps: Step | Callable[..., Any], name: str = "workflow", **options: Any) -> Workflow:
+        """A linear workflow whose inputs are the first step's and outputs the last step's."""
+        made = [s if isinstance(s, Step) else FunctionStep(s) for s in steps]
+        if not made:
+            raise ValueError("a sequence needs at least one step")
+        first, last = made[0], made[-1]
+        workflow = cls(name, inputs=dict(first.inputs), outputs=dict(last.outputs), **options)
+        workflow.chain(*made)
+        for port in first.inputs:
+            workflow.link(f"inputs.{port}", f"{first.name}.{port}")
+        for port in last.outputs:
+            workflow.link(f"{last.name}.{port}", f"outputs.{port}")
+        return workflow
+
+    # -- checking -------------------------------------------------------------------------
+    def problems(self) -> list[Any]:
+        """Every problem of the graph (empty when it is valid)."""
+        return find_problems(self.steps, self.links, self.inputs, self.outputs)
+
+    def validate(self) -> Workflow:
+        """Raise WorkflowValidationError listing every problem; return self when valid."""
+        problems = self.problems()
+        if problems:
+            raise WorkflowValidationError(problems, subject=f"workflow {self.name!r}")
+        return self
+
+    def plan(self) -> Plan:
+        """The compiled form (validated once, cached until the workflow changes)."""
+        if self._plan is None:
+            self.validate()
+            for step in self.steps.values():
+                if isinstance(step, Workflow):
+                    step.plan()
+            self._plan = compile_plan(self.name, self.steps, self.links, self.clock)
+        return self._plan
+
+    # -- running ---------------------------------------------------------------------------
+    def _check_inputs(self, values: Mapping[str, Any]) -> None:
+        unknown = [name for name in values if name not in self.inputs]
+        if unknown:
+            raise RunError(
+                f"workflow {self.name!r} has no input {', '.join(map(repr, unknown))} "
+                f"(inputs: {', '.join(self.inputs) or 'none'})"
+            )
+        missing = [n for n, u in self.inputs.items() if u.default is MISSING and n not in values]
+        if missing:
+            raise RunError(f"workflow {self.name!r} needs input {', '.join(map(repr, missing))}")
+
+    def new_run(self, *, on_event: EventSink | None = None, path: str = "") -> Run:
+        """A fresh run with its own state (for callers that drive it themselves)."""
+        return Run(
+            self.plan(),
+            inputs=self.inputs,
+            outputs=self.outputs,
+            sink=on_event,
+            path=path or self.name,
+            clock=self.clock,
+        )
+
+    async def invoke(self, inputs: Mapping[str, Any], *, on_event: EventSink | None = None) -> dict[str, Any]:
+        """Run once with `inputs`; return the outputs that were set. Events go to `on_event`."""
+        self._check_inputs(inputs)
+        values = {n: u.default for n, u in self.inputs.items() if u.default is not MISSING and n not in inputs}
+        values.update(inputs)
+        return await self.new_run(on_event=on_event).execute(values)
+
+    async def run(self, **inputs: Any) -> dict[str, Any]:
+        """Run once; return the outputs that were set, by name."""
+        return await self.invoke(inputs)
+
+    async def stream(self, **inputs: Any) -> AsyncIterator[RunEvent]:
+        """Run once, yielding run events as they happen. A failed run raises after its events."""
+        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
+        task = asyncio.ensure_future(self.invoke(inputs, on_event=queue.put_nowait))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while True:
+                event = await queue.get()
+                if event is None:
+                    break
+                yield event
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any] | None:
+        """Run as a step of another workflow; events join the parent's stream."""
+        context = current_context()
+        run = self.new_run(
+            on_event=context.sink if context else None,
+            path=context.path if context else self.name,
+        )
+        values = {n: u.default for n, u in self.inputs.items() if u.default is not MISSING and n not in inputs}
+        values.update(inputs)
+        return await run.execute(values)
+
+    def start(self, *, on_event: EventSink | None = None) -> WorkflowHandle:
+        """A long-lived run: triggers stay armed until stopped. Use `async with wf.start() as h:`."""
+        return WorkflowHandle(self, on_event)
+
+
+class WorkflowHandle:
+    """A long-lived run: send inputs, fire manual steps, watch outputs, stop."""
+
+    def __init__(self, workflow: Workflow, on_event: EventSink | None) -> None:
+        self.workflow = workflow
+        self._listeners: list[EventSink] = [on_event] if on_event else []
+        self.run = workflow.new_run(on_event=self._dispatch)
+        self._started = False
+
+    def _dispatch(self, event: RunEvent) -> None:
+        for listener in tuple(self._listeners):
+            listener(event)
+
+    async def __aenter__(self) -> WorkflowHandle:
+        await self.begin()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def begin(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.run.start_sources()
+        self.run.start_timers(request_response=False)
+        self.run.drain_ready()
+
+    async def send(self, **inputs: Any) -> None:
+        """Set workflow inputs; the steps they reach start working."""
+        unknown = [n for n in inputs if n not in self.workflow.inputs]
+        if unknown:
+            raise RunError(f"workflow {self.workflow.name!r} has no input {', '.join(map(repr, unknown))}")
+        await self.run.send(inputs)
+        self._raise_error()
+
+    def fire(self, step: str) -> None:
+        """Fire a step now (for manual triggers)."""
+        self.run.fire(step)
+
+    async def idle(self) -> dict[str, Any]:
+        """Wait until no step is working (timers aside) and return the outputs so far."""
+        await self.run.wait_idle(timers=False)
+        self._raise_error()
+        return self.outputs
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.run.output_values()
+
+    def events(self) -> AsyncIterator[RunEvent]:
+        """Iterate over the events from now on (until the handle stops)."""
+        queue: asyncio.Queue[RunEvent] = asyncio.Queue()
+        self._listeners.append(queue.put_nowait)
+
+        async def iterate() -> AsyncIterator[RunEvent]:
+            try:
+                while True:
+                    yield await queue.get()
+            finally:
+                if queue.put_nowait in self._listeners:
+                    self._listeners.remove(queue.put_nowait)
+
+        return iterate()
+
+    def _raise_error(self) -> None:
+        if self.run.error is not None:
+            raise self.run.error
+
+    async def stop(self) -> None:
+        """Disarm triggers and cancel work in flight."""
+        await self.run.cancel()
+
+
+def _match_units(previous: Step, following: Step) -> list[tuple[str, str]]:
+    outs, ins = previous.outputs, following.inputs
+    required = [n for n, u in ins.items() if u.default is MISSING]
+    if len(outs) == 1 and (len(required) == 1 or len(ins) == 1):
+        return [(next(iter(outs)), required[0] if required else next(iter(ins)))]
+    same = [n for n in outs if n in ins]
+    if same:
+        return [(n, n) for n in same]
+    raise ValueError(
+        f"cannot chain {previous.name!r} (outputs: {', '.join(outs) or 'none'}) to {following.name!r} "
+        f"(inputs: {', '.join(ins) or 'none'}): link them explicitly with workflow.link()"
+    )
+
+
+__all__ = ["Workflow", "WorkflowHandle", "DataUnit"]
