@@ -38,7 +38,7 @@ class DataUnit:
     """A slot holding the latest value (the "memory" kind)."""
 
     kind = "memory"
-    __slots__ = ("name", "type", "default", "_validate", "_value", "_subscribers", "version")
+    __slots__ = ("_queued", "_subscribers", "_validate", "_value", "default", "name", "type", "version")
 
     def __init__(self, name: str = "unit", type: Any = None, *, default: Any = MISSING) -> None:
         self.name = name
@@ -49,6 +49,7 @@ class DataUnit:
         #: How many values were stored; lets observers tell a fresh value from an old one.
         self.version = 0
         self._value = MISSING
+        self._queued: deque[Any] | None = None
         if default is not MISSING:
             self._value = self._check(default)
 
@@ -83,9 +84,23 @@ class DataUnit:
             self._notify(value)
 
     def _notify(self, value: Any) -> None:
-        # Iterate over a copy: a subscriber may subscribe or unsubscribe while being notified.
-        for subscriber in tuple(self._subscribers):
-            subscriber(value)
+        queued = self._queued
+        if queued is not None:
+            # A subscriber set this unit while being notified: deliver the new value after the
+            # current one has reached every subscriber, so that each one sees values in order.
+            queued.append(value)
+            return
+        self._queued = queued = deque()
+        try:
+            while True:
+                # Iterate over a copy: a subscriber may subscribe or unsubscribe while being notified.
+                for subscriber in tuple(self._subscribers):
+                    subscriber(value)
+                if not queued:
+                    break
+                value = queued.popleft()
+        finally:
+            self._queued = None
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call `subscriber(value)` after every update; returns a function that unsubscribes."""
@@ -157,11 +172,9 @@ class StreamUnit(DataUnit):
     """
 
     kind = "stream"
-    __slots__ = ("maxsize", "_buffer", "_blocked", "_readers", "_closed")
+    __slots__ = ("_blocked", "_buffer", "_closed", "_readers", "maxsize")
 
-    def __init__(
-        self, name: str = "unit", type: Any = None, *, default: Any = MISSING, maxsize: int = 64
-    ) -> None:
+    def __init__(self, name: str = "unit", type: Any = None, *, default: Any = MISSING, maxsize: int = 64) -> None:
         if maxsize < 1:
             raise ValueError(f"stream unit {name!r}: maxsize must be at least 1, got {maxsize}")
         self.maxsize = maxsize
@@ -259,7 +272,7 @@ class FileUnit(DataUnit):
     """
 
     kind = "file"
-    __slots__ = ("path", "format")
+    __slots__ = ("format", "path")
 
     def __init__(
         self,

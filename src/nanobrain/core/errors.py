@@ -30,7 +30,7 @@ class StreamClosed(NanoBrainError):
 class Problem:
     """One thing wrong with a workflow or a config: where it is and what is wrong."""
 
-    __slots__ = ("where", "message", "line", "file")
+    __slots__ = ("file", "line", "message", "where")
 
     def __init__(self, where: str, message: str, *, file: str | None = None, line: int | None = None):
         self.where = where

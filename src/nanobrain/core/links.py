@@ -28,7 +28,7 @@ class Link:
     """
 
     kind = "direct"
-    __slots__ = ("source", "target", "max_iterations", "name")
+    __slots__ = ("max_iterations", "name", "source", "target")
 
     def __init__(self, source: str, target: str, *, max_iterations: int | None = None) -> None:
         self.source = source
@@ -75,7 +75,7 @@ class ConditionalLink(Link):
     """Carries a value only when `when(value)` is true; several of them make a router."""
 
     kind = "conditional"
-    __slots__ = ("when", "transform")
+    __slots__ = ("transform", "when")
 
     def __init__(
         self,

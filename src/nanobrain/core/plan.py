@@ -48,9 +48,7 @@ class Plan:
     bounded_links: int
 
 
-def compile_plan(
-    name: str, steps: Mapping[str, Step], links: list[Link], clock: Clock | None
-) -> Plan:
+def compile_plan(name: str, steps: Mapping[str, Step], links: list[Link], clock: Clock | None) -> Plan:
     """Build routing tables. Assumes the workflow was validated."""
     from .run import wrap_invoke
 

@@ -41,7 +41,8 @@ class RetryPolicy:
             AsyncRetrying,
             retry_if_exception_type,
             stop_after_attempt,
-            wait_exponential_jitter,
+            wait_exponential,
+            wait_random,
         )
 
         options: dict[str, Any] = {}
@@ -49,11 +50,15 @@ class RetryPolicy:
             options["sleep"] = sleep
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(
-                initial=self.initial, max=self.max_wait, exp_base=self.multiplier, jitter=self.jitter
-            ),
+            wait=wait_exponential(multiplier=self.initial, exp_base=self.multiplier, max=self.max_wait)
+            + wait_random(0, self.jitter),
             retry=retry_if_exception_type(self.retry_on),
             reraise=True,
             **options,
         )
-        return await retrying(fn)
+
+        async def attempt() -> T:
+            # tenacity awaits only coroutine functions; `fn` may be a lambda returning an awaitable.
+            return await fn()
+
+        return await retrying(attempt)

@@ -50,19 +50,19 @@ class StepRuntime:
     """One step's state inside one run."""
 
     __slots__ = (
-        "plan",
-        "step",
-        "name",
-        "units",
-        "outputs",
-        "trigger",
-        "pending",
         "blocked",
-        "running",
-        "concurrency",
         "capacity",
+        "concurrency",
         "context",
         "fired",
+        "name",
+        "outputs",
+        "pending",
+        "plan",
+        "running",
+        "step",
+        "trigger",
+        "units",
     )
 
     def __init__(self, plan: StepPlan, run: Run) -> None:
@@ -78,9 +78,7 @@ class StepRuntime:
             else t.clone(f"{step.name}.{port}")
             for port, t in step.inputs.items()
         }
-        self.outputs: dict[str, DataUnit] = {
-            port: t.clone(f"{step.name}.{port}") for port, t in step.outputs.items()
-        }
+        self.outputs: dict[str, DataUnit] = {port: t.clone(f"{step.name}.{port}") for port, t in step.outputs.items()}
         self.trigger: TriggerState = step.trigger.arm(self.units, step.required_inputs, plan.connected)
         self.pending: deque[Snapshot] = deque()
         self.blocked: deque[tuple[Snapshot, asyncio.Future[None]]] = deque()
@@ -250,9 +248,7 @@ class Run:
 
     async def wait_idle(self, *, timers: bool = True) -> None:
         """Wait until no worker (and, with `timers`, no timer) is busy, or the run failed."""
-        while (self._active > 0 or (timers and self._timers > 0)) and (
-            self._error is None or self._active > 0
-        ):
+        while (self._active > 0 or (timers and self._timers > 0)) and (self._error is None or self._active > 0):
             if self._idle is None or self._idle.done():
                 self._idle = asyncio.get_running_loop().create_future()
             try:
@@ -392,9 +388,8 @@ class Run:
         for name, value in result.items():
             unit = outputs.get(name)
             if unit is None:
-                raise RunError(
-                    f"step {sr.name!r} returned an unknown output {name!r} (its outputs: {', '.join(outputs) or 'none'})"
-                )
+                known = ", ".join(outputs) or "none"
+                raise RunError(f"step {sr.name!r} returned an unknown output {name!r} (its outputs: {known})")
             if unit.kind == "file":
                 await unit.set(value)
             else:

@@ -180,7 +180,7 @@ def _signature_units(
         default = MISSING if parameter.default is parameter.empty else parameter.default
         inputs[parameter.name] = DataUnit(parameter.name, hints.get(parameter.name), default=default)
 
-    returns = hints.get("return", None) if "return" in hints else MISSING
+    returns = hints.get("return") if "return" in hints else MISSING
     if isinstance(outputs, str):
         return inputs, {outputs: DataUnit(outputs, None if returns is MISSING else returns)}, "single"
     if outputs is not None:

@@ -19,7 +19,7 @@ Snapshot = dict[str, Any]
 class TriggerState:
     """Per-run state of a trigger. `offer` is called once per value that reaches an input."""
 
-    __slots__ = ("units", "required")
+    __slots__ = ("required", "units")
 
     def __init__(self, units: Mapping[str, DataUnit], required: tuple[str, ...]) -> None:
         self.units = units
@@ -48,9 +48,7 @@ class Trigger:
     #: Whether values reaching the inputs can fire the step (False for timer and manual triggers).
     fires_on_input = True
 
-    def arm(
-        self, units: Mapping[str, DataUnit], required: tuple[str, ...], connected: tuple[str, ...]
-    ) -> TriggerState:
+    def arm(self, units: Mapping[str, DataUnit], required: tuple[str, ...], connected: tuple[str, ...]) -> TriggerState:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -76,7 +74,7 @@ class OnUpdate(Trigger):
 
 
 class _AllDataState(TriggerState):
-    __slots__ = ("waiting", "connected")
+    __slots__ = ("connected", "waiting")
 
     def __init__(self, units: Mapping[str, DataUnit], required: tuple[str, ...], connected: tuple[str, ...]):
         super().__init__(units, required)

@@ -151,7 +151,7 @@ def _unbounded_cycles(steps: Mapping[str, Step], edges: list[tuple[str, str, Lin
         stack.append(node)
         for nxt in graph[node]:
             if state.get(nxt) == 1:
-                cycle = stack[stack.index(nxt) :] + [nxt]
+                cycle = [*stack[stack.index(nxt) :], nxt]
                 problems.append(
                     Problem(
                         "links",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from .context import current_context
 from .data_units import MISSING, DataUnit
 from .errors import RunError, WorkflowValidationError
 from .events import EventSink, RunEvent
+from .executors import DEFAULT_EXECUTOR, Executor
 from .links import ConditionalLink, Link, QueueLink, TransformLink
 from .plan import Plan, compile_plan
 from .run import Run
@@ -42,6 +44,8 @@ class Workflow(Step):
         self.steps: dict[str, Step] = {}
         self.links: list[Link] = []
         self.clock = clock
+        #: Executors this workflow owns (created by the config loader); closed by `aclose`.
+        self.executors: list[Executor] = []
         self._plan: Plan | None = None
         for s in steps:
             self.add(s)
@@ -119,7 +123,7 @@ class Workflow(Step):
         When a step has several outputs or inputs, units with the same name are linked.
         """
         added = [self.add(s) if not isinstance(s, Step) or s.name not in self.steps else s for s in steps]
-        for previous, following in zip(added, added[1:], strict=False):
+        for previous, following in itertools.pairwise(added):
             for source, target in _match_units(previous, following):
                 self.link(f"{previous.name}.{source}", f"{following.name}.{target}")
         return self
@@ -222,6 +226,28 @@ class Workflow(Step):
         values = {n: u.default for n, u in self.inputs.items() if u.default is not MISSING and n not in inputs}
         values.update(inputs)
         return await run.execute(values)
+
+    async def aclose(self) -> None:
+        """Close the executors used by this workflow's steps (pools, clusters), nested ones too."""
+        seen: set[int] = set()
+        for executor in [*self.executors, *self._step_executors()]:
+            if id(executor) not in seen and executor is not DEFAULT_EXECUTOR:
+                seen.add(id(executor))
+                await executor.aclose()
+
+    def _step_executors(self) -> list[Executor]:
+        found: list[Executor] = []
+        for s in self.steps.values():
+            found.append(s.executor)
+            if isinstance(s, Workflow):
+                found.extend([*s.executors, *s._step_executors()])
+        return found
+
+    async def __aenter__(self) -> Workflow:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def start(self, *, on_event: EventSink | None = None) -> WorkflowHandle:
         """A long-lived run: triggers stay armed until stopped. Use `async with wf.start() as h:`."""

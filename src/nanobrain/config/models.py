@@ -1,0 +1,121 @@
+"""The configuration schema, as pydantic models. The JSON Schema for editors comes from these."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class UnitConfig(_Strict):
+    """A data unit: `type` is a type expression (`str`, `list[int]`, `pkg.mod:Model`)."""
+
+    type: str | None = Field(None, description="Type of the values, e.g. str, list[int], pkg.mod:Model")
+    kind: Literal["memory", "string", "stream", "file"] = "memory"
+    default: Any = Field(None, description="Value used when nothing is linked or sent (makes the unit optional)")
+    maxsize: int | None = Field(None, ge=1, description="Stream units: buffer size before producers wait")
+    path: str | None = Field(None, description="File units: where the value is stored")
+    format: Literal["json", "text", "bytes"] = "json"
+    description: str = ""
+
+
+UnitDecl = str | UnitConfig | None
+
+
+class TriggerConfig(_Strict):
+    kind: Literal["on_update", "all_data_received", "all", "condition", "manual", "interval", "timer"]
+    seconds: float | None = Field(None, gt=0, description="interval: seconds between firings")
+    count: int | None = Field(None, ge=1, description="interval: how many firings")
+    immediately: bool = False
+    predicate: str | None = Field(None, description="condition: package.module:function over the inputs dict")
+
+
+TriggerDecl = Literal["on_update", "all_data_received", "all", "manual"] | TriggerConfig
+
+
+class RetryConfig(_Strict):
+    attempts: int = Field(3, ge=1)
+    initial: float = Field(0.1, ge=0)
+    multiplier: float = Field(2.0, ge=1)
+    max_wait: float = Field(10.0, ge=0)
+    jitter: float = Field(0.1, ge=0)
+    retry_on: list[str] = Field(
+        default_factory=lambda: ["Exception"],
+        description="Exception classes to retry: builtin names or package.module:Class",
+    )
+
+
+class ExecutorConfig(_Strict):
+    kind: Literal["inprocess", "thread", "process", "dask"]
+    max_workers: int | None = Field(None, ge=1)
+    address: str | None = Field(
+        None, description="dask: scheduler address like tcp://host:8786 (default: LocalCluster)"
+    )
+    n_workers: int = Field(2, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+    processes: bool = True
+
+
+ExecutorDecl = str | ExecutorConfig
+
+
+class StepConfig(_Strict):
+    """Options every step kind accepts."""
+
+    kind: str = "function"
+    description: str = ""
+    trigger: TriggerDecl | None = None
+    timeout: float | None = Field(None, gt=0, description="Seconds before the step is cancelled")
+    retry: RetryConfig | None = None
+    executor: ExecutorDecl | None = Field(None, description="inprocess, thread, process, dask, or a named executor")
+    concurrency: int = Field(1, ge=1, description="How many firings of this step may run at once")
+
+
+class FunctionStepConfig(StepConfig):
+    """A plain function (sync or async); inputs and outputs come from its signature."""
+
+    kind: Literal["function"] = "function"
+    function: str = Field(description="package.module:function")
+    outputs: str | list[str] | None = Field(None, description="Output name(s) when not derived from the return type")
+
+
+class ClassStepConfig(StepConfig):
+    """A Step subclass, constructed with `options` as keyword arguments."""
+
+    kind: Literal["class"] = "class"
+    class_: str = Field(alias="class", description="package.module:StepSubclass")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkflowStepConfig(StepConfig):
+    """A nested workflow: another file (relative to this one) or an inline definition."""
+
+    kind: Literal["workflow"] = "workflow"
+    file: str | None = None
+    workflow: dict[str, Any] | None = None
+
+
+class LinkConfig(_Strict):
+    source: str = Field(alias="from", description="step.output or inputs.NAME")
+    target: str = Field(alias="to", description="step.input or outputs.NAME")
+    transform: str | None = Field(None, description="package.module:function applied to each value")
+    when: str | None = Field(None, description="package.module:predicate; the value travels only when it is true")
+    maxsize: int | None = Field(None, ge=1, description="Make this a bounded queue link")
+    max_iterations: int | None = Field(None, ge=1, description="Bound for a link that closes a cycle")
+
+
+class WorkflowConfig(_Strict):
+    """A workflow document."""
+
+    kind: Literal["workflow"] = "workflow"
+    name: str = Field(min_length=1)
+    description: str = ""
+    inputs: dict[str, UnitDecl] = Field(default_factory=dict)
+    outputs: dict[str, UnitDecl] = Field(default_factory=dict)
+    executors: dict[str, ExecutorConfig] = Field(default_factory=dict)
+    steps: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Steps by name; see step kinds")
+    links: list[LinkConfig] = Field(default_factory=list)

@@ -1,0 +1,27 @@
+"""The JSON Schema of workflow documents, for editors (`nanobrain schema`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import WorkflowConfig
+from .registry import STEP_KINDS
+
+
+def json_schema() -> dict[str, Any]:
+    """The workflow document schema; `steps` accepts every registered step kind."""
+    from . import loader  # noqa: F401  (registers the built-in kinds)
+
+    schema = WorkflowConfig.model_json_schema(by_alias=True)
+    defs = schema.setdefault("$defs", {})
+    variants = []
+    for kind in STEP_KINDS.values():
+        sub = kind.model.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        name = kind.model.__name__
+        defs[name] = sub
+        variants.append({"$ref": f"#/$defs/{name}"})
+    schema["properties"]["steps"]["additionalProperties"] = {"anyOf": variants}
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "NanoBrain workflow"
+    return schema
