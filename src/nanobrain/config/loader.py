@@ -420,6 +420,9 @@ def _build_nested(config: WorkflowStepConfig, build: _StepBuild) -> Step | None:
 register_step_kind("function", FunctionStepConfig, _build_function)
 register_step_kind("class", ClassStepConfig, _build_class)
 register_step_kind("workflow", WorkflowStepConfig, _build_nested)
+# Kinds from other packages register on import; importing them here keeps `kind: agent` working
+# without the user importing nanobrain.agents first.
+from ..agents import config as _agent_config  # noqa: E402, F401
 
 
 def _link(config: LinkConfig, location: Location, ctx: BuildContext) -> Link | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .events import Custom, EventSink, RunEvent, Token
@@ -15,6 +15,8 @@ class StepContext:
     step: str
     path: str
     sink: EventSink | None
+    #: Counters shared by a run and the runs nested in it (for example language-model tokens).
+    usage: dict[str, int] = field(default_factory=dict)
 
     @property
     def streaming(self) -> bool:
@@ -24,6 +26,12 @@ class StepContext:
     def emit(self, event: RunEvent) -> None:
         if self.sink is not None:
             self.sink(event)
+
+    def add_usage(self, **counts: int) -> None:
+        """Add to the run's usage counters (`prompt_tokens=12, completion_tokens=30`)."""
+        usage = self.usage
+        for name, count in counts.items():
+            usage[name] = usage.get(name, 0) + count
 
     def token(self, text: str) -> None:
         """Report a piece of streamed text."""

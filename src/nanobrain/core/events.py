@@ -42,6 +42,8 @@ class RunStarted(RunEvent):
 class RunFinished(RunEvent):
     outputs: dict[str, Any] = field(default_factory=dict)
     duration: float = 0.0
+    #: Usage counters of the run, nested runs included (e.g. prompt_tokens, completion_tokens).
+    usage: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,18 @@ def new_run_id() -> str:
     return os.urandom(8).hex()
 
 
+def run_unit(template: DataUnit, name: str) -> DataUnit:
+    """The run's own copy of a declared unit.
+
+    Nobody drains a run's units as a stream: backpressure comes from the steps' pending-firing
+    capacity, so a stream declaration becomes a plain unit holding the latest value (a stream
+    copy would fill up after `maxsize` values and refuse the next one).
+    """
+    if isinstance(template, StreamUnit):
+        return DataUnit(name, template.type, default=template.default)
+    return template.clone(name)
+
+
 class StepRuntime:
     """One step's state inside one run."""
 
@@ -70,22 +82,18 @@ class StepRuntime:
         self.plan = plan
         self.step = step
         self.name = step.name
-        # Stream ports get their backpressure from the step's pending-firing capacity, so the
-        # run keeps only the latest value in a plain unit.
-        self.units: dict[str, DataUnit] = {
-            port: DataUnit(f"{step.name}.{port}", t.type, default=t.default)
-            if isinstance(t, StreamUnit)
-            else t.clone(f"{step.name}.{port}")
-            for port, t in step.inputs.items()
+        # Stream ports get their backpressure from the step's pending-firing capacity (see run_unit).
+        self.units: dict[str, DataUnit] = {port: run_unit(t, f"{step.name}.{port}") for port, t in step.inputs.items()}
+        self.outputs: dict[str, DataUnit] = {
+            port: run_unit(t, f"{step.name}.{port}") for port, t in step.outputs.items()
         }
-        self.outputs: dict[str, DataUnit] = {port: t.clone(f"{step.name}.{port}") for port, t in step.outputs.items()}
         self.trigger: TriggerState = step.trigger.arm(self.units, step.required_inputs, plan.connected)
         self.pending: deque[Snapshot] = deque()
         self.blocked: deque[tuple[Snapshot, asyncio.Future[None]]] = deque()
         self.running = 0
         self.concurrency = step.concurrency
         self.capacity = plan.capacity
-        self.context = StepContext(run.run_id, step.name, f"{run.path}/{step.name}", run.sink)
+        self.context = StepContext(run.run_id, step.name, f"{run.path}/{step.name}", run.sink, run.usage)
         self.fired = 0
 
 
@@ -102,14 +110,17 @@ class Run:
         path: str = "",
         clock: Clock | None = None,
         run_id: str | None = None,
+        usage: dict[str, int] | None = None,
     ) -> None:
         self.plan = plan
+        #: Usage counters, shared with the parent run when this run is nested.
+        self.usage: dict[str, int] = {} if usage is None else usage
         self.run_id = run_id or new_run_id()
         self.path = path or plan.name
         self.sink = sink
         self.clock = clock
-        self.inputs = {name: unit.clone(f"inputs.{name}") for name, unit in inputs.items()}
-        self.outputs = {name: unit.clone(f"outputs.{name}") for name, unit in outputs.items()}
+        self.inputs = {name: run_unit(unit, f"inputs.{name}") for name, unit in inputs.items()}
+        self.outputs = {name: run_unit(unit, f"outputs.{name}") for name, unit in outputs.items()}
         self.steps = [StepRuntime(sp, self) for sp in plan.steps]
         self.link_counts = [0] * plan.bounded_links
         self.started = 0.0
@@ -192,7 +203,15 @@ class Run:
             raise
         outputs = self.output_values()
         if sink is not None:
-            sink(RunFinished(self.run_id, self.path, outputs=outputs, duration=time.perf_counter() - self.started))
+            sink(
+                RunFinished(
+                    self.run_id,
+                    self.path,
+                    outputs=outputs,
+                    duration=time.perf_counter() - self.started,
+                    usage=dict(self.usage),
+                )
+            )
         return outputs
 
     async def send(self, values: Mapping[str, Any], *, drive: bool = True) -> None:

@@ -177,7 +177,9 @@ class Workflow(Step):
         if missing:
             raise RunError(f"workflow {self.name!r} needs input {', '.join(map(repr, missing))}")
 
-    def new_run(self, *, on_event: EventSink | None = None, path: str = "") -> Run:
+    def new_run(
+        self, *, on_event: EventSink | None = None, path: str = "", usage: dict[str, int] | None = None
+    ) -> Run:
         """A fresh run with its own state (for callers that drive it themselves)."""
         return Run(
             self.plan(),
@@ -186,6 +188,7 @@ class Workflow(Step):
             sink=on_event,
             path=path or self.name,
             clock=self.clock,
+            usage=usage,
         )
 
     async def invoke(self, inputs: Mapping[str, Any], *, on_event: EventSink | None = None) -> dict[str, Any]:
@@ -222,6 +225,7 @@ class Workflow(Step):
         run = self.new_run(
             on_event=context.sink if context else None,
             path=context.path if context else self.name,
+            usage=context.usage if context else None,
         )
         values = {n: u.default for n, u in self.inputs.items() if u.default is not MISSING and n not in inputs}
         values.update(inputs)

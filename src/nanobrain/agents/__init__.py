@@ -1,0 +1,1 @@
+"""Agents: steps backed by a language model with tools."""

@@ -1,0 +1,228 @@
+"""`Agent`: a step that asks a language model, runs the tools it calls, and returns its answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import string
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..core.context import StepContext, current_context
+from ..core.data_units import DataUnit
+from ..core.errors import NanoBrainError
+from ..core.steps import Step
+from ..llm.messages import ChatRequest, Completion, Finished, Message, TextDelta, ToolCall
+from ..llm.provider import Provider
+from ..llm.tools import Tool, as_tool
+
+
+class AgentError(NanoBrainError):
+    """The agent could not produce an answer (round limit, invalid structured output)."""
+
+
+class ConversationMemory:
+    """Recent turns per session, in memory (persistent history is a separate component)."""
+
+    def __init__(self, max_messages: int = 50) -> None:
+        self.max_messages = max_messages
+        self._sessions: dict[str, deque[Message]] = {}
+
+    def messages(self, session: str) -> list[Message]:
+        return list(self._sessions.get(session, ()))
+
+    def add(self, session: str, *messages: Message) -> None:
+        self._sessions.setdefault(session, deque(maxlen=self.max_messages)).extend(messages)
+
+    def clear(self, session: str | None = None) -> None:
+        if session is None:
+            self._sessions.clear()
+        else:
+            self._sessions.pop(session, None)
+
+
+class Agent(Step):
+    """A language-model step with tools.
+
+    Inputs are the fields of the `prompt` template (`"{message}"` by default) plus an optional
+    `session` that selects the conversation memory. The output `reply` is the answer's text, or
+    an instance of `output_type` when one is given (the answer must validate against it; an
+    invalid answer is sent back for correction at most `max_reasks` times).
+    """
+
+    def __init__(
+        self,
+        name: str = "agent",
+        *,
+        model: Provider | str | None = None,
+        system: str = "",
+        prompt: str = "{message}",
+        tools: Iterable[Tool | Step | Any] = (),
+        max_rounds: int = 8,
+        output_type: type[BaseModel] | None = None,
+        max_reasks: int = 2,
+        memory: ConversationMemory | bool = True,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        **options: Any,
+    ) -> None:
+        fields = _template_fields(prompt, name)
+        inputs: dict[str, Any] = {field: DataUnit(field, None) for field in fields}
+        inputs["session"] = DataUnit("session", str | None, default=None)
+        super().__init__(name, inputs=inputs, outputs={"reply": output_type or str}, **options)
+        if max_rounds < 1:
+            raise ValueError(f"agent {name!r}: max_rounds must be at least 1")
+        self._model = model
+        self.system = system
+        self.prompt = prompt
+        self.tools: dict[str, Tool] = {}
+        for t in tools:
+            converted = as_tool(t)
+            if converted.name in self.tools:
+                raise ValueError(f"agent {name!r}: two tools are named {converted.name!r}")
+            self.tools[converted.name] = converted
+        self.max_rounds = max_rounds
+        self.output_type = output_type
+        self.max_reasks = max_reasks
+        self.memory = ConversationMemory() if memory is True else (memory or None)
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.description = self.description or f"Agent {name}"
+
+    @property
+    def model(self) -> Provider:
+        """The provider, resolved on first use (a model string or NANOBRAIN_MODEL)."""
+        if not isinstance(self._model, Provider):
+            from ..llm.selection import resolve_model
+
+            self._model = resolve_model(self._model)
+        return self._model
+
+    async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any]:
+        reply = await self.ask(**inputs)
+        return {"reply": reply}
+
+    async def ask(self, session: str | None = None, **fields: Any) -> Any:
+        """Answer one prompt (the template filled with `fields`), running tools as the model asks."""
+        text = self.prompt.format(**{k: "" if v is None else v for k, v in fields.items()})
+        history = self.memory.messages(session or "") if self.memory else []
+        messages: list[Message] = [Message.system(self._system_prompt())] if self._system_prompt() else []
+        messages += history
+        turn = [Message.user(text)]
+        context = current_context()
+        reasks = 0
+        for _round in range(self.max_rounds):
+            completion = await self._complete(messages + turn, context)
+            message = completion.message
+            if message.tool_calls:
+                turn.append(message)
+                turn.extend(await self._run_tools(message.tool_calls, context))
+                continue
+            if self.output_type is None:
+                turn.append(message)
+                self._remember(session, turn)
+                return message.content
+            try:
+                value = self.output_type.model_validate_json(_json_part(message.content))
+            except ValidationError as exc:
+                if reasks >= self.max_reasks:
+                    raise AgentError(
+                        f"agent {self.name!r}: the answer did not match {self.output_type.__name__} "
+                        f"after {reasks} correction(s): {exc.errors()[0]['msg']}"
+                    ) from exc
+                reasks += 1
+                turn += [message, Message.user(_correction(exc, self.output_type))]
+                continue
+            turn.append(message)
+            self._remember(session, turn)
+            return value
+        raise AgentError(f"agent {self.name!r} did not finish within {self.max_rounds} model round(s)")
+
+    def _system_prompt(self) -> str:
+        if self.output_type is None:
+            return self.system
+        schema = json.dumps(self.output_type.model_json_schema())
+        return (self.system + "\n\n" if self.system else "") + f"Answer with JSON matching this schema: {schema}"
+
+    def _remember(self, session: str | None, turn: list[Message]) -> None:
+        if self.memory is not None:
+            self.memory.add(session or "", *turn)
+
+    def _request(self, messages: Sequence[Message]) -> ChatRequest:
+        return ChatRequest(
+            tuple(messages),
+            tools=tuple(t.spec for t in self.tools.values()),
+            response_schema=self.output_type.model_json_schema() if self.output_type and not self.tools else None,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+        )
+
+    async def _complete(self, messages: Sequence[Message], context: StepContext | None) -> Completion:
+        model = self.model
+        request = self._request(messages)
+        if context is not None and context.streaming:
+            completion: Completion | None = None
+            async for chunk in model.stream(request):
+                if isinstance(chunk, TextDelta):
+                    context.token(chunk.text)
+                elif isinstance(chunk, Finished):
+                    completion = chunk.completion
+            if completion is None:
+                raise AgentError(f"agent {self.name!r}: the model's stream ended without a final message")
+        else:
+            completion = await model.complete(request)
+        if context is not None:
+            usage = completion.usage
+            context.add_usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+            context.report(
+                "llm_call",
+                model=completion.model or model.label,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                tool_calls=[c.name for c in completion.message.tool_calls],
+            )
+        return completion
+
+    async def _run_tools(self, calls: Sequence[ToolCall], context: StepContext | None) -> list[Message]:
+        async def run(call: ToolCall) -> Message:
+            tool = self.tools.get(call.name)
+            if tool is None:
+                known = ", ".join(self.tools) or "none"
+                return Message.tool(call, f"there is no tool named {call.name!r} (tools: {known})", is_error=True)
+            result = await tool.call(call.arguments)
+            if context is not None:
+                context.report("tool_call", tool=call.name, arguments=call.arguments, is_error=result.is_error)
+            return Message.tool(call, result.content, is_error=result.is_error)
+
+        return list(await asyncio.gather(*(run(c) for c in calls)))
+
+
+def _template_fields(prompt: str, agent: str) -> list[str]:
+    fields = []
+    for _, field, _, _ in string.Formatter().parse(prompt):
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise ValueError(f"agent {agent!r}: prompt field {{{field}}} must be a plain name")
+        if field not in fields:
+            fields.append(field)
+    if "session" in fields:
+        raise ValueError(f"agent {agent!r}: 'session' is reserved and cannot be a prompt field")
+    return fields
+
+
+def _json_part(text: str) -> str:
+    """The JSON object in an answer (models sometimes wrap it in prose or code fences)."""
+    start, end = text.find("{"), text.rfind("}")
+    return text[start : end + 1] if 0 <= start < end else text
+
+
+def _correction(exc: ValidationError, output_type: type[BaseModel]) -> str:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}" for e in exc.errors()[:5])
+    return (
+        f"Your answer did not match the required format ({problems}). Reply again with only a JSON "
+        f"object matching this schema: {json.dumps(output_type.model_json_schema())}"
+    )

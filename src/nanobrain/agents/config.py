@@ -1,0 +1,73 @@
+"""`kind: agent` in workflow documents."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from ..config.models import StepConfig
+from ..config.registry import register_step_kind
+from ..core.steps import Step
+
+
+class AgentStepConfig(StepConfig):
+    """A language-model step with tools."""
+
+    kind: Literal["agent"] = "agent"  # type: ignore[assignment]
+    model: str | None = Field(None, description="local, openai:MODEL, anthropic:MODEL, ... (default: NANOBRAIN_MODEL)")
+    system: str = ""
+    prompt: str = Field("{message}", description="Template; its {fields} become the step's inputs")
+    tools: list[str] = Field(default_factory=list, description="package.module:function (or a step) for each tool")
+    max_rounds: int = Field(8, ge=1)
+    output_type: str | None = Field(None, description="package.module:PydanticModel the answer must match")
+    max_reasks: int = Field(2, ge=0)
+    memory: bool = True
+    temperature: float | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=1)
+
+
+def build_agent(config: AgentStepConfig, build: Any) -> Step | None:
+    from pydantic import BaseModel
+
+    from .agent import Agent
+
+    tools = []
+    for i, reference in enumerate(config.tools):
+        target = build.callable(reference, f"tools[{i}]", "a tool function or step")
+        if target is not None:
+            tools.append(target)
+    output_type = None
+    if config.output_type:
+        output_type = build.callable(config.output_type, "output_type", "a pydantic model class")
+        if output_type is not None and not (isinstance(output_type, type) and issubclass(output_type, BaseModel)):
+            build.problem("output_type", f"{config.output_type!r} is not a pydantic model class")
+            return None
+    if config.model is not None:
+        # Resolve now so that a bad model string is a config error, not a failure mid-run.
+        from ..llm.selection import resolve_model
+
+        try:
+            model: Any = resolve_model(config.model)
+        except Exception as exc:
+            build.problem("model", str(exc))
+            return None
+    else:
+        model = None
+    return Agent(
+        build.name,
+        model=model,
+        system=config.system,
+        prompt=config.prompt,
+        tools=tools,
+        max_rounds=config.max_rounds,
+        output_type=output_type,
+        max_reasks=config.max_reasks,
+        memory=config.memory,
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+        **build.options(config),
+    )
+
+
+register_step_kind("agent", AgentStepConfig, build_agent)

@@ -1,0 +1,136 @@
+"""The provider interface: one `complete` and one `stream` call, like httpx's transport.
+
+A provider turns a `ChatRequest` into a `Completion`. `stream` yields text and tool-call deltas
+and ends with `Finished` carrying the whole completion and its usage. Implementations need only
+`stream`; `complete` collects it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..core.retry import RetryPolicy
+from .errors import ProviderError, ProviderTimeout, RateLimited, ServerError, Unreachable
+from .messages import ChatRequest, Completion, Finished, Message, StreamChunk, TextDelta, ToolCall, ToolCallDelta
+
+
+class Provider:
+    """Base class of language-model providers."""
+
+    #: Short name used in errors and events: "openai", "anthropic", "local", "scripted".
+    provider = "provider"
+
+    def __init__(self, model: str = "") -> None:
+        self.model = model
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """One answer, whole."""
+        return await collect(self.stream(request))
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        """The answer as it is generated; the last chunk is `Finished`."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement stream()")
+
+    async def aclose(self) -> None:
+        """Release connections or loaded models."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}:{self.model}" if self.model else self.provider
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.model!r})"
+
+
+async def collect(chunks: AsyncIterator[StreamChunk]) -> Completion:
+    """Assemble a stream into a Completion (uses `Finished` when the stream provides one)."""
+    text: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    async for chunk in chunks:
+        if isinstance(chunk, Finished):
+            return chunk.completion
+        if isinstance(chunk, TextDelta):
+            text.append(chunk.text)
+        elif isinstance(chunk, ToolCallDelta):
+            call = calls.setdefault(chunk.index, {"id": None, "name": "", "arguments": ""})
+            call["id"] = chunk.id or call["id"]
+            call["name"] += chunk.name or ""
+            call["arguments"] += chunk.arguments
+    tool_calls = tuple(
+        ToolCall(c["id"] or f"call_{i}", c["name"], parse_arguments(c["arguments"], c["name"]))
+        for i, c in sorted(calls.items())
+    )
+    return Completion(Message.assistant("".join(text), tool_calls))
+
+
+def parse_arguments(text: str, tool: str) -> dict[str, Any]:
+    """Tool-call arguments as a dict; malformed JSON becomes a BadRequest-like error the agent reports."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProviderError(f"model sent malformed JSON arguments for tool {tool!r}: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProviderError(f"model sent arguments for tool {tool!r} that are not a JSON object")
+    return value
+
+
+RETRYABLE = (RateLimited, ProviderTimeout, ServerError, Unreachable)
+
+
+class ResilientProvider(Provider):
+    """Wraps a provider with a per-call timeout (that cancels the request) and retries.
+
+    Only retryable errors (rate limits, timeouts, server errors, unreachable endpoints) are
+    retried, with exponential backoff. A stream is retried only before its first chunk.
+    """
+
+    def __init__(self, inner: Provider, *, timeout: float | None = 120.0, retry: RetryPolicy | None = None) -> None:
+        super().__init__(inner.model)
+        self.inner = inner
+        self.provider = inner.provider
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy(attempts=3, initial=0.5, max_wait=8.0, jitter=0.25, retry_on=RETRYABLE)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        async def attempt() -> Completion:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await self.inner.complete(request)
+            except TimeoutError:
+                raise ProviderTimeout(f"no answer within {self.timeout:g}s", provider=self.provider) from None
+
+        return await self.retry.call(attempt)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+        attempts = 0
+        while True:
+            attempts += 1
+            started = False
+            try:
+                iterator = self.inner.stream(request).__aiter__()
+                while True:
+                    try:
+                        async with asyncio.timeout(self.timeout):
+                            chunk = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        return
+                    except TimeoutError:
+                        raise ProviderTimeout(f"stream stalled for {self.timeout:g}s", provider=self.provider) from None
+                    started = True
+                    yield chunk
+            except RETRYABLE:
+                if started or attempts >= self.retry.attempts:
+                    raise
+                policy = self.retry
+                await asyncio.sleep(min(policy.max_wait, policy.initial * policy.multiplier ** (attempts - 1)))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __repr__(self) -> str:
+        return f"ResilientProvider({self.inner!r})"

@@ -1,0 +1,141 @@
+"""The provider interface: stream collection, the resilient wrapper, model selection, the scripted model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+import nanobrain as nb
+from nanobrain.llm import (
+    AuthError,
+    ChatRequest,
+    Finished,
+    Message,
+    ModelNotConfigured,
+    Provider,
+    RateLimited,
+    ResilientProvider,
+    ScriptedModel,
+    ServerError,
+    StreamChunk,
+    TextDelta,
+    ToolCallDelta,
+    call,
+    collect,
+    resolve_model,
+)
+from nanobrain.llm.errors import ProviderTimeout
+
+REQUEST = ChatRequest((Message.user("hi"),))
+FAST_RETRY = nb.RetryPolicy(attempts=3, initial=0, jitter=0, retry_on=(RateLimited, ServerError, ProviderTimeout))
+
+
+async def test_collect_assembles_text_and_tool_call_deltas() -> None:
+    async def chunks() -> AsyncIterator[StreamChunk]:
+        yield TextDelta("Hel")
+        yield TextDelta("lo")
+        yield ToolCallDelta(0, "c1", "add", '{"a": ')
+        yield ToolCallDelta(0, None, None, "1}")
+        yield ToolCallDelta(1, "c2", "neg", "")
+
+    completion = await collect(chunks())
+    assert completion.message.content == "Hello"
+    assert [(c.id, c.name, c.arguments) for c in completion.message.tool_calls] == [
+        ("c1", "add", {"a": 1}),
+        ("c2", "neg", {}),
+    ]
+
+
+async def test_scripted_stream_matches_complete_and_records_requests() -> None:
+    model = ScriptedModel(["one two three four", call("add", a=1)], chunk_size=5)
+    chunks = [c async for c in model.stream(REQUEST)]
+    assert [c.text for c in chunks if isinstance(c, TextDelta)] == ["one t", "wo th", "ree f", "our"]
+    assert isinstance(chunks[-1], Finished) and chunks[-1].completion.message.content == "one two three four"
+    completion = await model.complete(REQUEST)
+    assert completion.message.tool_calls[0].arguments == {"a": 1}
+    assert completion.finish_reason == "tool_calls"
+    assert model.requests == [REQUEST, REQUEST]
+
+
+class Flaky(Provider):
+    provider = "flaky"
+
+    def __init__(self, errors: list[BaseException], hang: float = 0.0) -> None:
+        super().__init__("flaky")
+        self.errors = errors
+        self.calls = 0
+        self.hang = hang
+
+    async def complete(self, request: ChatRequest):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.hang:
+            await asyncio.sleep(self.hang)
+        if self.errors:
+            raise self.errors.pop(0)
+        return await ScriptedModel(["fine"]).complete(request)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        yield TextDelta("fi")
+        yield TextDelta("ne")
+
+
+async def test_retryable_errors_are_retried_others_are_not() -> None:
+    flaky = Flaky([RateLimited("slow down"), ServerError("oops")])
+    assert (await ResilientProvider(flaky, retry=FAST_RETRY).complete(REQUEST)).message.content == "fine"
+    assert flaky.calls == 3
+
+    denied = Flaky([AuthError("bad key")])
+    with pytest.raises(AuthError):
+        await ResilientProvider(denied, retry=FAST_RETRY).complete(REQUEST)
+    assert denied.calls == 1
+
+
+async def test_timeout_cancels_the_call_and_is_retried_then_reported() -> None:
+    hanging = Flaky([], hang=10)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ProviderTimeout, match=r"no answer within 0\.05s"):
+        await ResilientProvider(hanging, timeout=0.05, retry=FAST_RETRY).complete(REQUEST)
+    assert hanging.calls == 3
+    assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_stream_is_retried_only_before_the_first_chunk() -> None:
+    flaky = Flaky([ServerError("down")])
+    chunks = [c async for c in ResilientProvider(flaky, retry=FAST_RETRY).stream(REQUEST)]
+    assert [c.text for c in chunks if isinstance(c, TextDelta)] == ["fi", "ne"]
+    assert flaky.calls == 2
+
+
+@pytest.mark.parametrize(
+    ("spec", "env", "message"),
+    [
+        ("openai:gpt-4o-mini", {}, "OPENAI_API_KEY"),
+        ("anthropic:claude-x", {}, "ANTHROPIC_API_KEY"),
+        ("openai-compatible:model-without-url", {}, "openai-compatible:MODEL@http"),
+        ("gpt5", {}, "unknown model 'gpt5'"),
+        ("local:/nonexistent/model.gguf", {}, "/nonexistent/model.gguf"),
+        ("openai:", {"OPENAI_API_KEY": "k"}, "needs a model name"),
+    ],
+)
+def test_model_strings_fail_with_instructions(
+    spec: str, env: dict[str, str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ModelNotConfigured) as caught:
+        resolve_model(spec)
+    assert message in str(caught.value)
+    assert "NANOBRAIN_MODEL" in str(caught.value) or "local" in str(caught.value)
+
+
+def test_nanobrain_model_variable_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NANOBRAIN_MODEL", "nonsense-model")
+    with pytest.raises(ModelNotConfigured, match="unknown model 'nonsense-model'"):
+        resolve_model(None)
