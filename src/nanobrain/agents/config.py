@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from ..config.models import StepConfig
 from ..config.registry import register_step_kind
 from ..core.steps import Step
+
+if TYPE_CHECKING:
+    from ..config.loader import StepBuild
 
 
 class AgentStepConfig(StepConfig):
@@ -27,7 +30,7 @@ class AgentStepConfig(StepConfig):
     max_tokens: int | None = Field(None, ge=1)
 
 
-def build_agent(config: AgentStepConfig, build: Any) -> Step | None:
+def build_agent(config: AgentStepConfig, build: StepBuild) -> Step | None:
     from pydantic import BaseModel
 
     from .agent import Agent
@@ -37,12 +40,15 @@ def build_agent(config: AgentStepConfig, build: Any) -> Step | None:
         target = build.callable(reference, f"tools[{i}]", "a tool function or step")
         if target is not None:
             tools.append(target)
-    output_type = None
+    output_type: type[BaseModel] | None = None
     if config.output_type:
-        output_type = build.callable(config.output_type, "output_type", "a pydantic model class")
-        if output_type is not None and not (isinstance(output_type, type) and issubclass(output_type, BaseModel)):
+        target = build.callable(config.output_type, "output_type", "a pydantic model class")
+        if target is None:
+            return None
+        if not (isinstance(target, type) and issubclass(target, BaseModel)):
             build.problem("output_type", f"{config.output_type!r} is not a pydantic model class")
             return None
+        output_type = target
     if config.model is not None:
         # Resolve now so that a bad model string is a config error, not a failure mid-run.
         from ..llm.selection import resolve_model

@@ -258,7 +258,7 @@ def _executor(decl: Any, location: Location, ctx: BuildContext) -> Executor | No
                 known = sorted({*EXECUTOR_KINDS, *ctx.named_executors})
                 ctx.problem(location, f"unknown executor {decl!r} (known: {', '.join(known)})")
                 return None
-            config = ExecutorConfig(kind=decl)  # type: ignore[arg-type]
+            config = ExecutorConfig.model_validate({"kind": decl})
     else:
         config = decl
         key = repr(config.model_dump())
@@ -313,7 +313,7 @@ def _build_step(name: str, raw: Any, ctx: BuildContext) -> Step | None:
         return None
     before = len(ctx.problems)
     try:
-        step = kind.build(config, _StepBuild(ctx, name, location))
+        step = kind.build(config, StepBuild(ctx, name, location))
     except (TypeError, ValueError, ImportError) as exc:
         ctx.problem(location, f"cannot build step: {exc}")
         return None
@@ -324,8 +324,8 @@ def _build_step(name: str, raw: Any, ctx: BuildContext) -> Step | None:
     return step
 
 
-class _StepBuild:
-    """Passed to step builders: the step's name and location, and the shared context."""
+class StepBuild:
+    """Passed to step builders (`register_step_kind`): the step's name and location, and the shared context."""
 
     def __init__(self, ctx: BuildContext, name: str, location: Location) -> None:
         self.ctx = ctx
@@ -363,7 +363,7 @@ class _StepBuild:
 
 
 # -- built-in step kinds ---------------------------------------------------------------------
-def _build_function(config: FunctionStepConfig, build: _StepBuild) -> Step | None:
+def _build_function(config: FunctionStepConfig, build: StepBuild) -> Step | None:
     fn = build.callable(config.function, "function", "a function")
     if fn is None:
         return None
@@ -382,7 +382,7 @@ def _configured(step: Step, options: dict[str, Any]) -> Step:
     return step
 
 
-def _build_class(config: ClassStepConfig, build: _StepBuild) -> Step | None:
+def _build_class(config: ClassStepConfig, build: StepBuild) -> Step | None:
     cls = build.callable(config.class_, "class", "a Step subclass")
     if cls is None:
         return None
@@ -394,7 +394,7 @@ def _build_class(config: ClassStepConfig, build: _StepBuild) -> Step | None:
     return step
 
 
-def _build_nested(config: WorkflowStepConfig, build: _StepBuild) -> Step | None:
+def _build_nested(config: WorkflowStepConfig, build: StepBuild) -> Step | None:
     if (config.file is None) == (config.workflow is None):
         build.problem("file", "a workflow step needs exactly one of `file` or `workflow`")
         return None

@@ -13,19 +13,19 @@ from .models import StepConfig
 
 if TYPE_CHECKING:
     from ..core.steps import Step
-    from .loader import BuildContext
+    from .loader import StepBuild
 
 
 @dataclass(frozen=True)
 class StepKind:
     name: str
     model: type[StepConfig]
-    build: Callable[[Any, BuildContext], Step]
+    build: Callable[[Any, StepBuild], Step | None]
 
 
 STEP_KINDS: dict[str, StepKind] = {}
 
 
-def register_step_kind(name: str, model: type[StepConfig], build: Callable[[Any, BuildContext], Step]) -> None:
+def register_step_kind(name: str, model: type[StepConfig], build: Callable[[Any, StepBuild], Step | None]) -> None:
     """Make `kind: NAME` available in workflow documents."""
     STEP_KINDS[name] = StepKind(name, model, build)

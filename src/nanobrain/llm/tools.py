@@ -10,7 +10,7 @@ import inspect
 import json
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +68,7 @@ class Tool:
 
     @classmethod
     def from_function(cls, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> Tool:
-        tool_name = name or getattr(fn, "__name__", "tool")
+        tool_name: str = name or getattr(fn, "__name__", None) or "tool"
         doc = inspect.getdoc(fn) or ""
         summary, param_docs = _parse_docstring(doc)
         try:
@@ -106,12 +106,13 @@ class Tool:
         async def run(**inputs: Any) -> Any:
             from ..core.workflow import Workflow
 
+            outputs: Mapping[str, Any] | None
             if isinstance(step, Workflow):
                 outputs = await step.invoke(inputs)
             else:
                 outputs = await step.process(inputs)
-            outputs = dict(outputs or {})
-            return next(iter(outputs.values())) if len(outputs) == 1 else outputs
+            values = dict(outputs or {})
+            return next(iter(values.values())) if len(values) == 1 else values
 
         return cls(name or step.name, description or step.description or step.name, model, run)
 
