@@ -196,7 +196,9 @@ def test_bad_references_and_types_are_reported_together(tmp_path: Path) -> None:
     assert "steps.c.function: 'tests.config.helpers_for_config:not_callable' is not callable" in text
     assert "steps.d.kind: unknown step kind 'agentt'" in text
     assert "links[0].transform" in text
-    assert len(problems) == 6
+    # The graph is still checked around the broken pieces: nothing feeds the output.
+    assert "outputs.result: workflow output 'result' is not produced by any link" in text
+    assert len(problems) == 7
 
 
 @pytest.mark.parametrize(
@@ -248,6 +250,41 @@ def test_graph_problems_carry_the_config_line(
     matching = [p for p in problems if expected in p.message]
     assert matching, [str(p) for p in problems]
     assert matching[0].line is not None and matching[0].file == str(path)
+
+
+def test_graph_is_checked_around_broken_steps_without_follow_on_errors(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"""
+        name: g
+        inputs: {{text: str}}
+        outputs: {{result: str}}
+        steps:
+          upper: {{function: "{H}:upper", colour: red}}
+          good: {{function: "{H}:upper"}}
+        links:
+          - {{from: inputs.text, to: upper.text}}
+          - {{from: inputs.text, to: good.text}}
+          - {{from: upper.result, to: outputs.result}}
+          - {{from: good.reslt, to: outputs.result}}
+        """,
+    )
+    problems = [(p.where, p.line) for p in problems_of(path)]
+    assert problems == [("steps.upper.colour", 5), ("links[3]", 11)]
+
+
+def test_one_bad_top_level_field_does_not_hide_step_problems(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"""
+        name: g
+        steps:
+          upper: {{function: "{H}:upper", timeout: 0}}
+        links:
+          - {{from: inputs.text, to: upper.text, max_iteration: 3}}
+        """,
+    )
+    assert sorted(p.where for p in problems_of(path)) == ["links[0].max_iteration", "steps.upper.timeout"]
 
 
 def test_unreachable_step_is_reported(tmp_path: Path) -> None:

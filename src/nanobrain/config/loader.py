@@ -116,25 +116,45 @@ def _build_workflow(raw: Any, ctx: BuildContext) -> Workflow | None:
         return None
     config = _validate(WorkflowConfig, data, (), ctx)
     if config is None:
+        # Still check each step on its own, so that one bad top-level field does not hide them.
+        if isinstance(data.get("steps"), dict):
+            for name, raw_step in data["steps"].items():
+                _build_step(name, raw_step, ctx)
         return None
     ctx.named_executors.update(config.executors)
     inputs = {name: _unit(name, decl, ("inputs", name), ctx) for name, decl in config.inputs.items()}
     outputs = {name: _unit(name, decl, ("outputs", name), ctx) for name, decl in config.outputs.items()}
     steps: list[Step] = []
+    broken: set[str] = set()  # steps that could not be built, or whose links could not
     for name, raw_step in config.steps.items():
         built = _build_step(name, raw_step, ctx)
-        if built is not None:
+        if built is None:
+            broken.add(name)
+        else:
             steps.append(built)
-    links = [link for i, lc in enumerate(config.links) if (link := _link(lc, ("links", i), ctx)) is not None]
-    if ctx.problems:
-        return None
+    links: list[Link] = []
+    for i, link_config in enumerate(config.links):
+        link = _link(link_config, ("links", i), ctx)
+        if link is None:
+            broken.update(endpoint.partition(".")[0] for endpoint in (link_config.source, link_config.target))
+        else:
+            links.append(link)
+    # Check the graph even when some pieces failed, leaving out what those pieces would cause.
     workflow = Workflow(
         config.name, inputs=inputs, outputs=outputs, steps=steps, links=links, description=config.description
     )
     for problem in workflow.problems():
-        ctx.problems.append(_locate(problem, config.links, ctx))
+        if not _caused_by(problem, broken):
+            ctx.problems.append(_locate(problem, config.links, ctx))
     workflow.executors = list(ctx.executors.values())
     return workflow if not ctx.problems else None
+
+
+def _caused_by(problem: Problem, broken: set[str]) -> bool:
+    return any(
+        f"'{name}'" in problem.message or problem.where.startswith(f"steps.{name}.") or f"{name}." in problem.where
+        for name in broken
+    )
 
 
 def _validate(model: type[BaseModel], data: Any, location: Location, ctx: BuildContext) -> Any:

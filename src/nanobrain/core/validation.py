@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,13 @@ def find_problems(
         where = f"links[{link.source} -> {link.target}]"
         source = endpoint_unit(link.source, "source", where)
         target = endpoint_unit(link.target, "target", where)
+        if target is not None:
+            # Count the target as fed even when the source is wrong: one mistake, one problem.
+            target_step, target_port = parse_endpoint(link.target)
+            if target_step == "outputs":
+                produced.add(target_port)
+            else:
+                connected.add((target_step, target_port))
         if source is None or target is None:
             continue
         source_type = _carried_type(link, source.type)
@@ -68,13 +76,8 @@ def find_problems(
                     f"but {link.target} expects {type_name(target.type)}",
                 )
             )
-        target_step, target_port = parse_endpoint(link.target)
         source_step, _ = parse_endpoint(link.source)
-        if target_step == "outputs":
-            produced.add(target_port)
-        else:
-            connected.add((target_step, target_port))
-        edges.append((source_step, target_step, link))
+        edges.append((source_step, parse_endpoint(link.target)[0], link))
 
     for name, step in steps.items():
         for port in step.required_inputs:
@@ -108,8 +111,12 @@ def _lookup(
 def _carried_type(link: Link, source_type: Any) -> Any:
     transform = getattr(link, "transform", None)
     if isinstance(link, TransformLink | ConditionalLink) and transform is not None:
-        annotations = getattr(transform, "__annotations__", {})
-        return annotations.get("return", None)  # unannotated transform: cannot tell, so allow
+        # Resolve the annotation: under `from __future__ import annotations` it is a string.
+        try:
+            hints = typing.get_type_hints(transform)
+        except Exception:  # not a plain function, or unresolvable names: cannot tell, so allow
+            return None
+        return hints.get("return", None)  # unannotated transform: cannot tell, so allow
     return source_type
 
 
