@@ -289,7 +289,11 @@ class FileUnit(DataUnit):
         self.format = format
         super().__init__(name, type, default=default)
         if self.path.exists():
-            self._value = self._check(self._read())
+            try:
+                stored = self._read()
+            except ValueError as exc:  # bad JSON or bad UTF-8: say which unit and file
+                raise ValueError(f"file unit {name!r}: cannot read {str(self.path)!r} as {format}: {exc}") from exc
+            self._value = self._check(stored)
 
     def clone(self, name: str | None = None) -> FileUnit:
         return FileUnit(name or self.name, self.type, path=self.path, format=self.format, default=self.default)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from concurrent.futures import Executor as _PoolExecutor
 from typing import Any
@@ -110,6 +112,43 @@ class ProcessExecutor(_PoolBackedExecutor):
 
         return ProcessPoolExecutor(self.max_workers, mp_context=multiprocessing.get_context("spawn"))
 
+    async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        return await super().run(_by_name_if_wrapped(fn), kwargs)
+
+
+def _by_name_if_wrapped(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn`, or a reference by name when a decorator such as `@step` replaced it in its module.
+
+    pickle sends a module-level function as `module.qualname`; after `@step` that name holds the
+    step (which keeps the function as `.fn`), so pickling the function itself would fail.
+    """
+    qualname = getattr(fn, "__qualname__", "")
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if module is None or "<locals>" in qualname:
+        return fn
+    holder: Any = module
+    for part in qualname.split("."):
+        holder = getattr(holder, part, None)
+    if holder is not fn and getattr(holder, "fn", None) is fn:
+        return _WrappedFunction(module.__name__, qualname)
+    return fn
+
+
+class _WrappedFunction:
+    """Calls `module.qualname.fn` where it is unpickled (in the worker process)."""
+
+    __slots__ = ("module", "qualname")
+
+    def __init__(self, module: str, qualname: str) -> None:
+        self.module = module
+        self.qualname = qualname
+
+    def __call__(self, **kwargs: Any) -> Any:
+        holder: Any = importlib.import_module(self.module)
+        for part in self.qualname.split("."):
+            holder = getattr(holder, part)
+        return holder.fn(**kwargs)
+
 
 class DaskExecutor(Executor):
     """Runs functions on a Dask cluster: a `LocalCluster` by default, or `address` like `tcp://host:8786`.
@@ -151,13 +190,16 @@ class DaskExecutor(Executor):
                         "the dask executor needs dask.distributed: pip install 'nanobrain[dask]'"
                     ) from None
                 if self.address is None:
+                    # Worker processes talk TCP on the loopback only; in-process workers use
+                    # Dask's inproc transport, which refuses a host (the cluster would not start).
+                    network = {"host": "127.0.0.1"} if self.processes else {}
                     self._cluster = await LocalCluster(
                         n_workers=self.n_workers,
                         threads_per_worker=self.threads_per_worker,
                         processes=self.processes,
-                        host="127.0.0.1",
                         dashboard_address=None,
                         asynchronous=True,
+                        **network,
                     )
                     self._client = await Client(self._cluster, asynchronous=True)
                 else:

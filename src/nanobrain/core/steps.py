@@ -62,8 +62,9 @@ class Step:
         description: str = "",
     ) -> None:
         self.name = name or _snake(type(self).__name__)
-        declared_in = inputs if inputs is not None else type(self).__dict__.get("inputs")
-        declared_out = outputs if outputs is not None else type(self).__dict__.get("outputs")
+        # Class-level declarations are inherited, so a subclass that only overrides process() keeps them.
+        declared_in = inputs if inputs is not None else getattr(type(self), "inputs", None)
+        declared_out = outputs if outputs is not None else getattr(type(self), "outputs", None)
         self.inputs = _units(declared_in)
         self.outputs = _units(declared_out)
         self.trigger: Trigger = trigger or AllDataReceived()
@@ -75,7 +76,9 @@ class Step:
         if concurrency < 1:
             raise ValueError(f"step {self.name!r}: concurrency must be at least 1, got {concurrency}")
         self.concurrency = concurrency
-        self.description = description or (inspect.getdoc(self) or "").split("\n\n")[0]
+        # The engine's own classes (FunctionStep, Workflow) document themselves, not the step.
+        own_doc = None if type(self).__module__.startswith("nanobrain.core.") else type(self).__doc__
+        self.description = description or inspect.cleandoc(own_doc or "").split("\n\n")[0]
 
     @property
     def required_inputs(self) -> tuple[str, ...]:

@@ -1,0 +1,202 @@
+"""Clocks (real and virtual) and the retry policy, with retry waits on a virtual clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nanobrain import Clock, RealClock, RetryPolicy, StepFailed, VirtualClock, Workflow, step
+
+
+async def settle(rounds: int = 20) -> None:
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+# -- clocks ------------------------------------------------------------------------------------
+
+
+async def test_real_clock_follows_the_event_loop():
+    clock: Clock = RealClock()
+    loop = asyncio.get_running_loop()
+    before = clock.now()
+    assert abs(before - loop.time()) < 1.0
+    await clock.sleep(0.01)
+    assert clock.now() - before >= 0.009
+
+
+async def test_virtual_clock_only_moves_when_advanced():
+    clock = VirtualClock(start=100.0)
+    assert clock.now() == 100.0
+    sleeper = asyncio.create_task(clock.sleep(5))
+    await settle()
+    assert clock.sleepers == 1
+    assert not sleeper.done()
+    await clock.advance(4.999)
+    assert not sleeper.done()
+    assert clock.now() == pytest.approx(104.999)
+    await clock.advance(0.001)
+    assert sleeper.done()
+    assert clock.now() == pytest.approx(105.0)
+    assert clock.sleepers == 0
+
+
+async def test_virtual_clock_wakes_sleepers_in_deadline_order_at_their_deadline():
+    clock = VirtualClock()
+    woke: list[tuple[str, float]] = []
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.sleep(seconds)
+        woke.append((name, clock.now()))
+
+    tasks = [asyncio.create_task(sleeper(n, s)) for n, s in (("c", 3.0), ("a", 1.0), ("b", 2.0), ("a2", 1.0))]
+    await settle()
+    await clock.advance(10.0)
+    await asyncio.gather(*tasks)
+    assert woke == [("a", 1.0), ("a2", 1.0), ("b", 2.0), ("c", 3.0)]
+    assert clock.now() == 10.0
+
+
+async def test_virtual_clock_lets_woken_tasks_sleep_again_within_one_advance():
+    clock = VirtualClock()
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        for _ in range(5):
+            await clock.sleep(1.0)
+            ticks.append(clock.now())
+
+    task = asyncio.create_task(ticker())
+    await clock.advance(3.5)
+    assert ticks == [1.0, 2.0, 3.0]
+    await clock.advance(10)
+    await task
+    assert ticks == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+async def test_virtual_clock_zero_sleep_yields_and_time_cannot_go_back():
+    clock = VirtualClock()
+    await asyncio.wait_for(clock.sleep(0), timeout=1)
+    await asyncio.wait_for(clock.sleep(-1), timeout=1)
+    assert clock.sleepers == 0
+    with pytest.raises(ValueError, match=r"backwards"):
+        await clock.advance(-1)
+
+
+async def test_cancelled_sleeper_is_not_counted():
+    clock = VirtualClock()
+    task = asyncio.create_task(clock.sleep(1))
+    await settle()
+    assert clock.sleepers == 1
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert clock.sleepers == 0
+    await clock.advance(2)  # waking a cancelled sleeper must not fail
+    assert clock.now() == 2
+
+
+# -- retry policy ------------------------------------------------------------------------------
+
+
+def test_retry_policy_checks_its_settings():
+    with pytest.raises(ValueError, match=r"attempts"):
+        RetryPolicy(attempts=0)
+    with pytest.raises(ValueError, match=r"negative"):
+        RetryPolicy(initial=-1)
+    with pytest.raises(ValueError, match=r"negative"):
+        RetryPolicy(jitter=-0.1)
+    policy = RetryPolicy()
+    assert (policy.attempts, policy.retry_on) == (3, (Exception,))
+
+
+async def test_retry_policy_call_waits_on_the_given_sleep_with_exponential_backoff():
+    waits: list[float] = []
+    calls = 0
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 4:
+            raise ConnectionError("later")
+        return "ok"
+
+    policy = RetryPolicy(attempts=4, initial=1.0, multiplier=2.0, max_wait=3.0, jitter=0)
+    assert await policy.call(flaky, sleep=record) == "ok"
+    assert calls == 4
+    assert waits == [1.0, 2.0, 3.0], "exponential, capped at max_wait"
+
+
+async def test_retry_jitter_stays_within_its_bound():
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def always() -> None:
+        raise ConnectionError
+
+    policy = RetryPolicy(attempts=6, initial=1.0, multiplier=1.0, max_wait=10.0, jitter=0.5)
+    with pytest.raises(ConnectionError):
+        await policy.call(always, sleep=record)
+    assert len(waits) == 5
+    assert all(1.0 <= w <= 1.5 for w in waits)
+
+
+async def test_retry_policy_does_not_retry_other_exceptions():
+    calls = 0
+
+    async def broken() -> None:
+        nonlocal calls
+        calls += 1
+        raise KeyError("no")
+
+    with pytest.raises(KeyError):
+        await RetryPolicy(attempts=5, initial=0, jitter=0, retry_on=(ConnectionError,)).call(broken)
+    assert calls == 1
+
+
+async def test_step_retry_waits_follow_the_workflow_clock():
+    clock = VirtualClock()
+    attempts: list[float] = []
+
+    @step(retry=RetryPolicy(attempts=3, initial=10.0, multiplier=2.0, max_wait=100.0, jitter=0))
+    def flaky(x: int) -> int:
+        attempts.append(clock.now())
+        if len(attempts) < 3:
+            raise ConnectionError("service unavailable")
+        return x
+
+    wf = Workflow.sequence(flaky, name="w", clock=clock)
+    run = asyncio.create_task(wf.run(x=1))
+    await settle()
+    assert attempts == [0.0]
+    await clock.advance(9.9)
+    assert attempts == [0.0], "no real time passes, and the virtual wait is not over yet"
+    await clock.advance(0.1)
+    assert attempts == [0.0, 10.0]
+    await clock.advance(20.0)
+    assert attempts == [0.0, 10.0, 30.0]
+    assert await asyncio.wait_for(run, timeout=5) == {"result": 1}
+
+
+async def test_step_retry_on_a_virtual_clock_gives_up_with_the_last_error():
+    clock = VirtualClock()
+    attempts = 0
+
+    @step(retry=RetryPolicy(attempts=2, initial=1.0, jitter=0))
+    def down(x: int) -> int:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionError(f"attempt {attempts}")
+
+    wf = Workflow.sequence(down, name="w", clock=clock)
+    run = asyncio.create_task(wf.run(x=1))
+    await clock.advance(5.0)
+    with pytest.raises(StepFailed) as info:
+        await asyncio.wait_for(run, timeout=5)
+    assert attempts == 2
+    assert str(info.value.__cause__) == "attempt 2"
