@@ -1,0 +1,1 @@
+"""Infrastructure: data (stores, history, sessions, export, cache), parallel processing, monitoring."""

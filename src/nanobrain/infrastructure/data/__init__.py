@@ -1,0 +1,1 @@
+"""Persistence on SQLite (default), PostgreSQL and Redis."""

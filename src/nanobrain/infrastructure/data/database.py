@@ -1,0 +1,241 @@
+"""One async SQL layer (SQLAlchemy 2): SQLite through aiosqlite, PostgreSQL through asyncpg.
+
+Each component (history, key-value, cache) versions its own tables: opening a database written
+by an older NanoBrain upgrades it inside a transaction; one written by a newer NanoBrain is
+refused with a clear message, never used silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from ...core.errors import NanoBrainError
+from .home import default_database_url
+
+
+class DatabaseError(NanoBrainError):
+    """The database cannot be used as asked (unreachable, wrong schema version, bad URL)."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """Brings `component` from `version - 1` to `version`."""
+
+    version: int
+    apply: Callable[[Any], Awaitable[None]]  # receives an AsyncConnection
+    description: str = ""
+
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class Database:
+    """An async database selected by URL.
+
+    `sqlite+aiosqlite:///path/file.db` (the default, under NANOBRAIN_HOME) or
+    `postgresql+asyncpg://user@host/db`. `schema` (PostgreSQL) keeps a deployment's or a test's
+    tables apart. SQLite runs in WAL mode so readers do not block the writer and committed
+    writes survive a killed process.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        schema: str | None = None,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        pool_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        echo: bool = False,
+    ) -> None:
+        self.url = url or default_database_url()
+        if schema is not None and not _SCHEMA_NAME.match(schema):
+            raise DatabaseError(f"schema name {schema!r} must be lowercase letters, digits and '_'")
+        self.schema = schema
+        self.pool_size = pool_size
+        self.max_overflow = max_overflow
+        self.pool_timeout = pool_timeout
+        self.connect_timeout = connect_timeout
+        self.echo = echo
+        self._engine: Any = None
+        self._ready: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.url.split("+", 1)[0].split(":", 1)[0]
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            self._engine = self._create_engine()
+        return self._engine
+
+    def _create_engine(self) -> Any:
+        from sqlalchemy import event
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        if self.dialect == "sqlite":
+            path = self.url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                from pathlib import Path
+
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(
+                self.url, echo=self.echo, connect_args={"timeout": self.connect_timeout}
+            )
+
+            @event.listens_for(engine.sync_engine, "connect")
+            def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.execute(f"PRAGMA busy_timeout={int(self.connect_timeout * 1000)}")
+                cursor.close()
+
+            return engine
+        if self.dialect == "postgresql":
+            connect_args: dict[str, Any] = {"timeout": self.connect_timeout}
+            if self.schema:
+                connect_args["server_settings"] = {"search_path": self.schema}
+            return create_async_engine(
+                self.url,
+                echo=self.echo,
+                pool_size=self.pool_size,
+                max_overflow=self.max_overflow,
+                pool_timeout=self.pool_timeout,
+                pool_pre_ping=True,
+                connect_args=connect_args,
+            )
+        raise DatabaseError(
+            f"unsupported database URL {self.url!r}: use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
+        )
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[Any]:
+        """A connection in a transaction, committed on success."""
+        await self._ensure_schema_exists()
+        try:
+            async with self.engine.begin() as connection:
+                yield connection
+        except OSError as exc:
+            raise DatabaseError(f"cannot reach the database at {self._safe_url()}: {exc}") from exc
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[Any]:
+        """A connection without an explicit transaction (reads)."""
+        await self._ensure_schema_exists()
+        try:
+            async with self.engine.connect() as connection:
+                yield connection
+        except OSError as exc:
+            raise DatabaseError(f"cannot reach the database at {self._safe_url()}: {exc}") from exc
+
+    async def _ensure_schema_exists(self) -> None:
+        if not self.schema or "__schema__" in self._ready or self.dialect != "postgresql":
+            return
+        from sqlalchemy import text
+
+        async with self._lock:
+            if "__schema__" not in self._ready:
+                async with self.engine.begin() as connection:
+                    await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+                self._ready.add("__schema__")
+
+    async def migrate(self, component: str, migrations: Sequence[Migration]) -> None:
+        """Bring `component`'s tables to the newest version (once per process and database)."""
+        if component in self._ready:
+            return
+        from sqlalchemy import text
+
+        target = max((m.version for m in migrations), default=0)
+        await self._ensure_schema_exists()
+        async with self._lock:
+            if component in self._ready:
+                return
+            async with self.engine.begin() as connection:
+                await connection.execute(
+                    text(
+                        "CREATE TABLE IF NOT EXISTS nanobrain_schema "
+                        "(component VARCHAR(64) PRIMARY KEY, version INTEGER NOT NULL)"
+                    )
+                )
+                if self.dialect == "postgresql":
+                    # Two processes upgrading at once must not both apply a migration.
+                    await connection.execute(text("LOCK TABLE nanobrain_schema IN EXCLUSIVE MODE"))
+                row = (
+                    await connection.execute(
+                        text("SELECT version FROM nanobrain_schema WHERE component = :c"), {"c": component}
+                    )
+                ).first()
+                current = row[0] if row else 0
+                if current > target:
+                    raise DatabaseError(
+                        f"the {component} tables in {self._safe_url()} are at schema version {current}, "
+                        f"written by a newer NanoBrain; this version knows up to {target}. Upgrade NanoBrain."
+                    )
+                for migration in sorted(migrations, key=lambda m: m.version):
+                    if migration.version > current:
+                        await migration.apply(connection)
+                if current < target:
+                    if row:
+                        await connection.execute(
+                            text("UPDATE nanobrain_schema SET version = :v WHERE component = :c"),
+                            {"v": target, "c": component},
+                        )
+                    else:
+                        await connection.execute(
+                            text("INSERT INTO nanobrain_schema (component, version) VALUES (:c, :v)"),
+                            {"c": component, "v": target},
+                        )
+            self._ready.add(component)
+
+    async def schema_version(self, component: str) -> int:
+        from sqlalchemy import text
+
+        async with self.connect() as connection:
+            try:
+                row = (
+                    await connection.execute(
+                        text("SELECT version FROM nanobrain_schema WHERE component = :c"), {"c": component}
+                    )
+                ).first()
+            except Exception:
+                return 0
+        return row[0] if row else 0
+
+    async def drop_schema(self) -> None:
+        """Drop this database's PostgreSQL schema with everything in it (tests, teardown)."""
+        if self.dialect != "postgresql" or not self.schema:
+            raise DatabaseError("drop_schema needs a PostgreSQL database opened with schema=...")
+        from sqlalchemy import text
+
+        async with self.engine.begin() as connection:
+            await connection.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
+        self._ready.clear()
+
+    def _safe_url(self) -> str:
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", self.url)
+
+    async def aclose(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.dispose()
+        self._ready.clear()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"Database({self._safe_url()!r})"

