@@ -118,7 +118,20 @@ class DataUnit:
 
     def clone(self, name: str | None = None) -> DataUnit:
         """A fresh, empty unit with the same configuration (used to give each run its own state)."""
-        return type(self)(name or self.name, self.type, default=self.default)
+        cls = type(self)
+        if (name is None or name == self.name) and cls in _PLAIN_KINDS:
+            # Same name, same type: share the validator instead of building a new one.
+            twin = object.__new__(cls)
+            twin.name = self.name
+            twin.type = self.type
+            twin.default = self.default
+            twin._validate = self._validate
+            twin._subscribers = []
+            twin.version = 0
+            twin._queued = None
+            twin._value = MISSING if self.default is MISSING else self._check(self.default)
+            return twin
+        return cls(name or self.name, self.type, default=self.default)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, value={self._value!r})"
@@ -351,6 +364,8 @@ def _json_default(value: Any) -> Any:
         return dump(mode="json")
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
+
+_PLAIN_KINDS = (DataUnit, StringUnit)
 
 UNIT_KINDS: dict[str, type[DataUnit]] = {
     "memory": DataUnit,

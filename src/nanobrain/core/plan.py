@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
-from .data_units import StreamUnit
+from .data_units import DataUnit, StreamUnit
 from .links import Link, parse_endpoint
 from .triggers import Interval
 
@@ -28,12 +28,27 @@ class Route:
     file_unit: bool  # the target unit writes to disk and must be awaited
 
 
+def run_unit(template: DataUnit, name: str) -> DataUnit:
+    """The template of a run's own copy of a declared unit, named `step.port`.
+
+    Nobody drains a run's units as a stream: backpressure comes from the steps' pending-firing
+    capacity, so a stream declaration becomes a plain unit holding the latest value (a stream
+    copy would fill up after `maxsize` values and refuse the next one).
+    """
+    if isinstance(template, StreamUnit):
+        return DataUnit(name, template.type, default=template.default)
+    return template.clone(name)
+
+
 @dataclass(slots=True)
 class StepPlan:
     step: Step
     index: int
+    inputs: dict[str, DataUnit]
+    outputs: dict[str, DataUnit]
     routes: dict[str, tuple[Route, ...]]
     connected: tuple[str, ...]
+    required: tuple[str, ...]
     capacity: int | None
     invoke: Invoke
 
@@ -41,6 +56,8 @@ class StepPlan:
 @dataclass(slots=True)
 class Plan:
     name: str
+    workflow_inputs: dict[str, DataUnit]
+    workflow_outputs: dict[str, DataUnit]
     steps: list[StepPlan]
     input_routes: dict[str, tuple[Route, ...]]
     sources: list[int]
@@ -48,7 +65,14 @@ class Plan:
     bounded_links: int
 
 
-def compile_plan(name: str, steps: Mapping[str, Step], links: list[Link], clock: Clock | None) -> Plan:
+def compile_plan(
+    name: str,
+    steps: Mapping[str, Step],
+    links: list[Link],
+    clock: Clock | None,
+    inputs: Mapping[str, DataUnit],
+    outputs: Mapping[str, DataUnit],
+) -> Plan:
     """Build routing tables. Assumes the workflow was validated."""
     from .run import wrap_invoke
 
@@ -86,8 +110,11 @@ def compile_plan(name: str, steps: Mapping[str, Step], links: list[Link], clock:
         StepPlan(
             step=step,
             index=i,
+            inputs={port: run_unit(t, f"{step.name}.{port}") for port, t in step.inputs.items()},
+            outputs={port: run_unit(t, f"{step.name}.{port}") for port, t in step.outputs.items()},
             routes={port: tuple(r) for port, r in out_routes[i].items()},
             connected=tuple(connected[i]),
+            required=step.required_inputs,
             capacity=capacity[i],
             invoke=wrap_invoke(step, clock),
         )
@@ -97,6 +124,8 @@ def compile_plan(name: str, steps: Mapping[str, Step], links: list[Link], clock:
     timers = [i for i, s in enumerate(step_list) if isinstance(s.trigger, Interval)]
     return Plan(
         name=name,
+        workflow_inputs={n: run_unit(u, f"inputs.{n}") for n, u in inputs.items()},
+        workflow_outputs={n: run_unit(u, f"outputs.{n}") for n, u in outputs.items()},
         steps=plans,
         input_routes={k: tuple(v) for k, v in input_routes.items()},
         sources=sources,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
 from .context import StepContext, _current
-from .data_units import MISSING, DataUnit, StreamUnit
+from .data_units import MISSING, DataUnit
 from .errors import CycleLimitExceeded, RunError, StepFailed, StepTimeout
 from .events import (
     EventSink,
@@ -44,18 +44,6 @@ Invoke = Callable[[dict[str, Any]], Any]
 
 def new_run_id() -> str:
     return os.urandom(8).hex()
-
-
-def run_unit(template: DataUnit, name: str) -> DataUnit:
-    """The run's own copy of a declared unit.
-
-    Nobody drains a run's units as a stream: backpressure comes from the steps' pending-firing
-    capacity, so a stream declaration becomes a plain unit holding the latest value (a stream
-    copy would fill up after `maxsize` values and refuse the next one).
-    """
-    if isinstance(template, StreamUnit):
-        return DataUnit(name, template.type, default=template.default)
-    return template.clone(name)
 
 
 class StepRuntime:
@@ -82,12 +70,10 @@ class StepRuntime:
         self.plan = plan
         self.step = step
         self.name = step.name
-        # Stream ports get their backpressure from the step's pending-firing capacity (see run_unit).
-        self.units: dict[str, DataUnit] = {port: run_unit(t, f"{step.name}.{port}") for port, t in step.inputs.items()}
-        self.outputs: dict[str, DataUnit] = {
-            port: run_unit(t, f"{step.name}.{port}") for port, t in step.outputs.items()
-        }
-        self.trigger: TriggerState = step.trigger.arm(self.units, step.required_inputs, plan.connected)
+        # Templates were named and prepared once in the plan; cloning them is cheap.
+        self.units: dict[str, DataUnit] = {port: t.clone() for port, t in plan.inputs.items()}
+        self.outputs: dict[str, DataUnit] = {port: t.clone() for port, t in plan.outputs.items()}
+        self.trigger: TriggerState = step.trigger.arm(self.units, plan.required, plan.connected)
         self.pending: deque[Snapshot] = deque()
         self.blocked: deque[tuple[Snapshot, asyncio.Future[None]]] = deque()
         self.running = 0
@@ -119,8 +105,8 @@ class Run:
         self.path = path or plan.name
         self.sink = sink
         self.clock = clock
-        self.inputs = {name: run_unit(unit, f"inputs.{name}") for name, unit in inputs.items()}
-        self.outputs = {name: run_unit(unit, f"outputs.{name}") for name, unit in outputs.items()}
+        self.inputs = {name: unit.clone() for name, unit in plan.workflow_inputs.items()}
+        self.outputs = {name: unit.clone() for name, unit in plan.workflow_outputs.items()}
         self.steps = [StepRuntime(sp, self) for sp in plan.steps]
         self.link_counts = [0] * plan.bounded_links
         self.started = 0.0

@@ -74,16 +74,19 @@ class OnUpdate(Trigger):
 
 
 class _AllDataState(TriggerState):
-    __slots__ = ("connected", "waiting")
+    __slots__ = ("connected", "empty", "waiting")
 
     def __init__(self, units: Mapping[str, DataUnit], required: tuple[str, ...], connected: tuple[str, ...]):
         super().__init__(units, required)
         self.connected = connected
-        self.waiting: dict[str, deque[Any]] = {name: deque() for name in connected}
+        # Only a real join (two or more linked inputs) needs queues. `empty` counts the inputs
+        # still waiting for a value, so each arriving value costs O(1) however wide the join.
+        self.waiting: dict[str, deque[Any]] = {name: deque() for name in connected} if len(connected) > 1 else {}
+        self.empty = len(self.waiting)
 
     def offer(self, port: str, value: Any) -> Snapshot | None:
         waiting = self.waiting
-        if len(waiting) == 1:
+        if not waiting:
             if len(self.units) == 1:
                 return {port: value}
             snap = self.snapshot() or {}
@@ -92,18 +95,21 @@ class _AllDataState(TriggerState):
         queue = waiting.get(port)
         if queue is None:  # an input nobody links to was set directly: just remember it
             return None
+        if not queue:
+            self.empty -= 1
         queue.append(value)
-        for q in waiting.values():
-            if not q:
-                return None
-        # Every connected input has a fresh value: take the oldest of each (a zip), so
-        # that nothing is lost when one input runs ahead of the others.
+        if self.empty:
+            return None
+        # Every linked input has a fresh value: take the oldest of each (a zip), so that
+        # nothing is lost when one input runs ahead of the others.
         snap = {}
         for name, unit in self.units.items():
             if unit._value is not MISSING:
                 snap[name] = unit._value
         for name, q in waiting.items():
             snap[name] = q.popleft()
+            if not q:
+                self.empty += 1
         return snap
 
 

@@ -162,7 +162,7 @@ class Workflow(Step):
             for step in self.steps.values():
                 if isinstance(step, Workflow):
                     step.plan()
-            self._plan = compile_plan(self.name, self.steps, self.links, self.clock)
+            self._plan = compile_plan(self.name, self.steps, self.links, self.clock, self.inputs, self.outputs)
         return self._plan
 
     # -- running ---------------------------------------------------------------------------
