@@ -7,6 +7,7 @@ import json
 import string
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -15,13 +16,27 @@ from ..core.context import StepContext, current_context
 from ..core.data_units import DataUnit
 from ..core.errors import NanoBrainError
 from ..core.steps import Step
-from ..llm.messages import ChatRequest, Completion, Finished, Message, TextDelta, ToolCall
+from ..llm.messages import ChatRequest, Completion, Finished, Message, TextDelta, ToolCall, Usage
 from ..llm.provider import Provider
 from ..llm.tools import Tool, as_tool
 
 
 class AgentError(NanoBrainError):
     """The agent could not produce an answer (round limit, invalid structured output)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTurn:
+    """What one turn produced: the answer, the messages it added, the tokens it used."""
+
+    value: Any
+    messages: tuple[Message, ...]
+    usage: Usage
+    model: str
+
+    @property
+    def reply(self) -> Message:
+        return self.messages[-1]
 
 
 class ConversationMemory:
@@ -109,22 +124,34 @@ class Agent(Step):
         """Answer one prompt (the template filled with `fields`), running tools as the model asks."""
         text = self.prompt.format(**{k: "" if v is None else v for k, v in fields.items()})
         history = self.memory.messages(session or "") if self.memory else []
+        result = await self.run_turn(text, history=history)
+        self._remember(session, result.messages)
+        return result.value
+
+    async def run_turn(self, text: str, *, history: Sequence[Message] = ()) -> AgentTurn:
+        """One user turn on top of `history` (which the caller owns; memory is not used).
+
+        Returns the answer and every message the turn added (the user's, tool calls, tool
+        results, the final answer), with the usage of all model calls, for whoever persists it.
+        """
         messages: list[Message] = [Message.system(self._system_prompt())] if self._system_prompt() else []
         messages += history
         turn = [Message.user(text)]
         context = current_context()
+        usage = Usage()
+        model_name = ""
         reasks = 0
         for _round in range(self.max_rounds):
             completion = await self._complete(messages + turn, context)
+            usage = usage + completion.usage
+            model_name = completion.model or model_name
             message = completion.message
+            turn.append(message)
             if message.tool_calls:
-                turn.append(message)
                 turn.extend(await self._run_tools(message.tool_calls, context))
                 continue
             if self.output_type is None:
-                turn.append(message)
-                self._remember(session, turn)
-                return message.content
+                return AgentTurn(message.content, tuple(turn), usage, model_name or self.model.label)
             try:
                 value = self.output_type.model_validate_json(_json_part(message.content))
             except ValidationError as exc:
@@ -134,11 +161,9 @@ class Agent(Step):
                         f"after {reasks} correction(s): {exc.errors()[0]['msg']}"
                     ) from exc
                 reasks += 1
-                turn += [message, Message.user(_correction(exc, self.output_type))]
+                turn.append(Message.user(_correction(exc, self.output_type)))
                 continue
-            turn.append(message)
-            self._remember(session, turn)
-            return value
+            return AgentTurn(value, tuple(turn), usage, model_name or self.model.label)
         raise AgentError(f"agent {self.name!r} did not finish within {self.max_rounds} model round(s)")
 
     def _system_prompt(self) -> str:
@@ -147,7 +172,7 @@ class Agent(Step):
         schema = json.dumps(self.output_type.model_json_schema())
         return (self.system + "\n\n" if self.system else "") + f"Answer with JSON matching this schema: {schema}"
 
-    def _remember(self, session: str | None, turn: list[Message]) -> None:
+    def _remember(self, session: str | None, turn: Sequence[Message]) -> None:
         if self.memory is not None:
             self.memory.add(session or "", *turn)
 

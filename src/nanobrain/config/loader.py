@@ -55,6 +55,8 @@ class BuildContext:
     named_executors: dict[str, ExecutorConfig] = field(default_factory=dict)
     location: Location = ()
     files: tuple[str, ...] = ()
+    #: Key-value stores opened for persistent units, by URL (units naming one URL share it).
+    stores: dict[str, Any] = field(default_factory=dict)
 
     def problem(self, location: Location, message: str) -> None:
         self.problems.append(self.source.problem((*self.location, *location), message))
@@ -223,7 +225,47 @@ def _unit(name: str, decl: Any, location: Location, ctx: BuildContext) -> DataUn
             return DataUnit(name, type_)
         path = Path(decl.path)
         return FileUnit(name, type_, path=path if path.is_absolute() else ctx.base_dir / path, format=decl.format)
+    if decl.kind in ("persistent", "persistent_stream"):
+        return _persistent_unit(name, type_, default, decl, location, ctx)
     return DataUnit(name, type_, default=default)
+
+
+def _persistent_unit(
+    name: str, type_: Any, default: Any, decl: UnitConfig, location: Location, ctx: BuildContext
+) -> DataUnit:
+    # Imported here: the storage drivers load only for workflows that declare such units.
+    from ..core.errors import NanoBrainError
+    from ..infrastructure.data.kv import open_store
+    from ..infrastructure.data.persistent_units import PersistentStreamUnit, PersistentUnit
+
+    broken = False
+    if not decl.store:
+        ctx.problem(location, "a persistent unit needs a store URL (sqlite+aiosqlite:///FILE, redis://HOST/DB, ...)")
+        broken = True
+    if not decl.key:
+        ctx.problem(location, "a persistent unit needs a key (the name its value is stored under)")
+        broken = True
+    encryptor = None
+    if decl.encrypted:
+        from ..infrastructure.security.encryption import EncryptionError, Encryptor
+
+        try:
+            encryptor = Encryptor.from_env()
+        except EncryptionError as exc:
+            ctx.problem((*location, "encrypted"), str(exc))
+            broken = True
+    if broken or decl.store is None or decl.key is None:
+        return DataUnit(name, type_)
+    store = ctx.stores.get(decl.store)
+    if store is None:
+        try:
+            store = open_store(decl.store, base_dir=ctx.base_dir)
+        except (NanoBrainError, ImportError) as exc:
+            ctx.problem((*location, "store"), str(exc))
+            return DataUnit(name, type_)
+        ctx.stores[decl.store] = store
+    kind = PersistentUnit if decl.kind == "persistent" else PersistentStreamUnit
+    return kind(name, type_, store=store, key=decl.key, default=default, encryptor=encryptor)
 
 
 def _trigger(decl: Any, location: Location, ctx: BuildContext) -> Trigger | None:
@@ -443,6 +485,7 @@ register_step_kind("workflow", WorkflowStepConfig, _build_nested)
 # Kinds from other packages register on import; importing them here keeps `kind: agent` working
 # without the user importing nanobrain.agents first.
 from ..agents import config as _agent_config  # noqa: E402, F401
+from ..infrastructure.parallel import config as _parallel_config  # noqa: E402, F401
 
 
 def _link(config: LinkConfig, location: Location, ctx: BuildContext) -> Link | None:

@@ -15,11 +15,19 @@ class UnitConfig(_Strict):
     """A data unit: `type` is a type expression (`str`, `list[int]`, `pkg.mod:Model`)."""
 
     type: str | None = Field(None, description="Type of the values, e.g. str, list[int], pkg.mod:Model")
-    kind: Literal["memory", "string", "stream", "file"] = "memory"
+    kind: Literal["memory", "string", "stream", "file", "persistent", "persistent_stream"] = "memory"
     default: Any = Field(None, description="Value used when nothing is linked or sent (makes the unit optional)")
     maxsize: int | None = Field(None, ge=1, description="Stream units: buffer size before producers wait")
     path: str | None = Field(None, description="File units: where the value is stored")
     format: Literal["json", "text", "bytes"] = "json"
+    store: str | None = Field(
+        None,
+        description="Persistent units: store URL (sqlite+aiosqlite:///state.db, postgresql+asyncpg://..., redis://...)",
+    )
+    key: str | None = Field(None, description="Persistent units: the key the value (or stream) is stored under")
+    encrypted: bool = Field(
+        False, description="Persistent units: encrypt at rest with the key in NANOBRAIN_ENCRYPTION_KEY"
+    )
     description: str = ""
 
 

@@ -38,6 +38,8 @@ class DataUnit:
     """A slot holding the latest value (the "memory" kind)."""
 
     kind = "memory"
+    #: Whether `set` does I/O and must be awaited (the engine then never calls `set_nowait`).
+    awaits_set = False
     __slots__ = ("_queued", "_subscribers", "_validate", "_value", "default", "name", "type", "version")
 
     def __init__(self, name: str = "unit", type: Any = None, *, default: Any = MISSING) -> None:
@@ -285,6 +287,7 @@ class FileUnit(DataUnit):
     """
 
     kind = "file"
+    awaits_set = True
     __slots__ = ("format", "path")
 
     def __init__(

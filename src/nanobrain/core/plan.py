@@ -25,7 +25,7 @@ class Route:
     port: str
     plain: bool  # a direct link: no `carry` call needed
     bound: int  # index of this link's iteration counter, or -1 when unbounded
-    file_unit: bool  # the target unit writes to disk and must be awaited
+    file_unit: bool  # the target unit does I/O in `set` (`awaits_set`): await it
 
 
 def run_unit(template: DataUnit, name: str) -> DataUnit:
@@ -90,11 +90,11 @@ def compile_plan(
         if link.max_iterations is not None:
             bound, bounded = bounded, bounded + 1
         if target_step == "outputs":
-            target, file_unit = -1, False
+            target, file_unit = -1, outputs[target_port].awaits_set
         else:
             target = index[target_step]
             template: Any = step_list[target].inputs[target_port]
-            file_unit = template.kind == "file"
+            file_unit = template.awaits_set
             if target_port not in connected[target]:
                 connected[target].append(target_port)
             limit = link.maxsize or (template.maxsize if isinstance(template, StreamUnit) else None)

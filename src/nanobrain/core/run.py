@@ -205,7 +205,10 @@ class Run:
         routes = self.plan.input_routes
         for name, value in values.items():
             unit = self.inputs[name]
-            unit.set_nowait(value)
+            if unit.awaits_set:
+                await unit.set(value)
+            else:
+                unit.set_nowait(value)
             targets = routes.get(name)
             if targets:
                 await self._deliver(targets, unit._value)
@@ -395,7 +398,7 @@ class Run:
             if unit is None:
                 known = ", ".join(outputs) or "none"
                 raise RunError(f"step {sr.name!r} returned an unknown output {name!r} (its outputs: {known})")
-            if unit.kind == "file":
+            if unit.awaits_set:
                 await unit.set(value)
             else:
                 unit.set_nowait(value)
@@ -418,7 +421,10 @@ class Run:
                 self.link_counts[route.bound] = count
             target = route.target
             if target < 0:
-                self._set_output(route.port, carried)
+                if route.file_unit:
+                    await self._set_output_awaited(route.port, carried)
+                else:
+                    self._set_output(route.port, carried)
                 continue
             sr = steps[target]
             unit = sr.units[route.port]
@@ -454,6 +460,12 @@ class Run:
     def _set_output(self, name: str, value: Any) -> None:
         unit = self.outputs[name]
         unit.set_nowait(value)
+        if self.sink is not None:
+            self.sink(OutputSet(self.run_id, self.path, name=name, value=unit._value))
+
+    async def _set_output_awaited(self, name: str, value: Any) -> None:
+        unit = self.outputs[name]
+        await unit.set(value)
         if self.sink is not None:
             self.sink(OutputSet(self.run_id, self.path, name=name, value=unit._value))
 

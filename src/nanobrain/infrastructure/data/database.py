@@ -147,6 +147,8 @@ class Database:
         async with self._lock:
             if "__schema__" not in self._ready:
                 async with self.engine.begin() as connection:
+                    # CREATE ... IF NOT EXISTS is not safe against a concurrent creator: serialize.
+                    await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('nanobrain_schema'))"))
                     await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
                 self._ready.add("__schema__")
 
@@ -162,6 +164,13 @@ class Database:
             if component in self._ready:
                 return
             async with self.engine.begin() as connection:
+                if self.dialect == "sqlite":
+                    # pysqlite runs DDL outside any transaction: take the write lock first, so that
+                    # processes upgrading at once wait for each other and a crash leaves no half upgrade.
+                    await connection.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    # CREATE TABLE IF NOT EXISTS races with a concurrent creator on PostgreSQL.
+                    await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('nanobrain_schema'))"))
                 await connection.execute(
                     text(
                         "CREATE TABLE IF NOT EXISTS nanobrain_schema "
