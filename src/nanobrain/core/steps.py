@@ -45,8 +45,10 @@ class Step:
     (name -> type), or build one from a function with `FunctionStep` / `@step`.
     """
 
-    inputs: dict[str, DataUnit]
-    outputs: dict[str, DataUnit]
+    # A subclass's body declares `name -> type` (or a template DataUnit); each instance holds
+    # DataUnits. Annotated loosely so that both forms type-check.
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
 
     def __init__(
         self,

@@ -571,6 +571,43 @@ def schema(ctx: typer.Context) -> None:
         typer.echo(json.dumps(json_schema(), indent=2))
 
 
+@app.command()
+def chat(
+    ctx: typer.Context,
+    message: Annotated[
+        str | None, typer.Argument(help="With --once: the message (default: read standard input).", show_default=False)
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Answer one message, print the answer, exit.")] = False,
+    session: Annotated[
+        str | None, typer.Option("--session", help="Continue this session (created if it does not exist).")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="local, local:PATH.gguf, openai:MODEL, anthropic:MODEL, ... "
+                     "(default: NANOBRAIN_MODEL, else the bundled local model)"),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A chat workflow YAML (default: the bundled chat.yaml).")
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option("--database", envvar="NANOBRAIN_DATABASE_URL",
+                     help="History database URL (default: SQLite under NANOBRAIN_HOME)."),
+    ] = None,
+) -> None:
+    """Chat in the terminal: streamed answers, history that survives restarts, slash commands."""
+    from .chat_terminal import run_chat
+
+    if message is not None and not once:
+        raise typer.BadParameter("a message argument needs --once", param_hint="MESSAGE")
+    with _reporting(ctx, config):
+        code = run_chat(
+            config=config, model=model, session=session, database_url=database, once=once, message=message,
+            out=_out(), err=_err(),
+        )
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Entry point of the `nanobrain` command."""
     app(prog_name="nanobrain")

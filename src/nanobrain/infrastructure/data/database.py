@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -95,7 +96,16 @@ class Database:
             @event.listens_for(engine.sync_engine, "connect")
             def _pragmas(dbapi_connection: Any, _record: Any) -> None:
                 cursor = dbapi_connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
+                # Connections opening a new file at once race to switch it to WAL, and the loser
+                # gets "database is locked" without any busy wait: retry briefly (WAL then persists).
+                for attempt in range(100):
+                    try:
+                        cursor.execute("PRAGMA journal_mode=WAL")
+                        break
+                    except Exception as exc:
+                        if "locked" not in str(exc) or attempt == 99:
+                            raise
+                        time.sleep(0.005)
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.execute(f"PRAGMA busy_timeout={int(self.connect_timeout * 1000)}")
@@ -122,8 +132,8 @@ class Database:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[Any]:
         """A connection in a transaction, committed on success."""
-        await self._ensure_schema_exists()
         try:
+            await self._ensure_schema_exists()
             async with self.engine.begin() as connection:
                 yield connection
         except OSError as exc:
@@ -132,8 +142,8 @@ class Database:
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[Any]:
         """A connection without an explicit transaction (reads)."""
-        await self._ensure_schema_exists()
         try:
+            await self._ensure_schema_exists()
             async with self.engine.connect() as connection:
                 yield connection
         except OSError as exc:
@@ -156,6 +166,12 @@ class Database:
         """Bring `component`'s tables to the newest version (once per process and database)."""
         if component in self._ready:
             return
+        try:
+            await self._migrate(component, migrations)
+        except OSError as exc:
+            raise DatabaseError(f"cannot reach the database at {self._safe_url()}: {exc}") from exc
+
+    async def _migrate(self, component: str, migrations: Sequence[Migration]) -> None:
         from sqlalchemy import text
 
         target = max((m.version for m in migrations), default=0)

@@ -1,0 +1,233 @@
+"""`nanobrain chat`: the chat workflow in a terminal, with streamed answers and slash commands."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..core.events import RunFinished, Token
+from ..workflows.chat.app import ChatApp
+
+HELP = """\
+Type a message and press Enter. End a line with \\ to continue on the next line, or wrap
+several lines in triple quotes (\"\"\"). Ctrl-C stops an answer; Ctrl-C or Ctrl-D at the prompt exits.
+
+  /help            this help
+  /new             start a new session
+  /sessions        list recent sessions
+  /resume ID       continue a session (shows its history)
+  /export FILE     export this session (.json, .jsonl, .csv or .md)
+  /model [SPEC]    show the model, or switch (local, openai:MODEL, anthropic:MODEL, ...)
+  /quit            leave
+"""
+
+
+@dataclass
+class ChatState:
+    app: ChatApp
+    session: str
+    out: Console
+    err: Console
+    read_line: Callable[[str], str] = input
+    transcript: list[str] = field(default_factory=list)
+
+
+def run_chat(
+    *,
+    config: Path | None,
+    model: str | None,
+    session: str | None,
+    database_url: str | None,
+    once: bool,
+    message: str | None,
+    out: Console,
+    err: Console,
+) -> int:
+    """Open the chat, then answer once (`--once`) or run the interactive loop. Returns the exit code."""
+    with asyncio.Runner() as runner:
+        app = runner.run(ChatApp.open(config=config, model=model, database_url=database_url))
+        try:
+            _warm_up(runner, app, err)
+            session_id = runner.run(_open_session(app, session))
+            state = ChatState(app, session_id, out, err)
+            if once:
+                text = message if message is not None else sys.stdin.read()
+                return _answer(runner, state, text, quiet_interrupt=False)
+            _banner(state)
+            return _loop(runner, state)
+        finally:
+            runner.run(app.aclose())
+
+
+def _warm_up(runner: asyncio.Runner, app: ChatApp, err: Console) -> None:
+    labels = ", ".join(app.models())
+    if err.is_terminal:
+        with err.status(f"Loading model {labels}…", spinner="dots"):
+            runner.run(app.warm_up())
+    else:
+        runner.run(app.warm_up())
+
+
+async def _open_session(app: ChatApp, session: str | None) -> str:
+    if session is None:
+        return await app.new_session()
+    await app.open_session(session)
+    return session
+
+
+def _banner(state: ChatState) -> None:
+    state.err.print(
+        Text.assemble(
+            ("NanoBrain chat", "bold"),
+            f" · model {', '.join(state.app.models())} · session {state.session}\n",
+            ("Type /help for commands, /quit to leave.", "dim"),
+        )
+    )
+
+
+def _loop(runner: asyncio.Runner, state: ChatState) -> int:
+    while True:
+        try:
+            text = read_message(state.read_line)
+        except (EOFError, KeyboardInterrupt):
+            state.err.print()
+            return 0
+        if text is None:
+            continue
+        if text.startswith("/"):
+            try:
+                if runner.run(command(state, text)) == "quit":
+                    return 0
+            except KeyboardInterrupt:
+                state.err.print(Text("(cancelled)", style="dim"))
+            continue
+        _answer(runner, state, text, quiet_interrupt=True)
+
+
+def read_message(read_line: Callable[[str], str]) -> str | None:
+    """One message from the user: `\\` at the end of a line continues it; triple quotes wrap a block."""
+    first = read_line("you> ")
+    if first.strip() == '"""':
+        lines = []
+        while (line := read_line("... ")).strip() != '"""':
+            lines.append(line)
+        return "\n".join(lines)
+    lines = [first]
+    while lines[-1].endswith("\\"):
+        lines[-1] = lines[-1][:-1]
+        lines.append(read_line("... "))
+    text = "\n".join(lines)
+    if not text.strip() and not text:
+        return None
+    return text
+
+
+def _answer(runner: asyncio.Runner, state: ChatState, text: str, *, quiet_interrupt: bool) -> int:
+    """Run one turn; the exit code for `--once` (1 when the message was refused)."""
+    try:
+        answered = runner.run(_turn(state, text))
+    except KeyboardInterrupt:
+        state.out.file.write("\n")
+        state.err.print(Text("[interrupted — the partial answer was kept]", style="yellow"))
+        return 0 if quiet_interrupt else 130
+    return 0 if answered else 1
+
+
+async def _turn(state: ChatState, text: str) -> bool:
+    """Stream one turn to the terminal; False when validation refused the message."""
+    app, out = state.app, state.out
+    partial: list[str] = []
+    reply: str | None = None
+    answered = False
+    try:
+        async for event in app.stream(state.session, text):
+            if isinstance(event, Token):
+                if not partial and out.is_terminal:
+                    out.file.write("\x1b[1mnanobrain>\x1b[0m ")
+                partial.append(event.text)
+                out.file.write(event.text)
+                out.file.flush()
+            elif isinstance(event, RunFinished) and event.path == app.workflow.name:
+                reply = str(event.outputs.get("reply", ""))
+                answered = "turn" in event.outputs
+    except asyncio.CancelledError:
+        # Ctrl-C while the answer streams: keep what was said, marked as interrupted.
+        await asyncio.shield(app.record_interrupted(state.session, text, "".join(partial)))
+        raise
+    if partial:
+        out.file.write("\n")
+        out.file.flush()
+    elif reply is not None:
+        # Nothing streamed: validation refused the message (or the model does not stream).
+        out.print(Text(reply, style="yellow" if not answered else ""))
+    return answered
+
+
+async def command(state: ChatState, line: str) -> str | None:
+    """Run a slash command; returns "quit" to leave."""
+    name, _, argument = line.strip().partition(" ")
+    argument = argument.strip()
+    app, out, err = state.app, state.out, state.err
+    if name in ("/quit", "/exit", "/q"):
+        return "quit"
+    if name == "/help":
+        out.print(HELP, markup=False, highlight=False)
+    elif name == "/new":
+        state.session = await app.new_session()
+        err.print(Text(f"new session {state.session}", style="green"))
+    elif name == "/sessions":
+        out.print(_sessions_table(await app.sessions(), state.session))
+    elif name == "/resume":
+        if not argument:
+            err.print(Text("usage: /resume SESSION_ID (see /sessions)", style="red"))
+            return None
+        try:
+            messages = await app.resume(argument)
+        except LookupError as exc:
+            err.print(Text(str(exc), style="red"))
+            return None
+        state.session = argument
+        err.print(Text(f"resumed session {argument} ({len(messages)} messages)", style="green"))
+        for message in messages[-20:]:
+            if message.role in ("user", "assistant") and message.content:
+                who = "you" if message.role == "user" else "nanobrain"
+                out.print(Text.assemble((f"{who}> ", "bold"), message.content))
+    elif name == "/export":
+        if not argument:
+            err.print(Text("usage: /export FILE (.json, .jsonl, .csv or .md)", style="red"))
+            return None
+        try:
+            await app.export([state.session], argument)
+        except (ValueError, OSError) as exc:
+            err.print(Text(f"cannot export: {exc}", style="red"))
+            return None
+        err.print(Text(f"exported session {state.session} to {argument}", style="green"))
+    elif name == "/model":
+        if argument:
+            try:
+                app.set_model(argument)
+                await app.warm_up()
+            except Exception as exc:  # a bad model string: say why, keep the current model
+                err.print(Text(f"cannot use {argument!r}: {exc}", style="red"))
+                return None
+        out.print(f"model: {', '.join(app.models())}")
+    else:
+        err.print(Text(f"unknown command {name} (try /help)", style="red"))
+    return None
+
+
+def _sessions_table(sessions: Any, current: str) -> Table:
+    table = Table("id", "title", "updated", box=None, header_style="bold")
+    for session in sessions:
+        marker = " *" if session.id == current else ""
+        updated = getattr(session, "updated_at", None)
+        table.add_row(session.id + marker, session.title or "", str(updated or "")[:19])
+    return table

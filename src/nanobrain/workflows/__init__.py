@@ -1,0 +1,1 @@
+"""Ready-made workflows built from ordinary NanoBrain steps."""

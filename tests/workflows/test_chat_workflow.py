@@ -1,0 +1,170 @@
+"""The chat workflow's steps and routing, with the scripted model and a real SQLite history."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import nanobrain as nb
+from nanobrain.llm import Message, ScriptedModel, call
+from nanobrain.workflows.chat import ChatApp
+from nanobrain.workflows.chat.steps import EnrichContext, Route, ValidateInput
+
+
+@pytest.fixture
+async def model() -> ScriptedModel:
+    return ScriptedModel(chunk_size=3)
+
+
+@pytest.fixture
+async def app(tmp_path: Path, model: ScriptedModel) -> AsyncIterator[ChatApp]:
+    chat = await ChatApp.open(model=model, database_url=f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+    yield chat
+    await chat.aclose()
+
+
+async def history_of(app: ChatApp, session: str) -> list:
+    return await app.services.history.messages(session, limit=100)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "Your message is empty"),
+        ("   \n ", "Your message is empty"),
+        ("x" * 9000, "the limit is 8,000"),
+        ("hello\x07world", "control characters ('\\x07')"),
+    ],
+)
+async def test_bad_input_gets_a_clear_reply_and_never_reaches_the_model(
+    app: ChatApp, model: ScriptedModel, text: str, expected: str
+) -> None:
+    session = await app.new_session()
+    reply = await app.send(session, text)
+    assert expected in reply
+    assert model.requests == []
+    assert await history_of(app, session) == []
+
+
+async def test_a_turn_streams_tokens_and_is_persisted_before_it_counts(app: ChatApp, model: ScriptedModel) -> None:
+    model.add("Hello there, friend.")
+    session = await app.new_session()
+    events = [e async for e in app.stream(session, "hi")]
+    tokens = "".join(e.text for e in events if isinstance(e, nb.Token))
+    assert tokens == "Hello there, friend."
+    finished = [e.step for e in events if isinstance(e, nb.StepFinished)]
+    assert finished.index("persist") > finished.index("format")
+    stored = await history_of(app, session)
+    assert [(m.message.role, m.message.content) for m in stored] == [
+        ("user", "hi"),
+        ("assistant", "Hello there, friend."),
+    ]
+    assert stored[1].model == "scripted"
+    assert stored[1].usage is not None and stored[1].usage.completion_tokens == 3
+
+
+async def test_history_is_sent_back_to_the_model_on_the_next_turn(app: ChatApp, model: ScriptedModel) -> None:
+    model.add("Nice to meet you, Ada.", "You are Ada.")
+    session = await app.new_session()
+    await app.send(session, "I am Ada")
+    assert await app.send(session, "Who am I?") == "You are Ada."
+    sent = [(m.role, m.content) for m in model.requests[1].messages if m.role != "system"]
+    assert sent == [("user", "I am Ada"), ("assistant", "Nice to meet you, Ada."), ("user", "Who am I?")]
+
+
+async def test_tool_calls_and_results_are_persisted(tmp_path: Path) -> None:
+    config = tmp_path / "chat.yaml"
+    from nanobrain.workflows.chat import DEFAULT_CONFIG
+
+    config.write_text(
+        DEFAULT_CONFIG.read_text().replace(
+            "      system: You are NanoBrain, a helpful and concise assistant.",
+            "      system: You are NanoBrain, a helpful and concise assistant.\n"
+            "      tools: [examples.assistant:word_count]",
+        )
+    )
+    model = ScriptedModel([call("word_count", text="one two three"), "Three words."])
+    app = await ChatApp.open(config=config, model=model, database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    try:
+        session = await app.new_session()
+        assert await app.send(session, "count: one two three") == "Three words."
+        stored = [m.message for m in await history_of(app, session)]
+        assert [m.role for m in stored] == ["user", "assistant", "tool", "assistant"]
+        assert stored[1].tool_calls[0].name == "word_count"
+        assert stored[2].content == "3"
+    finally:
+        await app.aclose()
+
+
+async def test_routing_rules_choose_the_agent(app: ChatApp, model: ScriptedModel) -> None:
+    model.add("code answer", "plain answer", "fenced answer")
+    session = await app.new_session()
+    await app.send(session, "my python function has a bug")
+    await app.send(session, "what is the weather like")
+    await app.send(session, "look at ```x = 1```")
+    systems = [r.messages[0].content for r in model.requests]
+    assert "programming assistant" in systems[0]
+    assert "helpful and concise" in systems[1]
+    assert "programming assistant" in systems[2]
+    stored = await history_of(app, session)
+    agents = [m.metadata.get("agent") for m in stored if m.message.role == "assistant"]
+    assert agents == ["coder", "assistant", "coder"]
+
+
+def test_route_rules_and_their_errors() -> None:
+    route = Route(rules=[{"agent": "math", "keywords": ["sum"]}, {"agent": "math", "regex": r"\d+\s*[+*/-]\s*\d+"}])
+    assert route.choose("what is the SUM of these") == "math"
+    assert route.choose("2 + 2") == "math"
+    assert route.choose("summary please") == "assistant"  # keywords match whole words only
+    assert set(route.outputs) == {"assistant", "math"}
+    with pytest.raises(ValueError, match=r"rules\[0\].regex is not a valid regular expression"):
+        Route(rules=[{"agent": "x", "regex": "("}])
+    with pytest.raises(ValueError, match=r"rules\[0\] needs 'agent'"):
+        Route(rules=[{"keywords": ["a"]}])
+
+
+def test_history_window_follows_the_token_budget() -> None:
+    enrich = EnrichContext(history_tokens=10)
+    messages = [Message.user("a" * 40), Message.assistant("b" * 16), Message.user("c" * 8), Message.assistant("d" * 8)]
+    assert [m.content[0] for m in enrich.window(messages)] == ["b", "c", "d"]
+    tool_call = call("f")
+    orphan = [Message.assistant("", (tool_call,)), Message.tool(tool_call, "x" * 4), Message.assistant("ok")]
+    assert [m.role for m in EnrichContext(history_tokens=2).window(orphan)] == ["assistant"]
+
+
+async def test_preferences_and_retrieval_reach_the_prompt(tmp_path: Path, model: ScriptedModel) -> None:
+    model.add("ok")
+    app = await ChatApp.open(model=model, database_url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", user="ada")
+    try:
+        await app.services.sessions.set_preferences("ada", language="French")
+        enrich = app.workflow.steps["enrich"]
+        assert isinstance(enrich, EnrichContext)
+        enrich.retrieve = lambda text: [f"fact about {text}"]
+        session = await app.new_session()
+        await app.send(session, "cats")
+        prompt = model.requests[0].messages[-1].content
+        assert "language: French" in prompt and "fact about cats" in prompt
+        stored = await history_of(app, session)
+        assert stored[0].message.content == "cats"  # the user's words as typed
+    finally:
+        await app.aclose()
+
+
+async def test_interrupted_answers_are_kept_and_marked(app: ChatApp) -> None:
+    session = await app.new_session()
+    await app.record_interrupted(session, "tell me a story", "Once upon a")
+    stored = await history_of(app, session)
+    assert [(m.message.role, m.message.content) for m in stored] == [
+        ("user", "tell me a story"),
+        ("assistant", "Once upon a"),
+    ]
+    assert stored[1].metadata == {"interrupted": True}
+
+
+def test_validate_input_limits_are_configurable() -> None:
+    validate = ValidateInput(max_chars=5)
+    assert validate.check("hello") is None
+    assert "the limit is 5" in (validate.check("hello!") or "")
+    assert ValidateInput().check("tab\tand\nnewline") is None
