@@ -330,7 +330,7 @@ def chunk(delta: dict[str, Any], finish: str | None = None, usage: dict[str, int
         (500, ServerError, True, openai.InternalServerError, "failed"),
         (503, ServerError, True, openai.InternalServerError, "failed"),
         (401, AuthError, False, openai.AuthenticationError, "OPENAI_API_KEY"),
-        (403, AuthError, False, openai.PermissionDeniedError, "may use this model"),
+        (403, AuthError, False, openai.PermissionDeniedError, "may not use this model"),
         (400, BadRequest, False, openai.BadRequestError, "rejected the request"),
         (422, BadRequest, False, openai.UnprocessableEntityError, "rejected the request"),
     ],

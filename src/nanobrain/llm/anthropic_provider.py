@@ -33,6 +33,9 @@ from .errors import (
     RateLimited,
     ServerError,
     Unreachable,
+    error_for_status,
+    root_cause,
+    shorten,
 )
 from .messages import (
     ChatRequest,
@@ -360,7 +363,7 @@ class AnthropicProvider(Provider):
         if isinstance(exc, anthropic.APITimeoutError):
             return ProviderTimeout(f"{where} did not answer within {self.timeout:g}s", provider=name)
         if isinstance(exc, anthropic.APIConnectionError):
-            cause = _root_cause(exc)
+            cause = root_cause(exc)
             return Unreachable(
                 f"cannot reach {where}{f' ({cause})' if cause else ''}. Check the network, and base_url= "
                 "(or ANTHROPIC_BASE_URL) if you use a gateway.",
@@ -374,37 +377,16 @@ class AnthropicProvider(Provider):
             if status == 200:
                 # An `error` event inside a stream: the request was accepted, then failed.
                 return self._classify_stream_error(kind, said, where)
-            if status == 401:
-                return AuthError(
-                    f"{where} rejected the API key ({said}). {self._key_advice}",
-                    provider=name,
-                    status=status,
-                )
-            if status == 403:
-                return AuthError(
-                    f"{where} refused access to model {self.model!r} ({said}): the key may not use this model. "
-                    f"{self._key_advice}",
-                    provider=name,
-                    status=status,
-                )
-            if status == 404:
-                return BadRequest(
-                    f"{where} has no model {self.model!r} or no /v1/messages path ({said}). Check the model "
-                    "name (e.g. claude-sonnet-5-5) and that base_url stops before /v1: the SDK adds /v1/messages.",
-                    provider=name,
-                    status=status,
-                )
-            if status == 429:
-                return RateLimited(f"{where} is rate-limiting requests ({said})", provider=name, status=status)
-            if status == 408:
-                return ProviderTimeout(f"{where} timed out the request ({said})", provider=name, status=status)
-            if status == 529:
-                return ServerError(f"{where} is overloaded ({said})", provider=name, status=status)
-            if status >= 500 or status == 409:
-                return ServerError(f"{where} failed ({said})", provider=name, status=status)
-            if status == 402:
-                return ProviderError(f"{where}: billing problem ({said})", provider=name, status=status)
-            return BadRequest(f"{where} rejected the request ({said})", provider=name, status=status)
+            return error_for_status(
+                status,
+                where=where,
+                said=said,
+                provider=name,
+                model=self.model,
+                key_advice=self._key_advice,
+                not_found_hint="Check the model name (e.g. claude-sonnet-5-5) and that base_url stops before /v1: "
+                "the SDK adds /v1/messages.",
+            )
         return ProviderError(f"{where}: {type(exc).__name__}: {exc}", provider=name)
 
     def _classify_stream_error(self, kind: str, said: str, where: str) -> ProviderError:
@@ -496,14 +478,4 @@ def _detail(body: object) -> str:
     if body is None or body == "":
         return ""
     text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, default=str)
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _root_cause(exc: BaseException) -> str:
-    seen = exc
-    for _ in range(10):
-        inner = seen.__cause__ or seen.__context__
-        if inner is None:
-            break
-        seen = inner
-    return "" if seen is exc else f"{type(seen).__name__}: {seen}".rstrip(": ")
+    return shorten(text)

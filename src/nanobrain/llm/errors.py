@@ -45,3 +45,53 @@ class AuthError(ProviderError):
 
 class ModelNotConfigured(ProviderError):
     """No usable model: says how to configure one."""
+
+
+def error_for_status(
+    status: int, *, where: str, said: str, provider: str, model: str, key_advice: str, not_found_hint: str
+) -> ProviderError:
+    """Classify an HTTP error from a model API; every provider maps statuses the same way.
+
+    `said` is the server's own words (e.g. `HTTP 429: slow down`); `key_advice` tells how to fix
+    a rejected key; `not_found_hint` what to check when the model or path does not exist.
+    """
+    if status == 401:
+        return AuthError(f"{where} rejected the API key ({said}). {key_advice}", provider=provider, status=status)
+    if status == 403:
+        return AuthError(
+            f"{where} refused access to model {model!r} ({said}): the key may not use this model. {key_advice}",
+            provider=provider,
+            status=status,
+        )
+    if status == 404:
+        return BadRequest(
+            f"{where} has no model {model!r} or no such path ({said}). {not_found_hint}",
+            provider=provider,
+            status=status,
+        )
+    if status == 429:
+        return RateLimited(f"{where} is rate-limiting requests ({said})", provider=provider, status=status)
+    if status == 408:
+        return ProviderTimeout(f"{where} timed out the request ({said})", provider=provider, status=status)
+    if status == 529:
+        return ServerError(f"{where} is overloaded ({said})", provider=provider, status=status)
+    if status >= 500 or status == 409:
+        return ServerError(f"{where} failed ({said})", provider=provider, status=status)
+    if status == 402:
+        return ProviderError(f"{where}: billing problem ({said})", provider=provider, status=status)
+    return BadRequest(f"{where} rejected the request ({said})", provider=provider, status=status)
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost exception behind `exc` as text (why a connection failed), or ""."""
+    seen = exc
+    for _ in range(10):
+        inner = seen.__cause__ or seen.__context__
+        if inner is None:
+            break
+        seen = inner
+    return "" if seen is exc else f"{type(seen).__name__}: {seen}".rstrip(": ")
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
-    AuthError,
     BadRequest,
     ModelNotConfigured,
     ProviderError,
@@ -22,6 +21,9 @@ from .errors import (
     RateLimited,
     ServerError,
     Unreachable,
+    error_for_status,
+    root_cause,
+    shorten,
 )
 from .messages import (
     ChatRequest,
@@ -265,43 +267,24 @@ class OpenAICompatibleProvider(Provider):
         if isinstance(exc, openai.APITimeoutError):
             return ProviderTimeout(f"{where} did not answer within {self.timeout:g}s", provider=name)
         if isinstance(exc, openai.APIConnectionError):
-            cause = _root_cause(exc)
+            cause = root_cause(exc)
             return Unreachable(
                 f"cannot reach {where}{f' ({cause})' if cause else ''}. Check that the server is running and "
                 "that the base URL is right (base_url=, or NANOBRAIN_MODEL=openai-compatible:MODEL@http://HOST:PORT/v1).",
                 provider=name,
             )
         if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
             detail = _detail(exc)
-            said = f"HTTP {status}{': ' + detail if detail else ''}"
-            if status == 401:
-                return AuthError(
-                    f"{where} rejected the API key ({said}). Set {self._key_source} to a valid key.",
-                    provider=name,
-                    status=status,
-                )
-            if status == 403:
-                return AuthError(
-                    f"{where} refused access to model {self.model!r} ({said}). Check that the key in "
-                    f"{self._key_source} may use this model.",
-                    provider=name,
-                    status=status,
-                )
-            if status == 404:
-                return BadRequest(
-                    f"{where} has no model {self.model!r} or no /chat/completions path ({said}). Check the model "
-                    "name and that the base URL ends where the API starts (usually /v1).",
-                    provider=name,
-                    status=status,
-                )
-            if status == 429:
-                return RateLimited(f"{where} is rate-limiting requests ({said})", provider=name, status=status)
-            if status == 408:
-                return ProviderTimeout(f"{where} timed out the request ({said})", provider=name, status=status)
-            if status >= 500 or status == 409:
-                return ServerError(f"{where} failed ({said})", provider=name, status=status)
-            return BadRequest(f"{where} rejected the request ({said})", provider=name, status=status)
+            said = f"HTTP {exc.status_code}{': ' + detail if detail else ''}"
+            return error_for_status(
+                exc.status_code,
+                where=where,
+                said=said,
+                provider=name,
+                model=self.model,
+                key_advice=f"Set {self._key_source} to a valid key.",
+                not_found_hint="Check the model name and that the base URL ends where the API starts (usually /v1).",
+            )
         if isinstance(exc, openai.APIError):
             # An error event inside a stream: the server accepted the request, then failed.
             kind = f"{exc.type or ''} {exc.code or ''}".lower()
@@ -379,14 +362,4 @@ def _detail(exc: Any) -> str:
         return ""
     if not isinstance(text, str):
         text = json.dumps(text, ensure_ascii=False, default=str)
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _root_cause(exc: BaseException) -> str:
-    seen = exc
-    for _ in range(10):
-        inner = seen.__cause__ or seen.__context__
-        if inner is None:
-            break
-        seen = inner
-    return "" if seen is exc else f"{type(seen).__name__}: {seen}".rstrip(": ")
+    return shorten(text)
