@@ -154,3 +154,10 @@ async def test_running_out_of_script_is_an_error_not_an_answer() -> None:
     agent = Agent("a", model=ScriptedModel([]))
     with pytest.raises(nb.NanoBrainError, match="no scripted reply left"):
         await agent.ask(message="hi")
+
+
+async def test_the_last_round_asks_for_an_answer_without_tools() -> None:
+    model = ScriptedModel([call("add", a=1, b=1), call("add", a=2, b=2), "four, finally"])
+    agent = Agent("calc", model=model, tools=[add], max_rounds=3)
+    assert await agent.ask(message="loop") == "four, finally"
+    assert [r.tool_choice for r in model.requests] == ["auto", "auto", "none"]

@@ -141,8 +141,11 @@ class Agent(Step):
         usage = Usage()
         model_name = ""
         reasks = 0
-        for _round in range(self.max_rounds):
-            completion = await self._complete(messages + turn, context)
+        for round_ in range(self.max_rounds):
+            # The last round asks for an answer without tools, so that a model that keeps calling
+            # tools still gets to answer (it may still refuse; then the round limit is an error).
+            final = round_ == self.max_rounds - 1 and round_ > 0
+            completion = await self._complete(messages + turn, context, tool_choice="none" if final else "auto")
             usage = usage + completion.usage
             model_name = completion.model or model_name
             message = completion.message
@@ -176,18 +179,21 @@ class Agent(Step):
         if self.memory is not None:
             self.memory.add(session or "", *turn)
 
-    def _request(self, messages: Sequence[Message]) -> ChatRequest:
+    def _request(self, messages: Sequence[Message], tool_choice: str = "auto") -> ChatRequest:
         return ChatRequest(
             tuple(messages),
             tools=tuple(t.spec for t in self.tools.values()),
+            tool_choice=tool_choice if self.tools else "auto",
             response_schema=self.output_type.model_json_schema() if self.output_type and not self.tools else None,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
         )
 
-    async def _complete(self, messages: Sequence[Message], context: StepContext | None) -> Completion:
+    async def _complete(
+        self, messages: Sequence[Message], context: StepContext | None, *, tool_choice: str = "auto"
+    ) -> Completion:
         model = self.model
-        request = self._request(messages)
+        request = self._request(messages, tool_choice)
         if context is not None and context.streaming:
             completion: Completion | None = None
             async for chunk in model.stream(request):

