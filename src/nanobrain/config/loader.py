@@ -485,6 +485,7 @@ register_step_kind("workflow", WorkflowStepConfig, _build_nested)
 # Kinds from other packages register on import; importing them here keeps `kind: agent` working
 # without the user importing nanobrain.agents first.
 from ..agents import config as _agent_config  # noqa: E402, F401
+from ..infrastructure.parallel import config as _parallel_config  # noqa: E402, F401
 
 
 def _link(config: LinkConfig, location: Location, ctx: BuildContext) -> Link | None:

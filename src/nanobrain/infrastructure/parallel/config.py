@@ -1,0 +1,294 @@
+"""`kind: parallel`, `kind: parallel_agent` and `kind: parallel_conversational_agent` in workflow documents.
+
+    steps:
+      chat:
+        kind: parallel_agent
+        balancer: fastest_response
+        breaker: {failure_rate: 0.5, min_calls: 4, cool_down: 30}
+        failover: {attempts: 3}
+        deadline: 60
+        processors:
+          alpha: {kind: agent, model: "openai:gpt-4o-mini"}
+          beta: {kind: agent, model: "anthropic:claude-sonnet-4-5", weight: 2}
+          gamma: {step: my_package.agents:gamma}
+
+A processor is any step kind (`agent`, `function`, `class`, `workflow`, ...) declared inline, or
+`step: package.module:attribute` naming a step (or a function that returns one). Each may add a
+`weight` for the weighted balancer; its `concurrency` is its bulkhead.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from ...config.models import StepConfig
+from ...config.registry import STEP_KINDS, register_step_kind
+from ...core.steps import Step
+
+if TYPE_CHECKING:
+    from ...config.loader import StepBuild
+    from .balancers import Balancer
+    from .processor import Processor
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BalancerConfig(_Options):
+    kind: str = Field(description="round_robin, least_loaded, fastest_response, weighted, power_of_two, pkg.mod:Class")
+    seed: int | None = Field(None, description="power_of_two: seed of the random choices")
+    weights: dict[str, float] | None = Field(None, description="weighted: weight by processor name")
+
+
+class BreakerConfig(_Options):
+    failure_rate: float = Field(0.5, gt=0, le=1, description="Share of failed calls in the window that opens it")
+    window: float = Field(30.0, gt=0, description="Seconds of outcomes considered")
+    min_calls: int = Field(5, ge=1, description="Calls in the window before the rate counts")
+    consecutive_failures: int | None = Field(None, ge=1, description="Also open after this many failures in a row")
+    cool_down: float = Field(10.0, ge=0, description="Seconds open before a probe is let through")
+    probes: int = Field(1, ge=1, description="Trial calls in half-open state; all must succeed to close")
+
+
+class FailoverConfig(_Options):
+    attempts: int = Field(3, ge=1, description="Attempts in all, each on another processor when possible")
+    initial: float = Field(0.05, ge=0, description="Seconds before the first retry")
+    multiplier: float = Field(2.0, ge=1)
+    max_wait: float = Field(2.0, ge=0)
+    jitter: float = Field(0.05, ge=0, description="Random seconds added to each wait")
+    retry_if: str | None = Field(None, description="package.module:predicate(error) for more errors to retry")
+    seed: int | None = None
+
+
+class RateLimitConfig(_Options):
+    requests_per_second: float | None = Field(None, gt=0)
+    burst: float | None = Field(None, gt=0, description="Requests allowed at once (default: one second's worth)")
+    tokens_per_minute: float | None = Field(None, gt=0, description="Language-model tokens (prompt + completion)")
+
+
+class HealthConfig(_Options):
+    interval: float = Field(10.0, gt=0)
+    timeout: float = Field(5.0, gt=0)
+    unhealthy_after: int = Field(2, ge=1, description="Failed probes in a row that mark a processor unhealthy")
+    healthy_after: int = Field(1, ge=1, description="Good probes in a row that mark it healthy again")
+    probe: str | None = Field(None, description="package.module:function(processor) -> bool (default: health_check())")
+
+
+class AutoscaleConfig(_Options):
+    min_size: int = Field(1, ge=0)
+    max_size: int = Field(8, ge=1)
+    interval: float = Field(5.0, gt=0)
+    queue_per_processor: float = Field(2.0, ge=0, description="Grow when more requests per processor wait")
+    max_latency: float | None = Field(None, gt=0, description="Grow when the average latency (s) is above")
+    idle_utilization: float = Field(0.25, ge=0, le=1, description="Shrink when fewer slots than this are busy...")
+    idle_for: float = Field(30.0, ge=0, description="...for this many seconds")
+    cooldown: float = Field(10.0, ge=0, description="Seconds between two changes")
+    step: int = Field(1, ge=1)
+    factory: str | None = Field(None, description="package.module:function(n) -> step (default: copy the first)")
+
+
+def _switch(value: Any) -> Any:
+    # `true` means the defaults, `false` (or null) means off: one schema type, so that errors
+    # inside the mapping are reported at their own path.
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
+def _named(value: Any) -> Any:
+    return {"kind": value} if isinstance(value, str) else value
+
+
+class ParallelStepConfig(StepConfig):
+    """Requests spread over a pool of processors, with a balancer, breakers and failover."""
+
+    kind: Literal["parallel"] = "parallel"  # type: ignore[assignment]
+    processors: dict[str, dict[str, Any]] = Field(
+        min_length=1, description="By name: an inline step (any kind) or {step: package.module:attribute}"
+    )
+    balancer: Annotated[BalancerConfig, BeforeValidator(_named)] = Field(
+        default_factory=lambda: BalancerConfig(kind="round_robin"), description="A name, or {kind: NAME, ...options}"
+    )
+    breaker: Annotated[BreakerConfig | None, BeforeValidator(_switch)] = Field(
+        default_factory=BreakerConfig, description="A circuit breaker per processor (false: none)"
+    )
+    failover: Annotated[FailoverConfig | None, BeforeValidator(_switch)] = Field(
+        default_factory=FailoverConfig, description="Retries on other processors (false: none)"
+    )
+    rate_limit: RateLimitConfig | None = Field(None, description="For each processor")
+    pool_rate_limit: RateLimitConfig | None = Field(None, description="For the pool as a whole")
+    pool_concurrency: int | None = Field(None, ge=1, description="Requests running at once in the pool")
+    processor_concurrency: int | None = Field(None, ge=1, description="Requests at once per processor")
+    queue_size: int = Field(1000, ge=1, description="Requests waiting before producers wait too")
+    deadline: float | None = Field(None, gt=0, description="Seconds for a request, retries included")
+    attempt_timeout: float | None = Field(None, gt=0, description="Seconds for one attempt on one processor")
+    sticky: bool = Field(False, description="Keep a session on one processor while it is healthy")
+    batch: bool = Field(False, description="Input `requests` (a list), output `results` (a list)")
+    health: HealthConfig | None = None
+    autoscale: AutoscaleConfig | None = None
+    concurrency: int = Field(1024, ge=1, description="Firings of this step at once in one run")
+
+
+class ParallelAgentStepConfig(ParallelStepConfig):
+    """A parallel step whose processors are agents."""
+
+    kind: Literal["parallel_agent"] = "parallel_agent"  # type: ignore[assignment]
+
+
+class ParallelConversationalAgentStepConfig(ParallelStepConfig):
+    """Agents serving conversations: sticky sessions and (by default) one shared memory."""
+
+    kind: Literal["parallel_conversational_agent"] = "parallel_conversational_agent"  # type: ignore[assignment]
+    memory: bool = Field(True, description="Share one conversation memory between the agents")
+
+
+def build_parallel(config: ParallelStepConfig, build: StepBuild) -> Step | None:
+    from .autoscale import AutoscalePolicy
+    from .breaker import BreakerPolicy
+    from .health import HealthPolicy
+    from .parallel_step import ParallelAgentStep, ParallelConversationalAgentStep, ParallelStep
+    from .rate_limit import RateLimit
+    from .retry import FailoverRetry
+
+    before = len(build.ctx.problems)
+    processors = [_processor(name, raw, config, build) for name, raw in config.processors.items()]
+    balancer = _balancer(config.balancer, build)
+    failover: FailoverRetry | None = None
+    if config.failover is not None:
+        failover_config = config.failover
+        retry_if = None
+        if failover_config.retry_if:
+            retry_if = build.ctx.callable(
+                failover_config.retry_if, (*build.location, "failover", "retry_if"), "a predicate over errors"
+            )
+        failover = FailoverRetry(**failover_config.model_dump(exclude={"retry_if"}), retry_if=retry_if)
+    breaker = BreakerPolicy(**config.breaker.model_dump()) if config.breaker is not None else None
+    health = probe = None
+    if config.health is not None:
+        health = HealthPolicy(**config.health.model_dump(exclude={"probe"}))
+        if config.health.probe:
+            probe = build.ctx.callable(config.health.probe, (*build.location, "health", "probe"), "a probe function")
+    autoscale = factory = None
+    if config.autoscale is not None:
+        if config.autoscale.min_size > config.autoscale.max_size:
+            build.problem("autoscale", "min_size must not be larger than max_size")
+        else:
+            autoscale = AutoscalePolicy(**config.autoscale.model_dump(exclude={"factory"}))
+        if config.autoscale.factory:
+            location = (*build.location, "autoscale", "factory")
+            factory = build.ctx.callable(config.autoscale.factory, location, "a function(n) returning a step")
+    members = [p for p in processors if p is not None]
+    if len(build.ctx.problems) > before or len(members) < len(processors):
+        return None
+    options: dict[str, Any] = dict(
+        balancer=balancer,
+        breaker=breaker,
+        failover=failover,
+        rate_limit=RateLimit(**config.rate_limit.model_dump()) if config.rate_limit else None,
+        pool_rate_limit=RateLimit(**config.pool_rate_limit.model_dump()) if config.pool_rate_limit else None,
+        pool_concurrency=config.pool_concurrency,
+        processor_concurrency=config.processor_concurrency,
+        queue_size=config.queue_size,
+        deadline=config.deadline,
+        attempt_timeout=config.attempt_timeout,
+        health=health,
+        probe=probe,
+        autoscale=autoscale,
+        factory=factory,
+        batch=config.batch,
+        **build.options(config),
+    )
+    if isinstance(config, ParallelConversationalAgentStepConfig):
+        return ParallelConversationalAgentStep(build.name, members, memory=config.memory, **options)
+    if isinstance(config, ParallelAgentStepConfig):
+        return ParallelAgentStep(build.name, members, sticky=config.sticky, **options)
+    return ParallelStep(build.name, members, sticky=config.sticky, **options)
+
+
+def _processor(name: str, raw: dict[str, Any], parent: ParallelStepConfig, build: StepBuild) -> Processor | None:
+    from ...agents.agent import Agent
+    from ...config.loader import StepBuild, _validate
+    from .processor import Processor
+
+    ctx = build.ctx
+    location = (*build.location, "processors", name)
+    raw = dict(raw)
+    # A processor's own `concurrency` (its bulkhead) wins over the step's processor_concurrency.
+    concurrency = parent.processor_concurrency if "concurrency" not in raw else None
+    weight = raw.pop("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+        ctx.problem((*location, "weight"), f"weight must be a positive number (got {weight!r})")
+        return None
+    step: Any
+    if "step" in raw:
+        unknown = sorted(set(raw) - {"step"})
+        if unknown:
+            ctx.problem((*location, unknown[0]), "a processor given by reference takes only `step` and `weight`")
+            return None
+        step = ctx.resolve(str(raw["step"]), (*location, "step"), "a step, or a function returning one")
+        if step is not None and not isinstance(step, Step) and callable(step):
+            step = step()
+        if step is None:
+            return None
+        if not isinstance(step, Step):
+            ctx.problem((*location, "step"), f"{raw['step']!r} is not a step (got {type(step).__name__})")
+            return None
+    else:
+        kind_name = raw.get("kind", "function")
+        kind = STEP_KINDS.get(kind_name) if isinstance(kind_name, str) else None
+        if kind is None:
+            known = ", ".join(sorted(STEP_KINDS))
+            ctx.problem((*location, "kind"), f"unknown step kind {kind_name!r} (known: {known}, or use `step:`)")
+            return None
+        config = _validate(kind.model, raw, location, ctx)
+        if config is None:
+            return None
+        before = len(ctx.problems)
+        try:
+            step = kind.build(config, StepBuild(ctx, name, location))
+        except (TypeError, ValueError, ImportError) as exc:
+            ctx.problem(location, f"cannot build processor: {exc}")
+            return None
+        if step is None or len(ctx.problems) > before:
+            return None
+    if parent.kind != "parallel" and not isinstance(step, Agent):
+        ctx.problem(location, f"processor {name!r} is not an agent (use kind: agent, or kind: parallel)")
+        return None
+    return Processor(step, name=name, weight=float(weight), concurrency=concurrency)
+
+
+def _balancer(config: BalancerConfig, build: StepBuild) -> Balancer | None:
+    from .balancers import BALANCERS, Balancer
+
+    options: dict[str, Any] = {}
+    if config.seed is not None:
+        options["seed"] = config.seed
+    if config.weights is not None:
+        options["weights"] = config.weights
+    target: Any = BALANCERS.get(config.kind)
+    if target is None:
+        if ":" not in config.kind:
+            build.problem("balancer", f"unknown balancer {config.kind!r} (known: {', '.join(sorted(BALANCERS))})")
+            return None
+        target = build.callable(config.kind, "balancer", "a Balancer subclass")
+        if target is None:
+            return None
+    if isinstance(target, Balancer):
+        return target
+    if not (isinstance(target, type) and issubclass(target, Balancer)):
+        build.problem("balancer", f"{config.kind!r} is not a Balancer subclass")
+        return None
+    try:
+        return target(**options)
+    except TypeError as exc:
+        build.problem("balancer", f"balancer {config.kind!r} does not take these options: {exc}")
+        return None
+
+
+register_step_kind("parallel", ParallelStepConfig, build_parallel)
+register_step_kind("parallel_agent", ParallelAgentStepConfig, build_parallel)
+register_step_kind("parallel_conversational_agent", ParallelConversationalAgentStepConfig, build_parallel)

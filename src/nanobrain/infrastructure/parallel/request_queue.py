@@ -1,0 +1,226 @@
+"""The request queue: bounded, ordered by priority then age, with backpressure and cancellation.
+
+Producers wait in `put` while the queue is full: nothing is ever dropped. Requests leave by
+`get`/`pop` (highest priority first, oldest first among equals), by `pop_first` (the first
+request that can be placed now, for dispatchers that cannot place every request everywhere), or
+by `remove` (a caller gave up: cancelled, or its deadline passed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from .errors import QueueFull
+
+T = TypeVar("T")
+
+_sequence = itertools.count()
+
+
+class Request:
+    """One request: its inputs, priority (higher first), deadline and routing state.
+
+    `seq` orders requests of equal priority by age; a retried request keeps it, and so keeps
+    its place in line.
+    """
+
+    __slots__ = (
+        "attempt",
+        "deadline",
+        "errors",
+        "granted",
+        "id",
+        "inputs",
+        "priority",
+        "queued",
+        "seq",
+        "session",
+        "ticket",
+        "tried",
+    )
+
+    def __init__(
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        priority: int = 0,
+        deadline: float | None = None,
+        session: str | None = None,
+    ) -> None:
+        self.seq = next(_sequence)
+        self.id = self.seq
+        self.inputs = inputs
+        self.priority = priority
+        #: Absolute time on the pool's clock, or None.
+        self.deadline = deadline
+        self.session = session
+        #: Attempts started so far.
+        self.attempt = 0
+        #: Processors tried so far (a retry goes elsewhere when it can).
+        self.tried: list[Any] = []
+        #: (processor name, error) of each failed attempt.
+        self.errors: list[tuple[str, BaseException]] = []
+        #: Resolved with the processor when the request is dispatched.
+        self.granted: asyncio.Future[Any] | None = None
+        self.queued = False
+        self.ticket = 0
+
+    def __repr__(self) -> str:
+        return f"Request(id={self.id}, priority={self.priority}, attempt={self.attempt})"
+
+
+class RequestQueue:
+    """A bounded priority queue of requests. `maxsize` bounds the requests waiting in it."""
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        if maxsize < 1:
+            raise ValueError(f"a request queue needs maxsize >= 1, got {maxsize}")
+        self.maxsize = maxsize
+        self._heap: list[tuple[int, int, Request]] = []
+        self._live = 0
+        self._dead = 0
+        self._putters: deque[asyncio.Future[None]] = deque()
+        self._getters: deque[asyncio.Future[None]] = deque()
+        #: The most requests ever waiting at once.
+        self.high_water = 0
+
+    def __len__(self) -> int:
+        return self._live
+
+    def full(self) -> bool:
+        return self._live >= self.maxsize
+
+    @property
+    def producers_waiting(self) -> int:
+        """Producers blocked in `put` because the queue is full."""
+        return sum(1 for f in self._putters if not f.done())
+
+    def __iter__(self) -> Iterator[Request]:
+        """The waiting requests, in the order they would leave."""
+        return iter([entry[2] for entry in sorted(self._heap) if entry[2].queued])
+
+    # -- in ------------------------------------------------------------------------------------
+    async def put(self, request: Request) -> None:
+        """Add a request, waiting while the queue is full (backpressure)."""
+        while self._live >= self.maxsize:
+            putter = asyncio.get_running_loop().create_future()
+            self._putters.append(putter)
+            try:
+                await putter
+            except asyncio.CancelledError:
+                putter.cancel()
+                if putter in self._putters:
+                    self._putters.remove(putter)
+                # Pass on a wake-up this producer received but can no longer use.
+                if self._live < self.maxsize:
+                    self._wake(self._putters)
+                raise
+        self._push(request)
+
+    def put_nowait(self, request: Request) -> None:
+        if self._live >= self.maxsize:
+            raise QueueFull(f"request queue is full ({self.maxsize} waiting)")
+        self._push(request)
+
+    def requeue(self, request: Request) -> None:
+        """Put back a request that was already admitted (a retry): it does not wait for room."""
+        self._push(request)
+
+    def _push(self, request: Request) -> None:
+        request.queued = True
+        heapq.heappush(self._heap, (-request.priority, request.seq, request))
+        self._live += 1
+        if self._live > self.high_water:
+            self.high_water = self._live
+        if self._getters:
+            self._wake(self._getters)
+
+    # -- out -----------------------------------------------------------------------------------
+    async def get(self) -> Request:
+        """Take the next request, waiting for one."""
+        while not self._live:
+            getter = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except asyncio.CancelledError:
+                getter.cancel()
+                if getter in self._getters:
+                    self._getters.remove(getter)
+                if self._live:
+                    self._wake(self._getters)
+                raise
+        request = self.pop()
+        assert request is not None
+        return request
+
+    def pop(self) -> Request | None:
+        """Take the next request, or None when the queue is empty."""
+        heap = self._heap
+        while heap:
+            request = heapq.heappop(heap)[2]
+            if request.queued:
+                self._taken(request)
+                return request
+            self._dead -= 1
+        return None
+
+    def pop_first(self, place: Callable[[Request], T | None], *, scan: int = 64) -> tuple[Request, T] | None:
+        """Take the first request (in order) for which `place(request)` is not None.
+
+        At most `scan` requests are looked at, so that a long run of requests that cannot be
+        placed now (say, pinned to a busy processor) costs a bounded amount of work.
+        """
+        heap = self._heap
+        skipped: list[tuple[int, int, Request]] = []
+        found: tuple[Request, T] | None = None
+        while heap and len(skipped) < scan:
+            entry = heapq.heappop(heap)
+            request = entry[2]
+            if not request.queued:
+                self._dead -= 1
+                continue
+            placed = place(request)
+            if placed is not None:
+                found = (request, placed)
+                break
+            skipped.append(entry)
+        for entry in skipped:
+            heapq.heappush(heap, entry)
+        if found is not None:
+            self._taken(found[0])
+        return found
+
+    def remove(self, request: Request) -> bool:
+        """Take a request out (its caller gave up). False when it was not waiting."""
+        if not request.queued:
+            return False
+        request.queued = False
+        self._live -= 1
+        self._dead += 1
+        if self._dead > 64 and self._dead > self._live:
+            self._heap = [entry for entry in self._heap if entry[2].queued]
+            heapq.heapify(self._heap)
+            self._dead = 0
+        if self._putters:
+            self._wake(self._putters)
+        return True
+
+    def _taken(self, request: Request) -> None:
+        request.queued = False
+        self._live -= 1
+        if self._putters:
+            self._wake(self._putters)
+
+    @staticmethod
+    def _wake(waiters: deque[asyncio.Future[None]]) -> None:
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
