@@ -1,7 +1,7 @@
 """Cache hit latency per level: L1 (in-process LRU), L2 (Redis), L3 (SQL), through `CacheHierarchy.get`.
 
-    .venv/bin/python benchmarks/cache_bench.py            # full run: 9 rounds
-    .venv/bin/python benchmarks/cache_bench.py --quick    # smoke run: 5 rounds, fewer lookups
+    .venv/bin/python benchmarks/cache_bench.py            # full run: 9 rounds, writes results/cache_bench.json
+    .venv/bin/python benchmarks/cache_bench.py --quick    # smoke run: 5 rounds, fewer lookups (-quick.json)
     .venv/bin/python benchmarks/cache_bench.py --output /tmp/cache.json
 
 `benchmarks/storage.py` includes these rows through `measure(quick)`.
@@ -26,81 +26,45 @@ whose server is unreachable is left out and said so.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import datetime as dt
-import gc
-import json
-import os
-import platform
-import socket
-import statistics
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from common import POSTGRES_URL, REDIS_URL, BenchmarkArguments, BenchmarkRun, figure, reachable, timed
 
 from nanobrain.infrastructure.cache import CacheHierarchy, LRUCache
 from nanobrain.infrastructure.data.database import Database
 from nanobrain.infrastructure.data.kv import KeyValueStore, RedisKeyValueStore, SQLKeyValueStore
 
-HERE = Path(__file__).resolve().parent
-REDIS_URL = os.environ.get("NANOBRAIN_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTGRES_URL = os.environ.get("NANOBRAIN_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 VALUE = b"x" * 512  # about the size of a short cached completion
 
-#: key -> (target, op, on)
-TARGETS: dict[str, tuple[float, str, str]] = {
-    "L1": (10.0, "<=", "value"),
-    "L2": (1.5, "<=", "ratio"),
-    "L3": (2.5, "<=", "ratio"),
-    "L3-pg": (2.5, "<=", "ratio"),
+#: key -> (upper bound, what it bounds: the hierarchy's median "value" or the "ratio" to the baseline)
+TARGETS: dict[str, tuple[float, str]] = {
+    "L1": (10.0, "value"),
+    "L2": (1.5, "ratio"),
+    "L3": (2.5, "ratio"),
+    "L3-pg": (2.5, "ratio"),
 }
 
 
-def _reachable(url: str, default_port: int) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1):
-            return True
-    except OSError:
-        return False
+def sizes(quick: bool) -> dict[str, int]:
+    """Rounds, and lookups per round for L1 (fast) and for L2/L3 (slow)."""
+    if quick:
+        return {"rounds": 5, "fast_lookups": 2000, "slow_lookups": 100}
+    return {"rounds": 9, "fast_lookups": 20000, "slow_lookups": 500}
 
 
-async def _timed(lookups: Callable[[], Awaitable[None]], count: int) -> float:
-    """Mean µs per lookup of one timed batch."""
-    gc.collect()
-    started = time.perf_counter()
-    await lookups()
-    return (time.perf_counter() - started) / count * 1e6
-
-
-def _row(key: str, name: str, baseline: str, values: list[float], baselines: list[float]) -> dict[str, Any]:
-    target, op, on = TARGETS[key]
-    value_median, baseline_median = statistics.median(values), statistics.median(baselines)
-    ratio = value_median / baseline_median if baseline_median else float("inf")
-    checked = ratio if on == "ratio" else value_median
-    return {
-        "key": key,
-        "name": name,
-        "unit": "us",
-        "value_min": round(min(values), 3),
-        "value_median": round(value_median, 3),
-        "baseline_min": round(min(baselines), 3),
-        "baseline_median": round(baseline_median, 3),
-        "ratio": round(ratio, 3),
-        "higher_is_better": False,
-        "target": target,
-        "target_op": op,
-        "target_on": on,
-        "target_met": checked <= target if op == "<=" else checked >= target,
-        "baseline": baseline,
-        "rounds": {"values": [round(v, 3) for v in values], "baselines": [round(b, 3) for b in baselines]},
-    }
+def _row(
+    key: str, name: str, baseline: str, values: list[float], baselines: list[float], lookups: int
+) -> dict[str, Any]:
+    """A row in µs per lookup, with the level's target from TARGETS."""
+    target, target_on = TARGETS[key]
+    details = {"lookups_per_round": lookups}
+    return figure(key, name, "us", baseline, values, baselines, target=target, target_on=target_on, details=details)
 
 
 async def _bench_l1(cache: CacheHierarchy, rounds: int, count: int) -> dict[str, Any]:
@@ -121,9 +85,9 @@ async def _bench_l1(cache: CacheHierarchy, rounds: int, count: int) -> dict[str,
     await dict_lookup()
     values, baselines = [], []
     for _ in range(rounds):
-        values.append(await _timed(hierarchy, count))
-        baselines.append(await _timed(dict_lookup, count))
-    return _row("L1", "L1 hit (in-process LRU)", "dict.get of the same key", values, baselines)
+        values.append(await timed(hierarchy()) / count * 1e6)
+        baselines.append(await timed(dict_lookup()) / count * 1e6)
+    return _row("L1", "L1 hit (in-process LRU)", "dict.get of the same key", values, baselines, count)
 
 
 async def _bench_slow_level(
@@ -166,12 +130,12 @@ async def _bench_slow_level(
     values, baselines = [], []
     for _ in range(rounds):
         await empty_faster_levels()
-        values.append(await _timed(hierarchy, count))
-        baselines.append(await _timed(raw, count))
+        values.append(await timed(hierarchy()) / count * 1e6)
+        baselines.append(await timed(raw()) / count * 1e6)
     await target.delete_many(keys)
     for level in faster:
         await level.delete_many(keys)
-    return _row(key, name, baseline_name, values, baselines)
+    return _row(key, name, baseline_name, values, baselines, count)
 
 
 def _sql_raw_get(db: Database, namespace: str) -> Callable[[str], Awaitable[Any]]:
@@ -188,19 +152,19 @@ def _sql_raw_get(db: Database, namespace: str) -> Callable[[str], Awaitable[Any]
 
 async def measure(quick: bool) -> list[dict[str, Any]]:
     """L1/L2/L3 hit latency rows (see the module docstring); levels whose server is unreachable are left out."""
-    rounds = 5 if quick else 9
-    fast_count, slow_count = (2000, 100) if quick else (20000, 500)
+    size = sizes(quick)
+    rounds, fast_count, slow_count = size["rounds"], size["fast_lookups"], size["slow_lookups"]
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     tmp = tempfile.TemporaryDirectory(prefix="nanobrain-cache-bench-")
     databases = [("L3", "L3 hit (SQL, SQLite file)", Database(f"sqlite+aiosqlite:///{Path(tmp.name) / 'cache.db'}"))]
-    if _reachable(POSTGRES_URL, 5432):
+    if reachable(POSTGRES_URL, 5432):
         schema = f"nbbench_{uuid.uuid4().hex[:12]}"
         databases.append(("L3-pg", "L3 hit (SQL, PostgreSQL)", Database(POSTGRES_URL, schema=schema)))
     else:
         notes.append(f"L3-pg left out: PostgreSQL is not reachable at {POSTGRES_URL}")
     redis_store: RedisKeyValueStore | None = None
-    if _reachable(REDIS_URL, 6379):
+    if reachable(REDIS_URL, 6379):
         redis_store = RedisKeyValueStore(REDIS_URL, prefix=f"nbbench:{uuid.uuid4().hex[:12]}:")
     else:
         notes.append(f"L2 left out: Redis is not reachable at {REDIS_URL}")
@@ -221,14 +185,28 @@ async def measure(quick: bool) -> list[dict[str, Any]]:
 
                     rows.append(
                         await _bench_slow_level(
-                            "L2", "L2 hit (Redis)", "raw redis GET, same client", cache, redis_store, [l1],
-                            redis_get, rounds, slow_count,
+                            "L2",
+                            "L2 hit (Redis)",
+                            "raw redis GET, same client",
+                            cache,
+                            redis_store,
+                            [l1],
+                            redis_get,
+                            rounds,
+                            slow_count,
                         )
                     )
             rows.append(
                 await _bench_slow_level(
-                    key, name, "raw SQL SELECT through the same engine", cache, l3, levels[:-1],
-                    _sql_raw_get(db, "bench"), rounds, slow_count,
+                    key,
+                    name,
+                    "raw SQL SELECT through the same engine",
+                    cache,
+                    l3,
+                    levels[:-1],
+                    _sql_raw_get(db, "bench"),
+                    rounds,
+                    slow_count,
                 )
             )
     finally:
@@ -244,54 +222,11 @@ async def measure(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def render(rows: list[dict[str, Any]]) -> str:
-    header = ("", "figure", "unit", "min", "median", "base min", "base med", "ratio", "target", "met")
-    table = [header]
-    for r in rows:
-        table.append(
-            (
-                r["key"],
-                r["name"],
-                r["unit"],
-                f"{r['value_min']:.2f}",
-                f"{r['value_median']:.2f}",
-                f"{r['baseline_min']:.2f}",
-                f"{r['baseline_median']:.2f}",
-                f"{r['ratio']:.2f}",
-                f"{r['target_on']} {r['target_op']} {r['target']:g}",
-                "yes" if r["target_met"] else "NO",
-            )
-        )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = []
-    for n, row in enumerate(table):
-        cells = [c.rjust(w) if 3 <= i <= 7 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("-" * len(lines[0]))
-    lines.append("")
-    lines.append("baselines:")
-    lines.extend(f"  {r['key']:<6} {r['baseline']}" for r in rows)
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 rounds and fewer lookups (a few seconds)")
-    parser.add_argument("--output", type=Path, help="also write the rows as JSON to this file")
-    args = parser.parse_args(argv)
-    print(f"NanoBrain cache hit latency ({'quick' if args.quick else 'full'}) - Python {platform.python_version()}")
-    rows = asyncio.run(measure(args.quick))
-    print(render(rows))
-    if args.output:
-        report = {
-            "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "mode": "quick" if args.quick else "full",
-            "benchmarks": {r["key"]: r for r in rows},
-        }
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwritten to {args.output}")
+    args = BenchmarkArguments(__doc__, "cache_bench").parse(argv)
+    run = BenchmarkRun("NanoBrain cache hit latency", args)
+    rows = run.phase("L1, L2, L3", lambda: asyncio.run(measure(args.quick)))
+    run.finish(rows, sizes(args.quick))
     return 0
 
 

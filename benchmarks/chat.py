@@ -1,7 +1,8 @@
 """The chat workflow's cost: the main job as a user meets it, and the framework's own cost per turn.
 
-    .venv/bin/python benchmarks/chat.py            # full run, writes results/chat.json
+    .venv/bin/python benchmarks/chat.py            # full run (~1 min), writes results/chat.json
     .venv/bin/python benchmarks/chat.py --quick    # smoke run, writes results/chat-quick.json
+    .venv/bin/python benchmarks/chat.py --output /tmp/chat.json
 
 Figures:
 
@@ -13,11 +14,14 @@ last_token    ms from the same start to the end of the answer (process exit / st
 turn          ms per chat turn through the whole workflow (validate, enrich with SQLite history, route,
               agent with the ScriptedModel, format, persist); baseline: the irreducible work of a turn
               done by hand (read the recent history, one ScriptedModel call, two history appends).
+
+The figures have no targets: they are reported beside their baselines. The first two run the CLI
+and the raw script alternately, round by round; `turn` runs every workflow round, then every
+by-hand round.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import subprocess
@@ -26,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS, figure, render, write_results
+from common import BenchmarkArguments, BenchmarkRun, figure
 
 from nanobrain.infrastructure.data.database import Database
 from nanobrain.infrastructure.data.history import ConversationHistory
@@ -115,48 +119,52 @@ async def _turns_by_hand(turns: int, home: Path) -> float:
         await database.aclose()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and turns (a smoke run)")
-    parser.add_argument("--output", type=Path, help="where to write the JSON")
-    args = parser.parse_args(argv)
-    rounds, turns = (2, 20) if args.quick else (5, 200)
-    output = args.output or RESULTS / ("chat-quick.json" if args.quick else "chat.json")
+def sizes(quick: bool) -> dict[str, int]:
+    """Rounds of each measurement, and chat turns per round of `turn`."""
+    return {"rounds": 2 if quick else 5, "turns": 20 if quick else 200, "max_tokens": MAX_TOKENS}
 
+
+def cli_and_raw(rounds: int, home: Path) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(first, last) token ms of `nanobrain chat --once` and of the raw llama_cpp script, alternating."""
+    config = home / "chat.yaml"
+    config.write_text(DEFAULT_CONFIG.read_text().replace("max_tokens: 256", f"max_tokens: {MAX_TOKENS}"))
+    env = {k: v for k, v in os.environ.items() if k not in ("NANOBRAIN_MODEL", "NANOBRAIN_DATABASE_URL")}
+    env["NANOBRAIN_HOME"] = str(home / "home")
+    cli, raw = [], []
+    for _ in range(rounds):
+        cli.append(_cli_round(config, env))
+        raw.append(_raw_round())
+    return cli, raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = BenchmarkArguments(__doc__, "chat").parse(argv)
+    size = sizes(args.quick)
+    rounds, turns = size["rounds"], size["turns"]
+    run = BenchmarkRun("NanoBrain chat benchmarks", args)
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder)
-        config = home / "chat.yaml"
-        config.write_text(DEFAULT_CONFIG.read_text().replace("max_tokens: 256", f"max_tokens: {MAX_TOKENS}"))
-        env = {k: v for k, v in os.environ.items() if k not in ("NANOBRAIN_MODEL", "NANOBRAIN_DATABASE_URL")}
-        env["NANOBRAIN_HOME"] = str(home / "home")
-        cli, raw = [], []
-        for _ in range(rounds):
-            cli.append(_cli_round(config, env))
-            raw.append(_raw_round())
-        turn_ms = [asyncio.run(_turns(turns, home)) for _ in range(rounds)]
-        hand_ms = [asyncio.run(_turns_by_hand(turns, home)) for _ in range(rounds)]
+        cli, raw = run.phase("first_token, last_token", lambda: cli_and_raw(rounds, home))
+        turn_ms = run.phase("turn", lambda: [asyncio.run(_turns(turns, home)) for _ in range(rounds)])
+        hand_ms = run.phase("turn baseline", lambda: [asyncio.run(_turns_by_hand(turns, home)) for _ in range(rounds)])
 
+    command = "`nanobrain chat --once` from process start"
+    raw_script = "a fresh python: import llama_cpp, load the same model, stream the same prompt"
     rows = [
+        figure("first_token", f"first token, {command}", "ms", raw_script, [c[0] for c in cli], [r[0] for r in raw]),
+        figure("last_token", f"last token, {command}", "ms", raw_script, [c[1] for c in cli], [r[1] for r in raw]),
         figure(
-            "first token, `nanobrain chat --once` from process start",
+            "turn",
+            "one chat turn through the workflow (scripted model, SQLite)",
             "ms",
-            [c[0] for c in cli],
-            [r[0] for r in raw],
-            target="report",
+            "the same turn by hand: read history, one ScriptedModel call, two appends",
+            turn_ms,
+            hand_ms,
         ),
-        figure(
-            "last token, `nanobrain chat --once` from process start",
-            "ms",
-            [c[1] for c in cli],
-            [r[1] for r in raw],
-            target="report",
-        ),
-        figure("one chat turn through the workflow (scripted model, SQLite)", "ms", turn_ms, hand_ms, target="report"),
     ]
-    print(render(rows))
-    print(f"\nturns/s through the workflow: {1000 / min(turn_ms):,.0f} (best round)")
-    write_results(output, "chat", rows, params={"rounds": rounds, "turns": turns, "max_tokens": MAX_TOKENS})
-    print(f"wrote {output}")
+    details = [("turn", f"turns/s through the workflow: {1000 / min(turn_ms):,.0f} (best round)")]
+    caption = "baselines (first_token, last_token: a fresh process each, alternating with the CLI's rounds):"
+    run.finish(rows, size, caption=caption, details=details)
     return 0
 
 

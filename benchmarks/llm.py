@@ -20,28 +20,20 @@ figure rather than served from llama.cpp's prefix cache. Min and median are over
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import datetime as dt
 import gc
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
+
+from common import BenchmarkArguments, BenchmarkRun, figure, machine_info, rounded, timed
 
 import nanobrain as nb
 from nanobrain.agents.agent import Agent
 from nanobrain.llm import ChatRequest, Message, ModelNotConfigured, ScriptedModel
 from nanobrain.llm.local import DEFAULT_REPEAT_PENALTY, DEFAULT_TEMPERATURE, LocalProvider
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 
 TOPICS = (
     "a lighthouse keeper",
@@ -71,46 +63,6 @@ class Params:
         if quick:
             return cls(repeat=repeat or 5, max_tokens=32, agent_calls=300, n_threads=n_threads)
         return cls(repeat=repeat or 9, max_tokens=128, agent_calls=3000, n_threads=n_threads)
-
-
-@dataclass
-class Figure:
-    key: str
-    name: str
-    unit: str
-    baseline: str
-    values: list[float]
-    baselines: list[float]
-    higher_is_better: bool
-    target: float | None = None  # on the ratio (value median / baseline median)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        ratio = statistics.median(self.values) / statistics.median(self.baselines)
-        met = None
-        if self.target is not None:
-            met = ratio >= self.target if self.higher_is_better else ratio <= self.target
-        return {
-            "name": self.name,
-            "unit": self.unit,
-            "value_min": _round(min(self.values)),
-            "value_median": _round(statistics.median(self.values)),
-            "baseline_min": _round(min(self.baselines)),
-            "baseline_median": _round(statistics.median(self.baselines)),
-            "ratio": _round(ratio),
-            "higher_is_better": self.higher_is_better,
-            "target": self.target,
-            "target_op": (">=" if self.higher_is_better else "<=") if self.target is not None else None,
-            "target_on": "ratio" if self.target is not None else None,
-            "target_met": met,
-            "baseline": self.baseline,
-            "rounds": {"values": [_round(v) for v in self.values], "baselines": [_round(v) for v in self.baselines]},
-            "details": self.details,
-        }
-
-
-def _round(x: float) -> float:
-    return float(f"{x:.4g}")
 
 
 # -- tps and ttft: the local model -----------------------------------------------------------------
@@ -161,7 +113,7 @@ def raw_run(llama: Any, prompt: str, max_tokens: int, seed: int) -> Run:
     return Run(seconds, first, len(pieces), "".join(pieces))
 
 
-async def bench_local(p: Params) -> list[Figure]:
+async def bench_local(p: Params) -> list[dict[str, Any]]:
     provider = LocalProvider(n_threads=p.n_threads)
     await provider.load()
     from llama_cpp import Llama
@@ -212,7 +164,7 @@ async def bench_local(p: Params) -> list[Figure]:
         "repeat_penalty": DEFAULT_REPEAT_PENALTY,
         "max_tokens": p.max_tokens,
     }
-    tps = Figure(
+    tps = figure(
         "tps",
         "local model tokens/s, Agent in a Workflow, streamed",
         "tok/s",
@@ -228,16 +180,15 @@ async def bench_local(p: Params) -> list[Figure]:
             "same_output_rounds": sum(same_text),
         },
     )
-    ttft = Figure(
+    ttft = figure(
         "ttft",
         "local model time to first token, same runs",
         "ms",
         "raw llama-cpp-python, first content chunk",
         [r.first_token * 1000 for r in ours],
         [r.first_token * 1000 for r in theirs],
-        higher_is_better=False,
         details={
-            "overhead_ms_median": _round(
+            "overhead_ms_median": rounded(
                 statistics.median(r.first_token * 1000 for r in ours)
                 - statistics.median(r.first_token * 1000 for r in theirs)
             )
@@ -247,29 +198,23 @@ async def bench_local(p: Params) -> list[Figure]:
 
 
 # -- agent: the agent loop's own cost --------------------------------------------------------------
-async def bench_agent(p: Params) -> Figure:
+async def bench_agent(p: Params) -> dict[str, Any]:
     model = ScriptedModel(respond=lambda request: "ok")
     agent = Agent("bench", model=model, memory=False)
     workflow = nb.Workflow.sequence(agent, name="bench")
     request = ChatRequest((Message.user("hi"),))
 
-    async def agent_calls(n: int) -> float:
-        started = time.perf_counter()
+    async def agent_calls(n: int) -> None:
         for _ in range(n):
             await agent.ask(message="hi")
-        return (time.perf_counter() - started) / n * 1e6
 
-    async def direct_calls(n: int) -> float:
-        started = time.perf_counter()
+    async def direct_calls(n: int) -> None:
         for _ in range(n):
             await model.complete(request)
-        return (time.perf_counter() - started) / n * 1e6
 
-    async def workflow_runs(n: int) -> float:
-        started = time.perf_counter()
+    async def workflow_runs(n: int) -> None:
         for _ in range(n):
             await workflow.run(message="hi")
-        return (time.perf_counter() - started) / n * 1e6
 
     n = p.agent_calls
     await agent_calls(n // 10 or 1)
@@ -278,176 +223,64 @@ async def bench_agent(p: Params) -> Figure:
     values, baselines, in_workflow = [], [], []
     for _ in range(p.repeat):
         model.requests.clear()
-        gc.collect()
-        values.append(await agent_calls(n))
-        gc.collect()
-        baselines.append(await direct_calls(n))
-        gc.collect()
-        in_workflow.append(await workflow_runs(n))
-    return Figure(
+        values.append(await timed(agent_calls(n)) / n * 1e6)
+        baselines.append(await timed(direct_calls(n)) / n * 1e6)
+        in_workflow.append(await timed(workflow_runs(n)) / n * 1e6)
+    return figure(
         "agent",
         "Agent.ask with the ScriptedModel, per call",
         "us",
         "ScriptedModel.complete called directly",
         values,
         baselines,
-        higher_is_better=False,
         details={
             "calls_per_round": n,
-            "overhead_us_median": _round(statistics.median(values) - statistics.median(baselines)),
-            "workflow_run_us_median": _round(statistics.median(in_workflow)),
-            "workflow_run_us_min": _round(min(in_workflow)),
+            "overhead_us_median": rounded(statistics.median(values) - statistics.median(baselines)),
+            "workflow_run_us_median": rounded(statistics.median(in_workflow)),
+            "workflow_run_us_min": rounded(min(in_workflow)),
         },
     )
 
 
 # -- reporting ---------------------------------------------------------------------------------------
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-    }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import llama_cpp
-
-        info["llama_cpp_python"] = llama_cpp.__version__
-    except ImportError:
-        pass
-    try:
-        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
-    return info
-
-
-def git_commit() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True, text=True)
-        return head + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def _fmt(x: float) -> str:
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    if abs(x) >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
-
-
-def render(summaries: dict[str, dict[str, Any]]) -> str:
-    header = ("", "figure", "unit", "min", "median", "base min", "base med", "ratio", "target", "met")
-    rows = [header]
-    for key, s in summaries.items():
-        target = f"ratio {s['target_op']} {s['target']:g}" if s["target"] is not None else "-"
-        met = "-" if s["target_met"] is None else ("yes" if s["target_met"] else "NO")
-        rows.append(
+def details(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The lines under the table: model settings, first-token overhead, the agent's overhead."""
+    found = {row["key"]: row["details"] for row in rows}
+    lines = []
+    if "tps" in found:
+        tps = found["tps"]
+        lines.append(
             (
-                key,
-                s["name"],
-                s["unit"],
-                _fmt(s["value_min"]),
-                _fmt(s["value_median"]),
-                _fmt(s["baseline_min"]),
-                _fmt(s["baseline_median"]),
-                f"{s['ratio']:.2f}",
-                target,
-                met,
+                "tps",
+                f"{tps['model']}, n_threads={tps['n_threads']}, max_tokens={tps['max_tokens']}, same output on "
+                f"both sides in {tps['same_output_rounds']}/{len(tps['tokens_per_round'])} rounds",
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    right = {3, 4, 5, 6, 7}
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("-" * len(lines[0]))
-    lines.append("")
-    lines.append("baselines (same process, interleaved with the NanoBrain rounds):")
-    lines.extend(f"  {key:<6} {s['baseline']}" for key, s in summaries.items())
-    details = []
-    if "tps" in summaries:
-        d = summaries["tps"]["details"]
-        details.append(
-            f"  tps    {d['model']}, n_threads={d['n_threads']}, max_tokens={d['max_tokens']}, "
-            f"same output on both sides in {d['same_output_rounds']}/{len(d['tokens_per_round'])} rounds"
+        lines.append(("ttft", f"overhead {found['ttft']['overhead_ms_median']} ms (median)"))
+    agent = found["agent"]
+    lines.append(
+        (
+            "agent",
+            f"overhead {agent['overhead_us_median']} us per call (median); the agent as a one-step workflow: "
+            f"{agent['workflow_run_us_median']} us per run",
         )
-        details.append(f"  ttft   overhead {summaries['ttft']['details']['overhead_ms_median']} ms (median)")
-    if "agent" in summaries:
-        d = summaries["agent"]["details"]
-        details.append(
-            f"  agent  overhead {d['overhead_us_median']} us per call (median); the agent as a one-step "
-            f"workflow: {d['workflow_run_us_median']} us per run"
-        )
-    if details:
-        lines += ["", "details:", *details]
-    return "\n".join(lines)
+    )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short generations and few calls, for a smoke run")
-    parser.add_argument("--output", type=Path, help="JSON path (default: benchmarks/results/llm[-quick].json)")
-    parser.add_argument("--repeat", type=int, help="measurement rounds per figure (default: 9, quick: 5)")
+    parser = BenchmarkArguments(__doc__, "llm", rounds=(9, 5), min_repeat=5)
     parser.add_argument("--threads", type=int, help="llama.cpp threads for both sides (default: the provider's)")
-    args = parser.parse_args(argv)
-    if args.repeat is not None and args.repeat < 5:
-        parser.error("--repeat must be at least 5 (min and median need a few rounds)")
-
+    args = parser.parse(argv)
     params = Params.for_mode(args.quick, args.repeat, args.threads)
-    output = args.output or HERE / "results" / ("llm-quick.json" if args.quick else "llm.json")
-    started = time.perf_counter()
-    info = machine_info()
-    print(
-        f"NanoBrain LLM benchmarks ({'quick' if args.quick else 'full'}, {params.repeat} rounds) - "
-        f"Python {info['python']}, {info['cpu_count']} CPUs, load average {info.get('load_average')}",
-        flush=True,
-    )
-    figures: list[Figure] = []
+    run = BenchmarkRun("NanoBrain LLM benchmarks", args, machine_info("llama_cpp_python"))
+    rows: list[dict[str, Any]] = []
     try:
-        phase = time.perf_counter()
-        figures += asyncio.run(bench_local(params))
-        print(f"  tps, ttft done in {time.perf_counter() - phase:.1f} s", flush=True)
+        rows += run.phase("tps, ttft", lambda: asyncio.run(bench_local(params)))
     except ModelNotConfigured as exc:
         print(f"  tps, ttft skipped: {exc}", flush=True)
-    phase = time.perf_counter()
-    figures.append(asyncio.run(bench_agent(params)))
-    print(f"  agent done in {time.perf_counter() - phase:.1f} s", flush=True)
-
-    summaries = {f.key: f.summary() for f in figures}
-    elapsed = time.perf_counter() - started
-    report = {
-        "machine": info,
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "nanobrain": {"version": nb.__version__, "commit": git_commit()},
-        "mode": "quick" if args.quick else "full",
-        "params": params.__dict__,
-        "elapsed_s": round(elapsed, 1),
-        "benchmarks": summaries,
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print()
-    print(render(summaries))
-    print(f"\nwrote {output} ({elapsed:.1f} s)")
+    rows.append(run.phase("agent", lambda: asyncio.run(bench_agent(params))))
+    run.finish(rows, params.__dict__, details=details(rows))
     return 0
 
 
