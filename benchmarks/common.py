@@ -200,16 +200,27 @@ def results_path(name: str, quick: bool) -> Path:
 
 
 class BenchmarkArguments(argparse.ArgumentParser):
-    """--quick and --output for every script; --repeat when `rounds` (full, quick) is given."""
+    """--quick and --output for every script; --repeat when `rounds` (full, quick) is given.
 
-    def __init__(self, doc: str | None, name: str, *, rounds: tuple[int, int] | None = None, min_repeat: int = 1):
+    `rounds_of` says in --help what the rounds apply to, where that is not every figure.
+    """
+
+    def __init__(
+        self,
+        doc: str | None,
+        name: str,
+        *,
+        rounds: tuple[int, int] | None = None,
+        min_repeat: int = 1,
+        rounds_of: str = "per figure",
+    ):
         super().__init__(description=(doc or "").split("\n\n")[0])
         self.name, self.rounds, self.min_repeat = name, rounds, min_repeat
         self.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not comparable to a full one")
         self.add_argument("--output", type=Path, help=f"JSON path (default: benchmarks/results/{name}[-quick].json)")
         if rounds:
             self.add_argument(
-                "--repeat", type=int, help=f"measurement rounds per figure (default: {rounds[0]}, quick: {rounds[1]})"
+                "--repeat", type=int, help=f"measurement rounds {rounds_of} (default: {rounds[0]}, quick: {rounds[1]})"
             )
 
     def parse(self, argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """Parallel processing benchmarks: processor pools, balancers, breakers, failover. Real clock, real sleeps.
 
-    .venv/bin/python benchmarks/parallel.py            # full run (~1.5 min), writes results/parallel.json
+    .venv/bin/python benchmarks/parallel.py            # full run (~2 min), writes results/parallel.json
     .venv/bin/python benchmarks/parallel.py --quick    # smoke run (~15 s), writes results/parallel-quick.json
 
 Figures (each printed beside its baseline, with the ratio):
@@ -22,25 +22,21 @@ B.name  16 processors of 50 ms (4 slots each), one of them slow (500 ms), reques
         p99 latency (ms) with each balancer. Baseline: round-robin. Fastest-response and
         power-of-two-choices should beat it.
 
-A repetition is one whole round; min and median are over rounds, ratios use medians.
+`--repeat` sets the rounds of T, D and D0; F and B do a fixed number (3 and 3, quick: 2 and 1).
+A repetition is one whole round; min and median are over rounds (for a rate or a share, min is the
+worst round), ratios use medians.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import datetime as dt
 import gc
-import json
-import os
-import platform
 import statistics
-import subprocess
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+import sys
+from dataclasses import dataclass
 from typing import Any
+
+from common import BenchmarkArguments, BenchmarkRun, figure, number, rounded, timed
 
 import nanobrain as nb
 from nanobrain.infrastructure.parallel import (
@@ -52,8 +48,6 @@ from nanobrain.infrastructure.parallel import (
     SimulatedProcessor,
 )
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 PROCESSORS = 64
 LATENCY = 0.05
 BALANCER_NAMES = ("round_robin", "least_loaded", "fastest_response", "weighted", "power_of_two")
@@ -77,61 +71,9 @@ class Params:
         return cls(repeat or 5, 10_000, 1, 10_000, 2100, 3, 1000, 3)
 
 
-@dataclass
-class Figure:
-    key: str
-    name: str
-    unit: str
-    baseline: str
-    values: list[float]
-    baselines: list[float]
-    target: float | None = None
-    target_op: str = ">="  # ">=" or "<="
-    target_on: str = "value"  # "value" or "ratio"
-    higher_is_better: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        # `min` is the least disturbed round: the lowest time, or the highest rate.
-        best = max if self.higher_is_better else min
-        value_median, baseline_median = statistics.median(self.values), statistics.median(self.baselines)
-        ratio = value_median / baseline_median if baseline_median else float("nan")
-        met = None
-        if self.target is not None:
-            checked = ratio if self.target_on == "ratio" else value_median
-            met = checked >= self.target if self.target_op == ">=" else checked <= self.target
-        return {
-            "name": self.name,
-            "unit": self.unit,
-            "value_min": _round(best(self.values)),
-            "value_median": _round(value_median),
-            "baseline_min": _round(best(self.baselines)),
-            "baseline_median": _round(baseline_median),
-            "ratio": _round(ratio),
-            "target": self.target,
-            "target_op": self.target_op,
-            "target_on": self.target_on,
-            "target_met": met,
-            "baseline": self.baseline,
-            "rounds": {"values": [_round(v) for v in self.values], "baselines": [_round(v) for v in self.baselines]},
-            "details": self.details,
-        }
-
-
-def _round(x: float) -> float:
-    return float(f"{x:.4g}")
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
-async def timed(make: Callable[[], Awaitable[Any]]) -> float:
-    gc.collect()
-    started = time.perf_counter()
-    await make()
-    return time.perf_counter() - started
 
 
 # -- workloads -------------------------------------------------------------------------------
@@ -174,53 +116,53 @@ def work_pool(latency: float | None, **options: Any) -> ProcessorPool:
 
 
 # -- T: throughput ---------------------------------------------------------------------------
-async def bench_throughput(p: Params) -> Figure:
+async def bench_throughput(p: Params) -> dict[str, Any]:
     n = p.throughput_requests
     ideal = n * LATENCY / PROCESSORS
     await pool_requests(work_pool(LATENCY), PROCESSORS * 4)  # warm-up
-    values = [ideal / await timed(lambda: pool_requests(work_pool(LATENCY), n)) for _ in range(p.repeat)]
-    baselines = [
-        ideal / await timed(lambda: semaphore_requests(n, LATENCY)) for _ in range(p.throughput_baseline_rounds)
-    ]
-    return Figure(
-        key="T",
-        name=f"throughput, {PROCESSORS} processors of {LATENCY * 1e3:g} ms, {n:,} requests",
-        unit="of ideal",
-        baseline=f"asyncio.Semaphore({PROCESSORS}) + gather of the same sleeps",
-        values=values,
-        baselines=baselines,
-        target=0.9,
-        target_op=">=",
-        target_on="value",
+    values = []
+    for _ in range(p.repeat):
+        pool = work_pool(LATENCY)  # a fresh pool a round, built before the clock starts
+        values.append(ideal / await timed(pool_requests(pool, n)))
+    baselines = [ideal / await timed(semaphore_requests(n, LATENCY)) for _ in range(p.throughput_baseline_rounds)]
+    return figure(
+        "T",
+        f"throughput, {PROCESSORS} processors of {LATENCY * 1e3:g} ms, {n:,} requests",
+        "of ideal",
+        f"asyncio.Semaphore({PROCESSORS}) + gather of the same sleeps",
+        values,
+        baselines,
         higher_is_better=True,
+        target=0.9,
+        target_on="value",
         details={
-            "ideal_seconds": _round(ideal),
-            "requests_per_second_median": _round(statistics.median(values) * PROCESSORS / LATENCY),
-            "ideal_requests_per_second": _round(PROCESSORS / LATENCY),
+            "ideal_seconds": rounded(ideal),
+            "requests_per_second_median": rounded(statistics.median(values) * PROCESSORS / LATENCY),
+            "ideal_requests_per_second": rounded(PROCESSORS / LATENCY),
         },
     )
 
 
 # -- D, D0: dispatch overhead ------------------------------------------------------------------
-async def bench_dispatch(p: Params, latency: float | None) -> Figure:
+async def bench_dispatch(p: Params, latency: float | None) -> dict[str, Any]:
     n = p.dispatch_requests
     pool = work_pool(latency)
     await pool_requests(pool, n)  # warm-up
     await semaphore_requests(n, latency)
     values, baselines = [], []
     for _ in range(p.repeat):
-        values.append(await timed(lambda: pool_requests(pool, n)) / n * 1e6)
-        baselines.append(await timed(lambda: semaphore_requests(n, latency)) / n * 1e6)
+        values.append(await timed(pool_requests(pool, n)) / n * 1e6)
+        baselines.append(await timed(semaphore_requests(n, latency)) / n * 1e6)
     yielding = latency is not None
-    return Figure(
-        key="D" if yielding else "D0",
-        name=f"dispatch, {n:,} requests, work {'yields once' if yielding else 'returns at once'}",
-        unit="us/request",
-        baseline=f"asyncio.Semaphore({PROCESSORS}) + gather of the same work",
-        values=values,
-        baselines=baselines,
+    return figure(
+        "D" if yielding else "D0",
+        f"dispatch, {n:,} requests, work {'yields once' if yielding else 'returns at once'}",
+        "us/request",
+        f"asyncio.Semaphore({PROCESSORS}) + gather of the same work",
+        values,
+        baselines,
         details={
-            "overhead_us_per_request_median": _round(statistics.median(values) - statistics.median(baselines)),
+            "overhead_us_per_request_median": rounded(statistics.median(values) - statistics.median(baselines)),
             "queue_high_water": pool.queue.high_water,
         },
     )
@@ -280,7 +222,7 @@ def failing_pool(failing: int, resilient: bool, trips: list[ParallelEvent]) -> P
     )
 
 
-async def bench_failing(p: Params) -> list[Figure]:
+async def bench_failing(p: Params) -> list[dict[str, Any]]:
     n = p.failing_requests
     success, p50, p99, trips_per_round, failed_attempts = [], [], [], [], []
     for _ in range(p.failing_rounds):
@@ -300,46 +242,38 @@ async def bench_failing(p: Params) -> list[Figure]:
         healthy_p50.append(percentile(healthy, 50) * 1e3)
         healthy_p99.append(percentile(healthy, 99) * 1e3)
     scenario = f"{FAILING} of {PROCESSORS} processors failing, {ARRIVALS_PER_SECOND}/s, {n:,} requests"
-    details = {
-        "failing_processors": FAILING,
-        "requests_per_round": n,
-        "arrivals_per_second": ARRIVALS_PER_SECOND,
-        "deadline_s": DEADLINE,
-        "breaker_trips_per_round": trips_per_round,
-        "failed_attempts_per_round": failed_attempts,
-        "p50_ms_per_round": [_round(x) for x in p50],
-        "p99_ms_per_round": [_round(x) for x in p99],
-        "baseline_failed_requests": naive_failures,
-    }
+    healthy_load = "the same load with no failing processor"
     return [
-        Figure(
-            key="F",
-            name=f"success within {DEADLINE:g} s deadline, {scenario}",
-            unit="%",
-            baseline="the same pool without failover or breakers (each request tried once)",
-            values=success,
-            baselines=[100.0 * len(naive_latencies) / n],
-            target=100.0,
-            target_op=">=",
-            target_on="value",
+        figure(
+            "F",
+            f"success within {DEADLINE:g} s deadline, {scenario}",
+            "%",
+            "the same pool without failover or breakers (each request tried once)",
+            success,
+            [100.0 * len(naive_latencies) / n],
             higher_is_better=True,
-            details=details,
+            target=100.0,
+            target_on="value",
+            details={
+                "failing_processors": FAILING,
+                "requests_per_round": n,
+                "arrivals_per_second": ARRIVALS_PER_SECOND,
+                "deadline_s": DEADLINE,
+                "breaker_trips_per_round": trips_per_round,
+                "failed_attempts_per_round": failed_attempts,
+                "p50_ms_per_round": [rounded(x) for x in p50],
+                "p99_ms_per_round": [rounded(x) for x in p99],
+                "baseline_failed_requests": naive_failures,
+            },
         ),
-        Figure(
-            key="F.p50",
-            name="median latency, same scenario",
-            unit="ms",
-            baseline="the same load with no failing processor",
-            values=p50,
-            baselines=healthy_p50,
-        ),
-        Figure(
-            key="F.p99",
-            name="p99 latency, same scenario",
-            unit="ms",
-            baseline="the same load with no failing processor",
-            values=p99,
-            baselines=healthy_p99,
+        figure("F.p50", "median latency, same scenario", "ms", healthy_load, p50, healthy_p50),
+        figure(
+            "F.p99",
+            "p99 latency, same scenario",
+            "ms",
+            healthy_load,
+            p99,
+            healthy_p99,
             details={"breaker_trips_median": statistics.median(trips_per_round)},
         ),
     ]
@@ -365,7 +299,7 @@ def slow_one_pool(balancer: str, seed: int) -> ProcessorPool:
     return ProcessorPool(steps, balancer=chosen, breaker=None)
 
 
-async def bench_balancers(p: Params) -> list[Figure]:
+async def bench_balancers(p: Params) -> list[dict[str, Any]]:
     n = p.balancer_requests
     p99s: dict[str, list[float]] = {name: [] for name in BALANCER_NAMES}
     slow_share: dict[str, list[float]] = {name: [] for name in BALANCER_NAMES}
@@ -377,146 +311,61 @@ async def bench_balancers(p: Params) -> list[Figure]:
             assert failures == 0
             p99s[name].append(percentile(latencies, 99) * 1e3)
             slow_share[name].append(100.0 * pool["p5"].calls / n)
-    baseline = p99s["round_robin"]
-    figures = []
-    for name in BALANCER_NAMES:
-        figures.append(
-            Figure(
-                key=f"B.{name}",
-                name=f"p99, {BALANCED_PROCESSORS} processors, one {SLOW * 1e3:g} ms, balancer {name}",
-                unit="ms",
-                baseline="round-robin",
-                values=p99s[name],
-                baselines=baseline,
-                target=1.0 if name in ("fastest_response", "power_of_two") else None,
-                target_op="<=",
-                target_on="ratio",
-                details={"slow_processor_share_percent_median": _round(statistics.median(slow_share[name]))},
-            )
+    return [
+        figure(
+            f"B.{name}",
+            f"p99, {BALANCED_PROCESSORS} processors, one {SLOW * 1e3:g} ms, balancer {name}",
+            "ms",
+            "round-robin",
+            p99s[name],
+            p99s["round_robin"],
+            target=1.0 if name in ("fastest_response", "power_of_two") else None,
+            details={"slow_processor_share_percent_median": rounded(statistics.median(slow_share[name]))},
         )
-    return figures
+        for name in BALANCER_NAMES
+    ]
 
 
-# -- reporting -------------------------------------------------------------------------------
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-    }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return info
-
-
-def git_commit() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True, text=True)
-        return head + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def _fmt(x: float) -> str:
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    if abs(x) >= 10:
-        return f"{x:.1f}"
-    return f"{x:.3f}" if abs(x) < 1 else f"{x:.2f}"
-
-
-def render(summaries: dict[str, dict[str, Any]]) -> str:
-    header = ("", "figure", "unit", "min", "median", "base min", "base med", "ratio", "target", "met")
-    rows = [header]
-    for key, s in summaries.items():
-        target = "" if s["target"] is None else f"{s['target_on']} {s['target_op']} {s['target']:g}"
-        met = "" if s["target_met"] is None else ("yes" if s["target_met"] else "NO")
-        rows.append(
-            (
-                key,
-                s["name"],
-                s["unit"],
-                _fmt(s["value_min"]),
-                _fmt(s["value_median"]),
-                _fmt(s["baseline_min"]),
-                _fmt(s["baseline_median"]),
-                f"{s['ratio']:.2f}",
-                target,
-                met,
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    right = {3, 4, 5, 6, 7}
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-        if n == 0:
-            lines.append("-" * len(lines[0]))
-    lines.append("")
-    lines.append("baselines:")
-    lines.extend(f"  {key:<20} {s['baseline']}" for key, s in summaries.items())
-    f = summaries["F"]["details"]
-    lines.append("")
-    lines.append(
-        f"details: F breaker trips per round {f['breaker_trips_per_round']}, failed attempts per round "
-        f"{f['failed_attempts_per_round']}; baseline without failover lost {f['baseline_failed_requests']} requests"
+# -- entry point -----------------------------------------------------------------------------
+def details(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The lines under the table: T's rate, F's breakers and failures, B's share of the slow processor."""
+    t, f = (next(row["details"] for row in rows if row["key"] == key) for key in ("T", "F"))
+    shares = ", ".join(
+        f"{row['key'][2:]} {number(row['details']['slow_processor_share_percent_median'])}"
+        for row in rows
+        if row["key"].startswith("B.")
     )
-    shares = {k[2:]: s["details"]["slow_processor_share_percent_median"] for k, s in summaries.items() if k[:2] == "B."}
-    lines.append(
-        "         B share of requests sent to the slow processor (%): "
-        + ", ".join(f"{name} {share:g}" for name, share in shares.items())
-    )
-    return "\n".join(lines)
-
-
-async def run_all(p: Params) -> dict[str, Figure]:
-    figures: list[Figure] = [await bench_throughput(p)]
-    figures.append(await bench_dispatch(p, 0.0))
-    figures.append(await bench_dispatch(p, None))
-    figures.extend(await bench_failing(p))
-    figures.extend(await bench_balancers(p))
-    return {f.key: f for f in figures}
+    return [
+        (
+            "T",
+            f"{number(t['requests_per_second_median'])} requests/s (median), "
+            f"ideal {number(t['ideal_requests_per_second'])}",
+        ),
+        (
+            "F",
+            f"breaker trips per round {f['breaker_trips_per_round']}, failed attempts per round "
+            f"{f['failed_attempts_per_round']}; the baseline without failover lost {f['baseline_failed_requests']} "
+            "requests",
+        ),
+        ("B", f"share of requests sent to the slow processor (%, median): {shares}"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--output", type=Path, help="JSON path (default: benchmarks/results/parallel[-quick].json)")
-    parser.add_argument("--repeat", type=int, help="rounds of T, D and D0 (default: 5, quick: 2)")
-    args = parser.parse_args(argv)
+    args = BenchmarkArguments(__doc__, "parallel", rounds=(5, 2), rounds_of="of T, D and D0").parse(argv)
     params = Params.for_mode(args.quick, args.repeat)
-    started = time.perf_counter()
-    figures = asyncio.run(run_all(params))
-    summaries = {key: figure.summary() for key, figure in figures.items()}
-    print(render(summaries))
-    print(f"\n(total {time.perf_counter() - started:.0f} s)")
-    report = {
-        "machine": machine_info(),
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "nanobrain": {"version": nb.__version__, "commit": git_commit()},
-        "mode": "quick" if args.quick else "full",
-        "params": params.__dict__,
-        "benchmarks": summaries,
-    }
-    output = args.output or HERE / "results" / ("parallel-quick.json" if args.quick else "parallel.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {output.relative_to(REPO) if output.is_relative_to(REPO) else output}")
+    run = BenchmarkRun("NanoBrain parallel processing benchmarks", args)
+    rows = [
+        run.phase("T", lambda: asyncio.run(bench_throughput(params))),
+        run.phase("D", lambda: asyncio.run(bench_dispatch(params, 0.0))),
+        run.phase("D0", lambda: asyncio.run(bench_dispatch(params, None))),
+        *run.phase("F", lambda: asyncio.run(bench_failing(params))),
+        *run.phase("B", lambda: asyncio.run(bench_balancers(params))),
+    ]
+    caption = "baselines (same process; D, D0 and B interleaved with the pool's rounds, T and F after them):"
+    run.finish(rows, params.__dict__, caption=caption, details=details(rows))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -54,3 +54,6 @@ def test_arguments_follow_the_results_convention() -> None:
     with pytest.raises(SystemExit):
         parser.parse(["--repeat", "3"])
     assert not hasattr(common.BenchmarkArguments("Demo.", "plain").parse([]), "repeat")
+    assert "rounds per figure (default: 9, quick: 5)" in " ".join(parser.format_help().split())
+    partial = common.BenchmarkArguments("Demo.", "demo", rounds=(5, 2), rounds_of="of T and D")
+    assert "rounds of T and D (default: 5, quick: 2)" in " ".join(partial.format_help().split())
