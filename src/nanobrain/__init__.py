@@ -14,6 +14,7 @@ from .core.data_units import MISSING, DataUnit, FileUnit, MemoryUnit, StreamUnit
 from .core.errors import (
     ConfigError,
     CycleLimitExceeded,
+    LinkFailed,
     NanoBrainError,
     Problem,
     RunError,
@@ -67,6 +68,7 @@ __all__ = [
     "InProcessExecutor",
     "Interval",
     "Link",
+    "LinkFailed",
     "Manual",
     "MemoryUnit",
     "NanoBrainError",

@@ -117,12 +117,17 @@ async def test_agent_in_a_workflow_streams_tokens_and_reports_usage() -> None:
     tokens = [e for e in events if isinstance(e, nb.Token)]
     assert "".join(t.text for t in tokens) == "two plus two is four"
     assert len(tokens) > 3
-    assert tokens[0].path == "outer/inner/calc"
+    # Tokens carry the same path as the step's own events, and the step's name.
+    started = next(e for e in events if isinstance(e, nb.StepStarted) and e.step == "calc")
+    assert (tokens[0].path, tokens[0].step) == (started.path, "calc") == ("outer/inner", "calc")
     calls = [e for e in events if isinstance(e, nb.Custom) and e.name == "llm_call"]
     assert len(calls) == 2
     finished = events[-1]
     assert isinstance(finished, nb.RunFinished)
     assert finished.outputs == {"reply": "two plus two is four"}
+    # Each run reports its own usage; the nested run's is added to the outer run's.
+    inner_finished = next(e for e in events if isinstance(e, nb.RunFinished) and e.path == "outer/inner")
+    assert inner_finished.usage == finished.usage
     expected_prompt = sum(
         sum(len(m.content.split()) for m in request.messages) for request in model.requests
     )
@@ -161,3 +166,12 @@ async def test_the_last_round_asks_for_an_answer_without_tools() -> None:
     agent = Agent("calc", model=model, tools=[add], max_rounds=3)
     assert await agent.ask(message="loop") == "four, finally"
     assert [r.tool_choice for r in model.requests] == ["auto", "auto", "none"]
+
+
+async def test_runs_without_a_session_share_no_memory() -> None:
+    model = ScriptedModel(["noted", "I know nothing about that"])
+    agent = Agent("chat", model=model)
+    workflow = nb.Workflow.sequence(agent, name="w")
+    await workflow.run(message="my secret is 42")
+    await workflow.run(message="what is the secret?")
+    assert [m.content for m in model.requests[1].messages] == ["what is the secret?"]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from nanobrain import Clock, RealClock, RetryPolicy, StepFailed, VirtualClock, Workflow, step
+from nanobrain import Clock, FunctionStep, RealClock, RetryPolicy, StepFailed, VirtualClock, Workflow, step
 
 
 async def settle(rounds: int = 20) -> None:
@@ -200,3 +200,21 @@ async def test_step_retry_on_a_virtual_clock_gives_up_with_the_last_error():
         await asyncio.wait_for(run, timeout=5)
     assert attempts == 2
     assert str(info.value.__cause__) == "attempt 2"
+
+
+async def test_each_retried_attempt_is_a_step_failed_event() -> None:
+    calls = 0
+
+    async def flaky(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionError(f"attempt {calls}")
+        return x
+
+    step_ = FunctionStep(flaky, retry=RetryPolicy(attempts=3, initial=0, jitter=0))
+    workflow = Workflow.sequence(step_, name="w")
+    events = [e async for e in workflow.stream(x=7)]
+    failed = [e for e in events if e.type == "step_failed"]
+    assert [(e.step, e.attempt, str(e.error)) for e in failed] == [("flaky", 1, "attempt 1"), ("flaky", 2, "attempt 2")]
+    assert events[-1].type == "run_finished" and events[-1].outputs == {"result": 7}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -446,3 +447,16 @@ async def test_file_unit_validates_before_writing(tmp_path):
     assert not path.exists()
     await unit.set(4)
     assert json.loads(path.read_text()) == 4
+
+
+async def test_concurrent_file_sets_land_in_call_order(tmp_path: Path) -> None:
+    for trial in range(20):
+        path = tmp_path / f"v{trial}.json"
+        unit = FileUnit("f", path=path)
+        twin = unit.clone()  # a run's copy writes the same file
+        seen: list[int] = []
+        unit.subscribe(seen.append)
+        twin.subscribe(seen.append)
+        await asyncio.gather(*((unit if i % 2 else twin).set(i) for i in range(6)))
+        assert seen == list(range(6))
+        assert json.loads(path.read_text()) == 5

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+import nanobrain as nb
 from nanobrain import (
     ConditionalLink,
     CycleLimitExceeded,
@@ -275,3 +276,21 @@ async def test_cycle_between_two_steps_with_bound():
     wf.link("pong.result", "outputs.n", when=lambda n: n >= 20)
     # 1 -> 2 -> 4 -> 5 -> 10 -> 11 -> 22
     assert await wf.run(n=1) == {"n": 22}
+
+
+async def test_a_failing_transform_names_the_link() -> None:
+    def broken(value: int) -> int:
+        raise ValueError("transform broke")
+
+    workflow = nb.Workflow("w", inputs={"x": int}, outputs={"y": int})
+    workflow.add(nb.FunctionStep(lambda x: x, name="produce"))
+    workflow.add(nb.FunctionStep(lambda y: y, name="consume"))
+    workflow.link("inputs.x", "produce.x")
+    workflow.link("produce.result", "consume.y", transform=broken)
+    workflow.link("consume.result", "outputs.y")
+    with pytest.raises(nb.StepFailed) as caught:
+        await workflow.run(x=1)
+    link_error = caught.value.__cause__
+    assert isinstance(link_error, nb.LinkFailed)
+    assert link_error.link == "produce.result -> consume.y"
+    assert "transform broke" in str(link_error) and isinstance(link_error.__cause__, ValueError)

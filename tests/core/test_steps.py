@@ -468,3 +468,20 @@ async def test_each_retry_attempt_gets_its_own_timeout():
 
     assert await single(slow_then_fast).run(x=7) == {"result": 7}
     assert attempts == [7, 7]
+
+
+async def test_a_blocking_step_still_times_out_and_says_it_was_abandoned() -> None:
+    import time
+
+    def blocking(x: int) -> int:
+        time.sleep(2.0)
+        return x
+
+    workflow = Workflow.sequence(FunctionStep(blocking, timeout=0.05), name="w")
+    started = time.perf_counter()
+    with pytest.raises(StepFailed) as caught:
+        await workflow.run(x=1)
+    assert time.perf_counter() - started < 1.5  # the run did not wait for the 2 s blocking call
+    timeout = caught.value.__cause__
+    assert isinstance(timeout, StepTimeout) and not timeout.cancelled
+    assert "abandoned" in str(timeout)

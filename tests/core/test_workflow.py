@@ -540,3 +540,13 @@ async def test_long_lived_handle_reports_a_failed_step():
         await handle.send(x=-1)
         with pytest.raises(StepFailed, match=r"'check'.*negative"):
             await handle.idle()
+
+
+async def test_handle_events_end_when_the_handle_stops() -> None:
+    workflow = Workflow.sequence(FunctionStep(lambda x: x + 1, name="inc"), name="w")
+    async with workflow.start() as handle:
+        events = handle.events()
+        await handle.send(x=1)
+        await handle.idle()
+    seen = [e.type async for e in events]  # would hang if stop() did not end the iteration
+    assert "output_set" in seen

@@ -394,3 +394,16 @@ def test_the_kinds_are_registered() -> None:
     assert UNIT_KINDS["persistent"] is PersistentUnit
     assert UNIT_KINDS["persistent_stream"] is PersistentStreamUnit
     assert PersistentUnit.awaits_set and PersistentStreamUnit.awaits_set and not nb.DataUnit.awaits_set
+
+
+async def test_a_run_that_does_not_send_a_persistent_input_keeps_its_stored_value() -> None:
+    store = MemoryKeyValueStore()
+    state = PersistentUnit("state", str, store=store, key="st", default="initial")
+    workflow = nb.Workflow("w", inputs={"x": int, "state": state}, outputs={"state": str})
+    workflow.add(nb.FunctionStep(lambda x, state: state, name="echo"))
+    workflow.link("inputs.x", "echo.x")
+    workflow.link("inputs.state", "echo.state")
+    workflow.link("echo.result", "outputs.state")
+    assert await workflow.run(x=1, state="saved") == {"state": "saved"}
+    assert await workflow.run(x=2) == {"state": "saved"}  # not overwritten with the default
+    assert await PersistentUnit("state", str, store=store, key="st").initial_value() == "saved"

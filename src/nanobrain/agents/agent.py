@@ -63,9 +63,10 @@ class Agent(Step):
     """A language-model step with tools.
 
     Inputs are the fields of the `prompt` template (`"{message}"` by default) plus an optional
-    `session` that selects the conversation memory. The output `reply` is the answer's text, or
-    an instance of `output_type` when one is given (the answer must validate against it; an
-    invalid answer is sent back for correction at most `max_reasks` times).
+    `session` that selects the conversation memory (without a session, nothing is remembered).
+    The output `reply` is the answer's text, or an instance of `output_type` when one is given
+    (the answer must validate against it; an invalid answer is sent back for correction at most
+    `max_reasks` times).
     """
 
     def __init__(
@@ -123,7 +124,8 @@ class Agent(Step):
     async def ask(self, session: str | None = None, **fields: Any) -> Any:
         """Answer one prompt (the template filled with `fields`), running tools as the model asks."""
         text = self.prompt.format(**{k: "" if v is None else v for k, v in fields.items()})
-        history = self.memory.messages(session or "") if self.memory else []
+        # Memory is per explicit session: calls without one never see each other's turns.
+        history = self.memory.messages(session) if self.memory and session is not None else []
         result = await self.run_turn(text, history=history)
         self._remember(session, result.messages)
         return result.value
@@ -176,8 +178,8 @@ class Agent(Step):
         return (self.system + "\n\n" if self.system else "") + f"Answer with JSON matching this schema: {schema}"
 
     def _remember(self, session: str | None, turn: Sequence[Message]) -> None:
-        if self.memory is not None:
-            self.memory.add(session or "", *turn)
+        if self.memory is not None and session is not None:
+            self.memory.add(session, *turn)
 
     def _request(self, messages: Sequence[Message], tool_choice: str = "auto") -> ChatRequest:
         return ChatRequest(

@@ -13,10 +13,16 @@ from .events import Custom, EventSink, RunEvent, Token
 class StepContext:
     run_id: str
     step: str
+    #: Where the step runs, `run_path/step`: the path of runs nested inside this step.
     path: str
     sink: EventSink | None
-    #: Counters shared by a run and the runs nested in it (for example language-model tokens).
+    #: Counters of the run (for example language-model tokens), added to its parent's at the end.
     usage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def run_path(self) -> str:
+        """The path of the run the step belongs to: events carry it, like the step's own events."""
+        return self.path.rpartition("/")[0] or self.path
 
     @property
     def streaming(self) -> bool:
@@ -36,12 +42,12 @@ class StepContext:
     def token(self, text: str) -> None:
         """Report a piece of streamed text."""
         if self.sink is not None:
-            self.sink(Token(self.run_id, self.path, step=self.step, text=text))
+            self.sink(Token(self.run_id, self.run_path, step=self.step, text=text))
 
     def report(self, name: str, **data: Any) -> None:
         """Report a custom event."""
         if self.sink is not None:
-            self.sink(Custom(self.run_id, self.path, step=self.step, name=name, data=data))
+            self.sink(Custom(self.run_id, self.run_path, step=self.step, name=name, data=data))
 
 
 _current: ContextVar[StepContext | None] = ContextVar("nanobrain_step_context", default=None)

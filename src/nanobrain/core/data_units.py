@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import tempfile
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -67,6 +68,13 @@ class DataUnit:
     @property
     def has_value(self) -> bool:
         return self._value is not MISSING
+
+    async def initial_value(self) -> Any:
+        """What a run starts from when nothing is sent to this unit: its default (or MISSING).
+
+        Units that keep their value elsewhere (persistent units) return what they stored.
+        """
+        return self.default
 
     # -- writing -----------------------------------------------------------------
     def _check(self, value: Any) -> Any:
@@ -346,8 +354,16 @@ class FileUnit(DataUnit):
 
     async def set(self, value: Any) -> None:
         value = self._check(value)
-        await asyncio.to_thread(self._write, self._encode(value))
-        self._store_written(value)
+        data = self._encode(value)
+        # Writes to one file (from this unit or its per-run copies) are serialized, so the file
+        # and the subscribers see the values in the order `set` was called.
+        lock = _file_lock(self.path)
+        async with lock:
+            await asyncio.to_thread(self._write, data)
+            self._value = value
+            self.version += 1
+        if self._subscribers:
+            self._notify(value)
 
     def set_nowait(self, value: Any) -> None:
         value = self._check(value)
@@ -359,6 +375,19 @@ class FileUnit(DataUnit):
         self.version += 1
         if self._subscribers:
             self._notify(value)
+
+
+_FILE_LOCKS: weakref.WeakValueDictionary[tuple[str, int], asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _file_lock(path: Path) -> asyncio.Lock:
+    """One lock per file and event loop, alive while someone holds it."""
+    key = (str(path.resolve()), id(asyncio.get_running_loop()))
+    lock = _FILE_LOCKS.get(key)
+    if lock is None:
+        lock = asyncio.Lock()
+        _FILE_LOCKS[key] = lock
+    return lock
 
 
 def _json_default(value: Any) -> Any:

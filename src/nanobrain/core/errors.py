@@ -87,12 +87,24 @@ class StepFailed(NanoBrainError):
 
 
 class StepTimeout(NanoBrainError, TimeoutError):
-    """A step ran longer than its timeout and was cancelled."""
+    """A step ran longer than its timeout. Async work in the event loop is cancelled; work in a
+    thread or process cannot be stopped from outside, so the run stops waiting for it."""
 
-    def __init__(self, step: str, seconds: float) -> None:
+    def __init__(self, step: str, seconds: float, *, cancelled: bool = True) -> None:
         self.step = step
         self.seconds = seconds
-        super().__init__(f"step {step!r} did not finish within {seconds:g}s and was cancelled")
+        self.cancelled = cancelled
+        what = "was cancelled" if cancelled else "was abandoned (its thread or process may still be running)"
+        super().__init__(f"step {step!r} did not finish within {seconds:g}s and {what}")
+
+
+class LinkFailed(NanoBrainError):
+    """A link's transform or condition raised; the original exception is chained as `__cause__`."""
+
+    def __init__(self, link: str, error: BaseException) -> None:
+        self.link = link
+        self.error = error
+        super().__init__(f"link {link} failed: {type(error).__name__}: {error}")
 
 
 class CycleLimitExceeded(NanoBrainError):

@@ -50,6 +50,8 @@ class RunFinished(RunEvent):
 class RunFailed(RunEvent):
     error: BaseException | None = None
     duration: float = 0.0
+    #: What the run used before it failed (tokens are spent even when a run fails).
+    usage: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,12 @@ class RetryPolicy:
         fn: Callable[[], Awaitable[T]],
         *,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        on_retry: Callable[[int, BaseException], None] | None = None,
     ) -> T:
-        """Call `fn()` until it succeeds, a non-retryable error occurs, or attempts run out."""
+        """Call `fn()` until it succeeds, a non-retryable error occurs, or attempts run out.
+
+        `on_retry(attempt, error)` is told about each failed attempt that will be retried.
+        """
         from tenacity import (
             AsyncRetrying,
             retry_if_exception_type,
@@ -48,6 +52,14 @@ class RetryPolicy:
         options: dict[str, Any] = {}
         if sleep is not None:
             options["sleep"] = sleep
+        if on_retry is not None:
+
+            def before_sleep(state: Any) -> None:
+                error = state.outcome.exception() if state.outcome is not None else None
+                if error is not None:
+                    on_retry(state.attempt_number, error)
+
+            options["before_sleep"] = before_sleep
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential(multiplier=self.initial, exp_base=self.multiplier, max=self.max_wait)

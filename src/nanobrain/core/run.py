@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .clock import Clock
 from .context import StepContext, _current
 from .data_units import MISSING, DataUnit
-from .errors import CycleLimitExceeded, RunError, StepFailed, StepTimeout
+from .errors import CycleLimitExceeded, LinkFailed, RunError, StepFailed, StepTimeout
 from .events import (
     EventSink,
     OutputSet,
@@ -99,8 +99,10 @@ class Run:
         usage: dict[str, int] | None = None,
     ) -> None:
         self.plan = plan
-        #: Usage counters, shared with the parent run when this run is nested.
-        self.usage: dict[str, int] = {} if usage is None else usage
+        #: This run's usage counters (nested runs included); `usage` is the parent's, added to
+        #: when this run ends, so each RunFinished reports its own run's usage.
+        self.usage: dict[str, int] = {}
+        self._parent_usage = usage
         self.run_id = run_id or new_run_id()
         self.path = path or plan.name
         self.sink = sink
@@ -184,9 +186,19 @@ class Run:
                 raise self._error
         except BaseException as exc:
             await self.cancel()
+            self._add_usage_to_parent()
             if sink is not None:
-                sink(RunFailed(self.run_id, self.path, error=exc, duration=time.perf_counter() - self.started))
+                sink(
+                    RunFailed(
+                        self.run_id,
+                        self.path,
+                        error=exc,
+                        duration=time.perf_counter() - self.started,
+                        usage=dict(self.usage),
+                    )
+                )
             raise
+        self._add_usage_to_parent()
         outputs = self.output_values()
         if sink is not None:
             sink(
@@ -199,6 +211,12 @@ class Run:
                 )
             )
         return outputs
+
+    def _add_usage_to_parent(self) -> None:
+        parent = self._parent_usage
+        if parent is not None:
+            for name, count in self.usage.items():
+                parent[name] = parent.get(name, 0) + count
 
     async def send(self, values: Mapping[str, Any], *, drive: bool = True) -> None:
         """Set workflow inputs and deliver them along their links."""
@@ -409,7 +427,13 @@ class Run:
     async def _deliver(self, routes: tuple[Route, ...], value: Any) -> None:
         steps = self.steps
         for route in routes:
-            carried = value if route.plain else route.link.carry(value)
+            if route.plain:
+                carried = value
+            else:
+                try:
+                    carried = route.link.carry(value)
+                except Exception as exc:  # name the link, not just the step that produced the value
+                    raise LinkFailed(route.link.name, exc) from exc
             if carried is Link.SKIP:
                 continue
             if route.bound >= 0:
@@ -470,6 +494,13 @@ class Run:
             self.sink(OutputSet(self.run_id, self.path, name=name, value=unit._value))
 
 
+def _report_retry(attempt: int, error: BaseException) -> None:
+    """A failed attempt that will be retried becomes a `step_failed` event with its attempt number."""
+    context = _current.get()
+    if context is not None and context.sink is not None:
+        context.sink(StepFailedEvent(context.run_id, context.run_path, step=context.step, error=error, attempt=attempt))
+
+
 def wrap_invoke(step: Step, clock: Clock | None) -> Invoke:
     """The step's `process`, wrapped in its retry policy and timeout (outermost: retry)."""
     invoke: Invoke = step.process
@@ -483,7 +514,7 @@ def wrap_invoke(step: Step, clock: Clock | None) -> Invoke:
                     return await inner_timeout(inputs)
                 except asyncio.CancelledError:
                     if scope.expired():
-                        raise StepTimeout(step.name, timeout) from None
+                        raise StepTimeout(step.name, timeout, cancelled=step.cancellable) from None
                     raise
             return None  # pragma: no cover - unreachable, keeps type checkers calm
 
@@ -494,7 +525,7 @@ def wrap_invoke(step: Step, clock: Clock | None) -> Invoke:
 
         async def with_retry(inputs: dict[str, Any]) -> Any:
             sleep = clock.sleep if clock is not None else None
-            return await policy.call(lambda: inner_retry(inputs), sleep=sleep)
+            return await policy.call(lambda: inner_retry(inputs), sleep=sleep, on_retry=_report_retry)
 
         invoke = with_retry
     return invoke

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 import re
@@ -87,6 +88,11 @@ class Step:
         """Inputs that must have a value before the step can run (no default)."""
         return tuple(name for name, unit in self.inputs.items() if unit.default is MISSING)
 
+    @property
+    def cancellable(self) -> bool:
+        """Whether a timeout can really stop this step (async work in the event loop can)."""
+        return True
+
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any] | None:
         """Compute output values (by output name) from input values. Override this."""
         raise NotImplementedError(f"step {self.name!r} ({type(self).__name__}) does not implement process()")
@@ -136,13 +142,22 @@ class FunctionStep(Step):
         if not self.description:
             self.description = (inspect.getdoc(fn) or "").split("\n\n")[0]
         self._single = next(iter(self.outputs)) if self._mode == "single" else None
+        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the underlying function directly."""
         return self.fn(*args, **kwargs)
 
+    @property
+    def cancellable(self) -> bool:
+        return type(self.executor) is InProcessExecutor and self._is_async
+
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any] | None:
-        if type(self.executor) is InProcessExecutor:
+        if type(self.executor) is InProcessExecutor and self.timeout is not None and not self._is_async:
+            # A blocking function would hold the event loop past its own timeout: give it a thread,
+            # so the timeout fires and the run goes on (the thread itself cannot be stopped).
+            result = await asyncio.to_thread(self.fn, **inputs)
+        elif type(self.executor) is InProcessExecutor:
             result = self.fn(**inputs)
             if inspect.isawaitable(result):
                 result = await result

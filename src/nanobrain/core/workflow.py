@@ -166,16 +166,28 @@ class Workflow(Step):
         return self._plan
 
     # -- running ---------------------------------------------------------------------------
-    def _check_inputs(self, values: Mapping[str, Any]) -> None:
-        unknown = [name for name in values if name not in self.inputs]
+    async def _complete_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The given inputs plus the value of every input not given (its stored value or default)."""
+        unknown = [name for name in inputs if name not in self.inputs]
         if unknown:
             raise RunError(
                 f"workflow {self.name!r} has no input {', '.join(map(repr, unknown))} "
                 f"(inputs: {', '.join(self.inputs) or 'none'})"
             )
-        missing = [n for n, u in self.inputs.items() if u.default is MISSING and n not in values]
+        values: dict[str, Any] = {}
+        for name, unit in self.inputs.items():
+            if name in inputs:
+                values[name] = inputs[name]
+                continue
+            # A unit that keeps its value elsewhere (persistent) starts from what it stored,
+            # so a run that does not send it never overwrites it with the default.
+            value = await unit.initial_value()
+            if value is not MISSING:
+                values[name] = value
+        missing = [name for name in self.inputs if name not in values]
         if missing:
             raise RunError(f"workflow {self.name!r} needs input {', '.join(map(repr, missing))}")
+        return values
 
     def new_run(
         self, *, on_event: EventSink | None = None, path: str = "", usage: dict[str, int] | None = None
@@ -193,9 +205,7 @@ class Workflow(Step):
 
     async def invoke(self, inputs: Mapping[str, Any], *, on_event: EventSink | None = None) -> dict[str, Any]:
         """Run once with `inputs`; return the outputs that were set. Events go to `on_event`."""
-        self._check_inputs(inputs)
-        values = {n: u.default for n, u in self.inputs.items() if u.default is not MISSING and n not in inputs}
-        values.update(inputs)
+        values = await self._complete_inputs(inputs)
         return await self.new_run(on_event=on_event).execute(values)
 
     async def run(self, **inputs: Any) -> dict[str, Any]:
@@ -227,9 +237,7 @@ class Workflow(Step):
             path=context.path if context else self.name,
             usage=context.usage if context else None,
         )
-        values = {n: u.default for n, u in self.inputs.items() if u.default is not MISSING and n not in inputs}
-        values.update(inputs)
-        return await run.execute(values)
+        return await run.execute(await self._complete_inputs(inputs))
 
     async def aclose(self) -> None:
         """Close the executors used by this workflow's steps (pools, clusters), nested ones too."""
@@ -266,6 +274,8 @@ class WorkflowHandle:
         self._listeners: list[EventSink] = [on_event] if on_event else []
         self.run = workflow.new_run(on_event=self._dispatch)
         self._started = False
+        self._stopped = False
+        self._stoppers: list[asyncio.Queue[RunEvent | None]] = []
 
     def _dispatch(self, event: RunEvent) -> None:
         for listener in tuple(self._listeners):
@@ -309,14 +319,17 @@ class WorkflowHandle:
         return self.run.output_values()
 
     def events(self) -> AsyncIterator[RunEvent]:
-        """Iterate over the events from now on (until the handle stops)."""
-        queue: asyncio.Queue[RunEvent] = asyncio.Queue()
+        """Iterate over the events from now on; the iteration ends when the handle stops."""
+        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
         self._listeners.append(queue.put_nowait)
+        self._stoppers.append(queue)
+        if self._stopped:
+            queue.put_nowait(None)
 
         async def iterate() -> AsyncIterator[RunEvent]:
             try:
-                while True:
-                    yield await queue.get()
+                while (event := await queue.get()) is not None:
+                    yield event
             finally:
                 if queue.put_nowait in self._listeners:
                     self._listeners.remove(queue.put_nowait)
@@ -328,8 +341,12 @@ class WorkflowHandle:
             raise self.run.error
 
     async def stop(self) -> None:
-        """Disarm triggers and cancel work in flight."""
+        """Disarm triggers, cancel work in flight, and end every `events()` iteration."""
         await self.run.cancel()
+        self._stopped = True
+        for queue in self._stoppers:
+            queue.put_nowait(None)
+        self._stoppers.clear()
 
 
 def _match_units(previous: Step, following: Step) -> list[tuple[str, str]]:

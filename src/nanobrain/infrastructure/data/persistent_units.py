@@ -123,6 +123,12 @@ class PersistentUnit(DataUnit):
         self._value = value
         return value
 
+    async def initial_value(self) -> Any:
+        """The stored value (loading it if needed), else the default."""
+        if not self._cell.loaded:
+            await self.load()
+        return self._cell.value
+
     async def aget(self, default: Any = MISSING) -> Any:
         """`get`, loading the stored value first if that has not happened yet."""
         if not self._cell.loaded:
