@@ -126,7 +126,7 @@ def test_ctrl_c_mid_stream_keeps_the_partial_answer(chat_env: tuple[dict[str, st
     assert child.exitstatus == 0
     stored = history(env, session)
     assert [role for role, _, _ in stored] == ["user", "assistant"]
-    assert stored[1][2].get("interrupted") is True
+    assert stored[1][2] == {"interrupted": True, "agent": "assistant"}
     assert stored[1][1].strip()
 
 
@@ -167,3 +167,23 @@ def test_without_a_usable_model_the_error_says_how_to_get_one(chat_env: tuple[di
     assert result.returncode == 1
     assert "OPENAI_API_KEY" in result.stderr and "NANOBRAIN_MODEL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_failed_turn_or_command_does_not_end_the_chat(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("NANOBRAIN_MODEL", "NANOBRAIN_DATABASE_URL")}
+    env.update(NANOBRAIN_HOME=str(tmp_path / "home"), TERM="xterm")
+    child = pexpect.spawn(
+        str(NANOBRAIN), ["chat", "--model", "openai-compatible:m@http://127.0.0.1:9/v1"], env=env,
+        encoding="utf-8", timeout=60, dimensions=(50, 160),
+    )
+    child.expect("you> ")
+    child.sendline("hello")
+    child.expect("cannot reach http://127.0.0.1:9/v1")
+    child.expect("you> ")
+    child.sendline(f"/export {tmp_path / 'out.txt'}")
+    child.expect(r"\.json, \.jsonl, \.csv or \.md")
+    child.expect("you> ")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..core.events import RunFinished, Token
+from ..core.errors import NanoBrainError
+from ..core.events import RunFinished, StepStarted, Token
 from ..workflows.chat.app import ChatApp
 
 HELP = """\
@@ -108,8 +109,23 @@ def _loop(runner: asyncio.Runner, state: ChatState) -> int:
                     return 0
             except KeyboardInterrupt:
                 state.err.print(Text("(cancelled)", style="dim"))
+            except Exception as exc:  # a failed command is reported; the conversation goes on
+                state.err.print(Text(f"error: {_describe(exc)}", style="red"))
             continue
-        _answer(runner, state, text, quiet_interrupt=True)
+        try:
+            _answer(runner, state, text, quiet_interrupt=True)
+        except Exception as exc:  # e.g. the model's server is down: say so and keep the chat open
+            state.out.file.write("\n")
+            state.err.print(Text(f"error: {_describe(exc)}", style="red"))
+
+
+def _describe(exc: BaseException) -> str:
+    """The original error behind nested step failures, in one line."""
+    from ..core.errors import StepFailed
+
+    while isinstance(exc, StepFailed) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, NanoBrainError) else str(exc)
 
 
 def read_message(read_line: Callable[[str], str]) -> str | None:
@@ -147,9 +163,13 @@ async def _turn(state: ChatState, text: str) -> bool:
     partial: list[str] = []
     reply: str | None = None
     answered = False
+    agent = ""
+    agents = {a.name for a in app.agents()}
     try:
         async for event in app.stream(state.session, text):
-            if isinstance(event, Token):
+            if isinstance(event, StepStarted) and event.step in agents and event.path == app.workflow.name:
+                agent = event.step
+            elif isinstance(event, Token):
                 if not partial and out.is_terminal:
                     out.file.write("\x1b[1mnanobrain>\x1b[0m ")
                 partial.append(event.text)
@@ -160,7 +180,7 @@ async def _turn(state: ChatState, text: str) -> bool:
                 answered = "turn" in event.outputs
     except asyncio.CancelledError:
         # Ctrl-C while the answer streams: keep what was said, marked as interrupted.
-        await asyncio.shield(app.record_interrupted(state.session, text, "".join(partial)))
+        await asyncio.shield(app.record_interrupted(state.session, text, "".join(partial), agent=agent))
         raise
     if partial:
         out.file.write("\n")
@@ -204,9 +224,12 @@ async def command(state: ChatState, line: str) -> str | None:
         if not argument:
             err.print(Text("usage: /export FILE (.json, .jsonl, .csv or .md)", style="red"))
             return None
+        if Path(argument).suffix.lower() not in (".json", ".jsonl", ".csv", ".md", ".markdown"):
+            err.print(Text("cannot export: name a file ending in .json, .jsonl, .csv or .md", style="red"))
+            return None
         try:
             await app.export([state.session], argument)
-        except (ValueError, OSError) as exc:
+        except (NanoBrainError, ValueError, OSError) as exc:
             err.print(Text(f"cannot export: {exc}", style="red"))
             return None
         err.print(Text(f"exported session {state.session} to {argument}", style="green"))

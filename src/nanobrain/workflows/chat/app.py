@@ -120,13 +120,14 @@ class ChatApp:
         outputs = await self.workflow.run(message=text, session=session, user=self.user)
         return str(outputs["reply"])
 
-    async def record_interrupted(self, session: str, text: str, partial: str) -> None:
+    async def record_interrupted(self, session: str, text: str, partial: str, *, agent: str = "") -> None:
         """Keep a turn stopped by the user: their message and the partial answer, marked interrupted."""
         models = self.models()
         turn = ChatTurn(
             session=session,
             text=text,
             user=self.user,
+            agent=agent,
             messages=(Message.user(text), Message.assistant(partial)),
             model=models[0] if len(models) == 1 else "",
         )
