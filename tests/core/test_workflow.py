@@ -550,3 +550,24 @@ async def test_handle_events_end_when_the_handle_stops() -> None:
         await handle.idle()
     seen = [e.type async for e in events]  # would hang if stop() did not end the iteration
     assert "output_set" in seen
+
+
+async def test_aclose_releases_what_steps_hold_in_nested_workflows_too() -> None:
+    closed: list[str] = []
+
+    class Holder(Step):
+        inputs = {"x": int}
+        outputs = {"result": int}
+
+        async def process(self, inputs: dict) -> dict:
+            return {"result": inputs["x"]}
+
+        async def aclose(self) -> None:
+            closed.append(self.name)
+
+    inner = Workflow.sequence(Holder("deep"), name="inner")
+    outer = Workflow.sequence(Holder("top"), inner, name="outer")
+    assert [s.name for s in outer.walk()] == ["outer", "top", "inner", "deep"]
+    async with outer:
+        assert await outer.run(x=3) == {"result": 3}
+    assert sorted(closed) == ["deep", "top"]

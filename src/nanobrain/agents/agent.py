@@ -117,6 +117,11 @@ class Agent(Step):
             self._model = resolve_model(self._model)
         return self._model
 
+    async def aclose(self) -> None:
+        """Close the model's client (it is opened again if the agent is used later)."""
+        if isinstance(self._model, Provider):
+            await self._model.aclose()
+
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any]:
         reply = await self.ask(**inputs)
         return {"reply": reply}

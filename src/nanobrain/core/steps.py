@@ -97,6 +97,9 @@ class Step:
         """Compute output values (by output name) from input values. Override this."""
         raise NotImplementedError(f"step {self.name!r} ({type(self).__name__}) does not implement process()")
 
+    async def aclose(self) -> None:
+        """Release what the step holds (model clients, pools). `Workflow.aclose` calls it."""
+
     def renamed(self, name: str) -> Step:
         """A shallow copy under another name (to use one step twice in a workflow)."""
         twin = copy.copy(self)

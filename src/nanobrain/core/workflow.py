@@ -44,8 +44,10 @@ class Workflow(Step):
         self.steps: dict[str, Step] = {}
         self.links: list[Link] = []
         self.clock = clock
-        #: Executors this workflow owns (created by the config loader); closed by `aclose`.
+        #: Executors and other resources (stores) this workflow owns, created by the config
+        #: loader; `aclose` closes them.
         self.executors: list[Executor] = []
+        self.resources: list[Any] = []
         self._plan: Plan | None = None
         for s in steps:
             self.add(s)
@@ -240,19 +242,29 @@ class Workflow(Step):
         return await run.execute(await self._complete_inputs(inputs))
 
     async def aclose(self) -> None:
-        """Close the executors used by this workflow's steps (pools, clusters), nested ones too."""
-        seen: set[int] = set()
-        for executor in [*self.executors, *self._step_executors()]:
-            if id(executor) not in seen and executor is not DEFAULT_EXECUTOR:
-                seen.add(id(executor))
-                await executor.aclose()
+        """Release everything the workflow holds: each step's resources (model clients, pools),
+        the executors its steps use, and what the loader opened for it; nested workflows too."""
+        closed: set[int] = {id(DEFAULT_EXECUTOR)}
+        for step_ in self.walk():
+            if isinstance(step_, Workflow):
+                owned = [*step_.executors, *step_.resources]
+                step_.resources = []
+            else:
+                await step_.aclose()
+                owned = [step_.executor]
+            for resource in owned:
+                if id(resource) not in closed:
+                    closed.add(id(resource))
+                    await resource.aclose()
 
-    def _step_executors(self) -> list[Executor]:
-        found: list[Executor] = []
-        for s in self.steps.values():
-            found.append(s.executor)
-            if isinstance(s, Workflow):
-                found.extend([*s.executors, *s._step_executors()])
+    def walk(self) -> list[Step]:
+        """This workflow and every step in it, nested workflows' steps included (depth first)."""
+        found: list[Step] = [self]
+        for step_ in self.steps.values():
+            if isinstance(step_, Workflow):
+                found.extend(step_.walk())
+            else:
+                found.append(step_)
         return found
 
     async def __aenter__(self) -> Workflow:

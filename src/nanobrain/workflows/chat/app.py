@@ -26,7 +26,7 @@ class ChatApp:
         self.services = services
         self.database = database
         self.user = user
-        for step in _all_steps(workflow):
+        for step in workflow.walk():
             if isinstance(step, ServiceStep):
                 step.bind(services)
 
@@ -53,7 +53,7 @@ class ChatApp:
 
     # -- models -----------------------------------------------------------------------------
     def agents(self) -> list[ChatAgentStep]:
-        return [s for s in _all_steps(self.workflow) if isinstance(s, ChatAgentStep)]
+        return [s for s in self.workflow.walk() if isinstance(s, ChatAgentStep)]
 
     def set_model(self, model: str | Provider) -> Provider:
         """Use `model` for every agent from now on (raises ModelNotConfigured with instructions)."""
@@ -145,12 +145,3 @@ def _resolve(model: str | Provider | None) -> Provider | None:
     from ...llm.selection import resolve_model
 
     return resolve_model(model)
-
-
-def _all_steps(workflow: Workflow) -> list[Any]:
-    found: list[Any] = []
-    for step in workflow.steps.values():
-        found.append(step)
-        if isinstance(step, Workflow):
-            found.extend(_all_steps(step))
-    return found

@@ -194,6 +194,9 @@ class ChatAgentStep(ServiceStep):
         if services.model is not None:
             self.agent._model = services.model
 
+    async def aclose(self) -> None:
+        await self.agent.aclose()
+
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any]:
         turn: ChatTurn = inputs["turn"]
         text = turn.text
