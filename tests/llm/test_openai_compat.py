@@ -140,7 +140,7 @@ async def test_an_agent_in_a_workflow_answers_and_streams_tokens(smollm2: OpenAI
     events = [event async for event in workflow.stream(message="Name three colors.")]
     tokens = [e for e in events if isinstance(e, nb.Token)]
     assert len(tokens) >= 3
-    assert tokens[0].path == "chat/chat"
+    assert (tokens[0].path, tokens[0].step) == ("chat", "chat")
     finished = events[-1]
     assert isinstance(finished, nb.RunFinished)
     assert finished.outputs["reply"] == "".join(t.text for t in tokens)

@@ -111,6 +111,78 @@ async def test_stream_is_retried_only_before_the_first_chunk() -> None:
     assert flaky.calls == 2
 
 
+class RecordingClock(nb.VirtualClock):
+    """A virtual clock that keeps the seconds of every sleep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await super().sleep(seconds)
+
+
+class TimedFlaky(Flaky):
+    """Flaky, noting the clock's time of each call."""
+
+    def __init__(self, errors: list[BaseException], clock: nb.VirtualClock) -> None:
+        super().__init__(errors)
+        self.clock = clock
+        self.times: list[float] = []
+
+    async def complete(self, request: ChatRequest):  # type: ignore[no-untyped-def]
+        self.times.append(self.clock.now())
+        return await super().complete(request)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+        self.times.append(self.clock.now())
+        async for chunk in super().stream(request):
+            yield chunk
+
+
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+async def test_complete_and_stream_wait_as_the_retry_policy_says_on_the_given_clock(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    monkeypatch.setattr(random, "random", lambda: 0.5)  # jitter: half of it
+    clock = RecordingClock()
+    flaky = TimedFlaky([ServerError("a"), RateLimited("b"), ServerError("c")], clock)
+    policy = nb.RetryPolicy(
+        attempts=4, initial=1.0, multiplier=2.0, max_wait=3.0, jitter=0.5, retry_on=(RateLimited, ServerError)
+    )
+    provider = ResilientProvider(flaky, retry=policy, clock=clock)
+
+    async def answer() -> str:
+        if mode == "complete":
+            return (await provider.complete(REQUEST)).message.content
+        return "".join([c.text async for c in provider.stream(REQUEST) if isinstance(c, TextDelta)])
+
+    task = asyncio.create_task(answer())
+    while not task.done():
+        assert clock.now() < 100, "still retrying after 100 virtual seconds"
+        await clock.advance(0.25)
+    assert task.result() == "fine"
+    # initial * multiplier**(n-1), capped at max_wait, plus the jitter.
+    assert clock.waits == [1.25, 2.25, 3.25]
+    assert flaky.times == pytest.approx([0.0, 1.25, 3.5, 6.75])
+
+
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+async def test_complete_and_stream_retry_only_what_the_policy_retries(mode: str) -> None:
+    clock = RecordingClock()
+    flaky = Flaky([RateLimited("slow down")])  # retryable in general, but not for this policy
+    provider = ResilientProvider(flaky, retry=nb.RetryPolicy(attempts=3, retry_on=(ServerError,)), clock=clock)
+    with pytest.raises(RateLimited):
+        if mode == "complete":
+            await provider.complete(REQUEST)
+        else:
+            [c async for c in provider.stream(REQUEST)]
+    assert flaky.calls == 1 and clock.waits == []
+
+
 @pytest.mark.parametrize(
     ("spec", "env", "message"),
     [

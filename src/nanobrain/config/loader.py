@@ -101,7 +101,7 @@ def workflow_from_dict(data: dict[str, Any], *, base_dir: str | os.PathLike[str]
 
 
 def _build_document(source: Source, base_dir: Path, files: tuple[str, ...] = ()) -> Workflow:
-    ctx = BuildContext(source, base_dir, files=files)
+    ctx = BuildContext(source, base_dir, problems=list(source.problems), files=files)
     workflow = _build_workflow(source.data, ctx)
     if ctx.problems or workflow is None:
         raise ConfigError(ctx.problems, subject=source.file or "workflow document")
@@ -121,7 +121,7 @@ def _build_workflow(raw: Any, ctx: BuildContext) -> Workflow | None:
         # Still check each step on its own, so that one bad top-level field does not hide them.
         if isinstance(data.get("steps"), dict):
             for name, raw_step in data["steps"].items():
-                _build_step(name, raw_step, ctx)
+                build_step(name, raw_step, ctx)
         return None
     ctx.named_executors.update(config.executors)
     inputs = {name: _unit(name, decl, ("inputs", name), ctx) for name, decl in config.inputs.items()}
@@ -129,7 +129,7 @@ def _build_workflow(raw: Any, ctx: BuildContext) -> Workflow | None:
     steps: list[Step] = []
     broken: set[str] = set()  # steps that could not be built, or whose links could not
     for name, raw_step in config.steps.items():
-        built = _build_step(name, raw_step, ctx)
+        built = build_step(name, raw_step, ctx)
         if built is None:
             broken.add(name)
         else:
@@ -149,6 +149,7 @@ def _build_workflow(raw: Any, ctx: BuildContext) -> Workflow | None:
         if not _caused_by(problem, broken):
             ctx.problems.append(_locate(problem, config.links, ctx))
     workflow.executors = list(ctx.executors.values())
+    workflow.resources = list(ctx.stores.values())
     return workflow if not ctx.problems else None
 
 
@@ -360,8 +361,14 @@ def step_options(config: StepConfig, location: Location, ctx: BuildContext) -> d
     return options
 
 
-def _build_step(name: str, raw: Any, ctx: BuildContext) -> Step | None:
-    location: Location = ("steps", name)
+def build_step(name: str, raw: Any, ctx: BuildContext, location: Location | None = None) -> Step | None:
+    """Build the step declared by `raw` (a mapping with its `kind`), or record problems and return None.
+
+    `location` is where `raw` is in the document (default `steps.NAME`); step kinds that declare
+    steps inside them (the processors of a parallel step) build those with it too.
+    """
+    if location is None:
+        location = ("steps", name)
     if not isinstance(raw, dict):
         ctx.problem(location, f"a step must be a mapping, got {type(raw).__name__}")
         return None
@@ -469,10 +476,17 @@ def _build_nested(config: WorkflowStepConfig, build: StepBuild) -> Step | None:
             build.problem("file", f"{config.file!r} includes itself (directly or through other files)")
             return None
         try:
-            source = yaml_source.read(path)
-        except ConfigError as exc:
+            text = yaml_source.read_text(path)
+        except ConfigError as exc:  # missing, unreadable, not UTF-8: say so where the file is named
+            for problem in exc.problems:
+                build.problem("file", f"cannot read nested workflow {config.file!r}: {problem.message}")
+            return None
+        try:
+            source = yaml_source.parse(text, str(path))
+        except ConfigError as exc:  # a syntax error: its line in the nested file says more
             build.ctx.problems.extend(exc.problems)
             return None
+        build.ctx.problems.extend(source.problems)
         workflow = build.nested(source.data, (), source=source, base_dir=path.parent, file=str(path))
     if workflow is None:
         return None

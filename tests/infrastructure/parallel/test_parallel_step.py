@@ -51,7 +51,7 @@ async def test_a_parallel_step_looks_like_its_processors_and_reports_state_chang
     assert ("breaker_opened", "fan", "p0") in custom
     assert ("request_retried", "fan", "p1") in custom
     opened = next(e for e in events if isinstance(e, Custom) and e.name == "breaker_opened")
-    assert opened.path == "wf/fan" and opened.data["pool"] == "fan"
+    assert (opened.path, opened.step) == ("wf", "fan") and opened.data["pool"] == "fan"
 
 
 async def test_concurrent_runs_share_the_pool_and_each_gets_its_own_answer() -> None:
@@ -105,11 +105,12 @@ async def test_parallel_agents_answer_and_their_usage_joins_the_run() -> None:
     assert finished.outputs == {"results": ["alpha: one", "beta: two", "gamma: three", "alpha: four"]}
     assert finished.usage == {"prompt_tokens": 4, "completion_tokens": 8}
     calls = [e for e in events if isinstance(e, Custom) and e.name == "llm_call"]
-    assert sorted(e.path for e in calls) == [
-        "chat/agents/alpha",
-        "chat/agents/alpha",
-        "chat/agents/beta",
-        "chat/agents/gamma",
+    # Like step events, a processor's events carry where it runs (the pool's path) and its name.
+    assert sorted((e.path, e.step) for e in calls) == [
+        ("chat/agents", "alpha"),
+        ("chat/agents", "alpha"),
+        ("chat/agents", "beta"),
+        ("chat/agents", "gamma"),
     ]
 
 
@@ -215,3 +216,69 @@ async def test_a_failed_turn_is_retried_on_another_agent_even_before_the_breaker
     assert await step.submit({"message": "again", "session": "s1"}) == {"reply": "beta saw 2"}
     assert recorder.names("alpha") == []
     assert step.pool.session_processor("s1").name == "beta"
+
+
+async def test_a_retried_request_is_reported_in_its_own_run_even_when_another_run_dispatches_it() -> None:
+    # Run B occupies p0; run A fails on p1 and its retry waits for p0, the processor it has not
+    # tried. B's task frees p0 and so dispatches A's retry: the event must still go to run A.
+    clock = VirtualClock()
+    p0 = SimulatedProcessor("p0", latency=1.0, clock=clock)
+    p1 = FaultyStep(SimulatedProcessor("p1", latency=1.0, clock=clock), fail_rate=1.0)
+    hooked = Recorder()
+    step = ParallelStep("fan", [p0, p1], clock=clock, failover=RETRY, breaker=None, on_event=hooked)
+    workflow = Workflow.sequence(step, name="wf")
+    streams: dict[str, list[nb.RunEvent]] = {"A": [], "B": []}
+    run_b = asyncio.create_task(workflow.invoke({"request": "B"}, on_event=streams["B"].append))
+    await settle()
+    assert step.pool["p0"].in_flight == 1  # B holds p0
+    run_a = asyncio.create_task(workflow.invoke({"request": "A"}, on_event=streams["A"].append))
+    await drive(clock, [run_a, run_b])
+    assert run_a.result() == {"response": {"processor": "p0", "request": "A"}}
+    assert run_b.result() == {"response": {"processor": "p0", "request": "B"}}
+
+    def retried(run: str) -> list[Custom]:
+        return [e for e in streams[run] if isinstance(e, Custom) and e.name == "request_retried"]
+
+    assert [(e.step, e.data["processor"], e.data["previous"]) for e in retried("A")] == [("fan", "p0", "p1")]
+    assert retried("A")[0].run_id == next(e.run_id for e in streams["A"])
+    assert retried("B") == []
+    assert len(hooked.of("request_retried")) == 1  # the hooks see it once, as before
+
+
+def test_the_pool_options_of_a_parallel_step_are_the_pools_keywords() -> None:
+    clock = VirtualClock()
+    hooked = Recorder()
+    step = ParallelStep(
+        "fan",
+        processors(clock),
+        balancer="least_loaded",
+        breaker=None,
+        failover=None,
+        pool_concurrency=2,
+        processor_concurrency=3,
+        queue_size=7,
+        deadline=5.0,
+        attempt_timeout=2.0,
+        sticky=True,
+        max_sessions=4,
+        latency_alpha=0.5,
+        clock=clock,
+        on_event=hooked,
+        timeout=9.0,
+        description="spread out",
+    )
+    pool = step.pool
+    assert type(pool.balancer).__name__ == "LeastLoaded"
+    assert pool.breaker is None and pool.failover is None and pool.clock is clock
+    assert pool.concurrency == 2 and pool.queue.maxsize == 7 and pool.sticky
+    assert [p.concurrency for p in pool.processors] == [3, 3, 3]
+    assert (pool.deadline, pool.attempt_timeout, pool.latency_alpha) == (5.0, 2.0, 0.5)
+    assert pool._dispatcher.max_sessions == 4
+    pool.set_healthy("p0", False)
+    assert hooked.names() == ["processor_unhealthy"]
+    # The other keywords are the step's own.
+    assert (step.timeout, step.description, step.concurrency) == (9.0, "spread out", 1024)
+    with pytest.raises(ValueError, match="not both"):
+        ParallelStep("again", pool=pool, deadline=1.0)
+    with pytest.raises(TypeError, match="balancr"):
+        ParallelStep("typo", processors(clock), balancr="least_loaded")

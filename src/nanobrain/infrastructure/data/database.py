@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ...core.errors import NanoBrainError
 from .home import default_database_url
@@ -21,6 +22,12 @@ from .home import default_database_url
 
 class DatabaseError(NanoBrainError):
     """The database cannot be used as asked (unreachable, wrong schema version, bad URL)."""
+
+
+_SQLITE_HINT = (
+    "set NANOBRAIN_HOME to a writable folder (the default database is NANOBRAIN_HOME/nanobrain.db) "
+    "or NANOBRAIN_DATABASE_URL to another database"
+)
 
 
 @dataclass(frozen=True)
@@ -34,12 +41,39 @@ class Migration:
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
+#: The async driver NanoBrain uses for each database, for URLs that name none (`postgresql://...`).
+_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+_SUPPORTED = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+
+def with_async_driver(url: str) -> str:
+    """`postgresql://`, `postgres://` and `sqlite://` URLs turned into the async drivers' forms.
+
+    `postgresql://user@host/db` -> `postgresql+asyncpg://user@host/db`,
+    `sqlite:///file.db` -> `sqlite+aiosqlite:///file.db`; other URLs are returned unchanged.
+    """
+    scheme, sep, rest = url.partition("://")
+    driver = _DRIVERS.get(scheme.lower()) if sep else None
+    return f"{driver}://{rest}" if driver else url
+
+
+def _sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE code of a PostgreSQL error (asyncpg's, or SQLAlchemy's wrapper of it), or ''."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+        seen = seen.__cause__
+    return ""
+
 
 class Database:
     """An async database selected by URL.
 
     `sqlite+aiosqlite:///path/file.db` (the default, under NANOBRAIN_HOME) or
-    `postgresql+asyncpg://user@host/db`. `schema` (PostgreSQL) keeps a deployment's or a test's
+    `postgresql+asyncpg://user@host/db`; `sqlite:///...`, `postgresql://...` and `postgres://...`
+    mean the same. `schema` (PostgreSQL) keeps a deployment's or a test's
     tables apart. SQLite runs in WAL mode so readers do not block the writer and committed
     writes survive a killed process.
     """
@@ -55,7 +89,7 @@ class Database:
         connect_timeout: float = 10.0,
         echo: bool = False,
     ) -> None:
-        self.url = url or default_database_url()
+        self.url = with_async_driver(url or default_database_url())
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise DatabaseError(f"schema name {schema!r} must be lowercase letters, digits and '_'")
         self.schema = schema
@@ -83,15 +117,29 @@ class Database:
         from sqlalchemy import event
         from sqlalchemy.ext.asyncio import create_async_engine
 
+        if self.url.split("://", 1)[0].lower() not in _SUPPORTED:
+            raise DatabaseError(
+                f"unsupported database URL {self._safe_url()!r}: use sqlite:///PATH (SQLite through aiosqlite) "
+                "or postgresql://USER@HOST/DB (PostgreSQL through asyncpg)"
+            )
         if self.dialect == "sqlite":
-            path = self.url.split("///", 1)[-1]
+            path = self._sqlite_path()
             if path and path != ":memory:":
                 from pathlib import Path
 
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise DatabaseError(
+                        f"cannot create the folder of the SQLite database {path}: {exc.strerror or exc}. "
+                        f"Use a path whose folder can be created, or {_SQLITE_HINT}"
+                    ) from None
+                if "uri=true" not in self.url.lower():
+                    self._check_sqlite_file(path)
             engine = create_async_engine(
                 self.url, echo=self.echo, connect_args={"timeout": self.connect_timeout}
             )
+            self._explain_connect_errors(engine)
 
             @event.listens_for(engine.sync_engine, "connect")
             def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -116,7 +164,7 @@ class Database:
             connect_args: dict[str, Any] = {"timeout": self.connect_timeout}
             if self.schema:
                 connect_args["server_settings"] = {"search_path": self.schema}
-            return create_async_engine(
+            engine = create_async_engine(
                 self.url,
                 echo=self.echo,
                 pool_size=self.pool_size,
@@ -125,9 +173,68 @@ class Database:
                 pool_pre_ping=True,
                 connect_args=connect_args,
             )
-        raise DatabaseError(
-            f"unsupported database URL {self.url!r}: use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
-        )
+            self._explain_connect_errors(engine)
+            return engine
+        raise AssertionError(self.url)  # unreachable: _SUPPORTED lists the dialects above
+
+    def _sqlite_path(self) -> str:
+        return self.url.split("///", 1)[-1].split("?", 1)[0]
+
+    def _check_sqlite_file(self, path: str) -> None:
+        """Open the file once, synchronously, so that a file that cannot be opened is a clear error.
+
+        (When aiosqlite fails to connect, it leaves its worker thread behind, which reports the
+        failure again, with a traceback, once the event loop has closed.)
+        """
+        import sqlite3
+
+        try:
+            connection = sqlite3.connect(path, timeout=self.connect_timeout)
+            try:
+                connection.execute("PRAGMA schema_version")  # "file is not a database" shows only here
+            finally:
+                connection.close()
+        except sqlite3.Error as exc:
+            error = self._connect_error(exc)
+            if error is None:
+                raise
+            raise error from None
+
+    def _explain_connect_errors(self, engine: Any) -> None:
+        """Errors while connecting (no such database, login refused, unopenable file) become DatabaseErrors."""
+        from sqlalchemy import event
+
+        @event.listens_for(engine.sync_engine, "handle_error")
+        def _explain(context: Any) -> None:
+            if context.connection is not None or context.is_pre_ping:
+                return  # a statement failed, or the pool is checking a connection: not ours to explain
+            error = self._connect_error(context.original_exception)
+            if error is not None:
+                raise error
+
+    def _connect_error(self, exc: BaseException) -> DatabaseError | None:
+        detail = str(exc).strip() or type(exc).__name__
+        if self.dialect == "sqlite":
+            if type(exc).__name__ not in ("OperationalError", "DatabaseError") or "locked" in detail:
+                return None
+            fix = "Check that its folder exists and is writable" if "unable to open" in detail else "Use another file"
+            return DatabaseError(
+                f"cannot open the SQLite database {self._sqlite_path()}: {detail}. {fix}, or {_SQLITE_HINT}"
+            )
+        code = _sqlstate(exc)
+        if code == "3D000":  # invalid_catalog_name
+            name = urlsplit(self.url).path.lstrip("/")
+            return DatabaseError(
+                f"the PostgreSQL server at {self._safe_url()} has no database {name!r}: create it "
+                f"(`createdb {name}`) or name an existing database in the URL"
+            )
+        if code.startswith("28"):  # invalid_authorization_specification, invalid_password
+            user = urlsplit(self.url).username or "(none)"
+            return DatabaseError(
+                f"the PostgreSQL server at {self._safe_url()} refused the login of user {user!r} ({detail}): "
+                "check the user name and password in the URL, or the server's pg_hba.conf"
+            )
+        return None
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[Any]:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ...config.models import StepConfig
-from ...config.registry import STEP_KINDS, register_step_kind
+from ...config.registry import register_step_kind
 from ...core.steps import Step
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ def build_parallel(config: ParallelStepConfig, build: StepBuild) -> Step | None:
 
 def _processor(name: str, raw: dict[str, Any], parent: ParallelStepConfig, build: StepBuild) -> Processor | None:
     from ...agents.agent import Agent
-    from ...config.loader import StepBuild, _validate
+    from ...config.loader import build_step
     from .processor import Processor
 
     ctx = build.ctx
@@ -238,22 +238,9 @@ def _processor(name: str, raw: dict[str, Any], parent: ParallelStepConfig, build
             ctx.problem((*location, "step"), f"{raw['step']!r} is not a step (got {type(step).__name__})")
             return None
     else:
-        kind_name = raw.get("kind", "function")
-        kind = STEP_KINDS.get(kind_name) if isinstance(kind_name, str) else None
-        if kind is None:
-            known = ", ".join(sorted(STEP_KINDS))
-            ctx.problem((*location, "kind"), f"unknown step kind {kind_name!r} (known: {known}, or use `step:`)")
-            return None
-        config = _validate(kind.model, raw, location, ctx)
-        if config is None:
-            return None
-        before = len(ctx.problems)
-        try:
-            step = kind.build(config, StepBuild(ctx, name, location))
-        except (TypeError, ValueError, ImportError) as exc:
-            ctx.problem(location, f"cannot build processor: {exc}")
-            return None
-        if step is None or len(ctx.problems) > before:
+        # Declared inline like any step of the workflow, and built the same way.
+        step = build_step(name, raw, ctx, location)
+        if step is None:
             return None
     if parent.kind != "parallel" and not isinstance(step, Agent):
         ctx.problem(location, f"processor {name!r} is not an agent (use kind: agent, or kind: parallel)")

@@ -8,6 +8,9 @@ processor it has not tried) lets the next one go first.
 
 The dispatcher runs in whichever task frees or asks for capacity; when nothing can be placed
 because of time (a breaker cooling down, an empty token bucket) it sets one timer on the clock.
+That task may belong to another run than the request's, so placing and granting a request run
+in the request's own step context (`Request.context`): the events they cause (`request_retried`,
+`session_moved`, a breaker letting a probe through) go to the run that made the request.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from ...core.clock import Clock
+from ...core.context import _current
 from .balancers import Balancer
 from .breaker import BreakerState
 from .deadlines import Cancel, call_at
@@ -218,7 +222,14 @@ class Dispatcher:
                 granted = request.granted
                 if granted is None or granted.done():
                     return None  # its caller was cancelled and is about to take it out
-                return self.place(request, now)
+                context = request.context
+                if context is _current.get():
+                    return self.place(request, now)
+                token = _current.set(context)  # report to the request's run, not this task's
+                try:
+                    return self.place(request, now)
+                finally:
+                    _current.reset(token)
 
             while len(queue) and self.in_flight < self.limit and self.free:
                 now = clock.now()
@@ -226,13 +237,19 @@ class Dispatcher:
                 if found is None:
                     break
                 request, processor = found
-                self.grant(request, processor, now)
-                granted = request.granted
-                assert granted is not None
-                if granted.done():  # cancelled by code that ran during the grant (a hook, a balancer)
-                    self.release(processor, request.ticket)
-                else:
-                    granted.set_result(processor)
+                context = request.context
+                token = _current.set(context) if context is not _current.get() else None
+                try:
+                    self.grant(request, processor, now)
+                    granted = request.granted
+                    assert granted is not None
+                    if granted.done():  # cancelled by code that ran during the grant (a hook, a balancer)
+                        self.release(processor, request.ticket)
+                    else:
+                        granted.set_result(processor)
+                finally:
+                    if token is not None:
+                        _current.reset(token)
             if len(queue) and self.in_flight < self.limit and self.free:
                 now = clock.now()
                 # Slots are free yet nothing could be placed: perhaps only time will help (a breaker

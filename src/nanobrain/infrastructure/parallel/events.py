@@ -3,6 +3,11 @@
 Each change goes to the `on_event` callbacks (useful outside runs) and, when it happens inside a
 run, also into the run's event stream as a `Custom` event (`current_context().report`), so that
 the CLI, tracing and metrics see it through the one stream they already read.
+
+"The current run" is the run of the request that caused the change: a request keeps its
+caller's context (`Request.context`), and the dispatcher, which may run in another run's task,
+places and grants each request in that context. Changes no request causes (health checks,
+autoscaling, timers) run outside any run and go to the hooks only.
 """
 
 from __future__ import annotations

@@ -10,33 +10,39 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from ...agents.agent import Agent, ConversationMemory
-from ...core.clock import Clock
 from ...core.steps import Step
 from ...llm.provider import Provider
 from .autoscale import AutoscalePolicy, Autoscaler, Factory
-from .balancers import Balancer
-from .breaker import BreakerPolicy
-from .events import EventHook
 from .health import HealthChecker, HealthPolicy, Probe
-from .pool import DEFAULT_BREAKER, DEFAULT_FAILOVER, ProcessorPool
+from .pool import ProcessorPool, RequestOptions
 from .processor import Processor
-from .rate_limit import RateLimit
-from .retry import FailoverRetry
+
+#: The keywords of `ParallelStep` that build its pool: those of `ProcessorPool` (its signature is
+#: the one list of them), less the ones the step sets itself (`concurrency` is `pool_concurrency`).
+POOL_OPTIONS = frozenset(inspect.signature(ProcessorPool).parameters) - {"processors", "name", "concurrency"}
 
 
 class ParallelStep(Step):
     """Requests to this step go to a pool of processors (steps, agents or workflows).
 
-    Give `processors` (the pool is built from the other options, see `ProcessorPool`) or a
-    ready `pool`. `health` runs periodic probes (`probe`, default: the step's `health_check()`);
-    `autoscale` grows and shrinks the pool (new processors from `factory`). Both run in the
-    background from the first request until `aclose()`.
+    Give `processors` and the pool's options, or a ready `pool`. The pool options are the
+    keywords of `ProcessorPool` (`balancer`, `breaker`, `failover`, `rate_limit`, `deadline`,
+    `attempt_timeout`, `sticky`, `clock`, `on_event`, ...: see there), except that the pool's
+    `concurrency` is called `pool_concurrency` here. The other keywords (`timeout`, `retry`,
+    `trigger`, `description`, ...) are the step's own, as for any `Step`.
+
+    `health` runs periodic probes (`probe`, default: the step's `health_check()`); `autoscale`
+    grows and shrinks the pool (new processors from `factory`). Both run in the background from
+    the first request until `aclose()`.
 
     `concurrency` is how many firings of this step one run may have at once (default 1024: the
     pool's own queue does the limiting).
+
+        ParallelStep("summarize", [a, b, c], balancer="fastest_response", deadline=30,
+                     failover=FailoverRetry(attempts=3), pool_concurrency=8, timeout=60)
     """
 
     def __init__(
@@ -45,47 +51,20 @@ class ParallelStep(Step):
         processors: Iterable[Step | Processor] = (),
         *,
         pool: ProcessorPool | None = None,
-        balancer: Balancer | str | None = None,
-        breaker: BreakerPolicy | None = DEFAULT_BREAKER,
-        failover: FailoverRetry | None = DEFAULT_FAILOVER,
-        rate_limit: RateLimit | None = None,
-        pool_rate_limit: RateLimit | None = None,
         pool_concurrency: int | None = None,
-        processor_concurrency: int | None = None,
-        queue_size: int = 1000,
-        deadline: float | None = None,
-        attempt_timeout: float | None = None,
-        sticky: bool = False,
         health: HealthPolicy | None = None,
         probe: Probe | None = None,
         autoscale: AutoscalePolicy | None = None,
         factory: Factory | None = None,
         batch: bool = False,
-        clock: Clock | None = None,
-        on_event: EventHook | None = None,
         concurrency: int = 1024,
         **options: Any,
     ) -> None:
+        pool_options = {key: options.pop(key) for key in list(options) if key in POOL_OPTIONS}
         if pool is None:
-            pool = ProcessorPool(
-                processors,
-                name=name,
-                balancer=balancer,
-                breaker=breaker,
-                failover=failover,
-                rate_limit=rate_limit,
-                pool_rate_limit=pool_rate_limit,
-                concurrency=pool_concurrency,
-                processor_concurrency=processor_concurrency,
-                queue_size=queue_size,
-                deadline=deadline,
-                attempt_timeout=attempt_timeout,
-                sticky=sticky,
-                clock=clock,
-                on_event=on_event,
-            )
-        elif list(processors):
-            raise ValueError(f"step {name!r}: give either processors or a pool, not both")
+            pool = ProcessorPool(processors, name=name, concurrency=pool_concurrency, **pool_options)
+        elif list(processors) or pool_options or pool_concurrency is not None:
+            raise ValueError(f"step {name!r}: give either a pool, or processors and pool options, not both")
         members = [p.step for p in pool.processors]
         if not members and ("inputs" not in options or "outputs" not in options):
             raise ValueError(f"step {name!r} needs at least one processor (or declared inputs and outputs)")
@@ -113,21 +92,15 @@ class ParallelStep(Step):
         outputs: Mapping[str, Any] | None = await self.submit(inputs)
         return outputs
 
-    async def submit(
-        self,
-        inputs: Mapping[str, Any],
-        *,
-        priority: int = 0,
-        deadline: float | None = None,
-        session: str | None = None,
-    ) -> Any:
-        """One request; returns the processor's outputs. Sticky pools take the session from
-        the `session` input when none is given."""
+    async def submit(self, inputs: Mapping[str, Any], **options: Unpack[RequestOptions]) -> Any:
+        """One request; returns the processor's outputs. The options (`priority`, `deadline`,
+        `session`) are those of `ProcessorPool.call`; sticky pools take the session from the
+        `session` input when none is given."""
         self.start()
-        if session is None and self.pool.sticky:
+        if options.get("session") is None and self.pool.sticky:
             value = inputs.get("session")
-            session = None if value is None else str(value)
-        return await self.pool.call(inputs, priority=priority, deadline=deadline, session=session)
+            options["session"] = None if value is None else str(value)
+        return await self.pool.call(inputs, **options)
 
     async def map(self, items: Sequence[Any], *, priority: int = 0, deadline: float | None = None) -> list[Any]:
         """Many requests at once; results in the order of `items`. An item is a mapping of inputs,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from ...core.clock import Clock, RealClock
 from ...core.context import StepContext, _current, current_context
@@ -34,6 +34,14 @@ from .retry import FailoverRetry
 
 DEFAULT_BREAKER = BreakerPolicy()
 DEFAULT_FAILOVER = FailoverRetry()
+
+
+class RequestOptions(TypedDict, total=False):
+    """The options of one request, as keywords: those of `ProcessorPool.call` (see there)."""
+
+    priority: int
+    deadline: float | None
+    session: str | None
 
 
 class ProcessorPool:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
+from ...core.context import StepContext, current_context
 from .errors import QueueFull
 
 T = TypeVar("T")
@@ -26,11 +27,13 @@ class Request:
     """One request: its inputs, priority (higher first), deadline and routing state.
 
     `seq` orders requests of equal priority by age; a retried request keeps it, and so keeps
-    its place in line.
+    its place in line. `context` is the run step that made the request (taken when it is
+    created): what happens to the request is reported to that run, whichever task dispatches it.
     """
 
     __slots__ = (
         "attempt",
+        "context",
         "deadline",
         "errors",
         "granted",
@@ -69,6 +72,8 @@ class Request:
         self.granted: asyncio.Future[Any] | None = None
         self.queued = False
         self.ticket = 0
+        #: The caller's step context (None outside a run): where the request's events go.
+        self.context: StepContext | None = current_context()
 
     def __repr__(self) -> str:
         return f"Request(id={self.id}, priority={self.priority}, attempt={self.attempt})"
