@@ -56,8 +56,7 @@ def run_chat(
     with asyncio.Runner() as runner:
         app = runner.run(ChatApp.open(config=config, model=model, database_url=database_url))
         try:
-            _warm_up(runner, app, err)
-            session_id = runner.run(_open_session(app, session))
+            session_id = _start(runner, app, session, err)
             state = ChatState(app, session_id, out, err)
             if once:
                 text = message if message is not None else sys.stdin.read()
@@ -68,13 +67,24 @@ def run_chat(
             runner.run(app.aclose())
 
 
-def _warm_up(runner: asyncio.Runner, app: ChatApp, err: Console) -> None:
-    labels = ", ".join(app.models())
-    if err.is_terminal:
-        with err.status(f"Loading model {labels}…", spinner="dots"):
-            runner.run(app.warm_up())
-    else:
-        runner.run(app.warm_up())
+def _start(runner: asyncio.Runner, app: ChatApp, session: str | None, err: Console) -> str:
+    """Load the model and open the session at once (the model loads in a thread); returns the session id."""
+
+    async def start() -> str:
+        loading = asyncio.ensure_future(app.warm_up())
+        try:
+            session_id = await _open_session(app, session)
+        except BaseException:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            raise
+        await loading
+        return session_id
+
+    if not err.is_terminal:
+        return runner.run(start())
+    with err.status(f"Loading model {', '.join(app.models())}…", spinner="dots"):
+        return runner.run(start())
 
 
 async def _open_session(app: ChatApp, session: str | None) -> str:
