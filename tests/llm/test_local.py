@@ -173,7 +173,7 @@ def test_default_model_path_finds_the_bundled_file() -> None:
 def test_constructor_is_cheap_and_models_are_shared(model: LocalProvider) -> None:
     started = time.perf_counter()
     other = LocalProvider()
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2.0  # no model load, only a file check
     assert other.model == "SmolLM2-135M-Instruct.Q4_1"
     assert other.loaded  # same settings: the session's model
     assert not LocalProvider(n_ctx=512).loaded  # other settings: loaded on first use
@@ -302,7 +302,7 @@ async def test_cancelling_a_stream_stops_generation(model: LocalProvider) -> Non
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.perf_counter() - cancelled_at < 1.0
+    assert time.perf_counter() - cancelled_at < 3.0
     # The next call waits for the cancelled generation's thread: it must have stopped, not run to 512 tokens.
     completion = await asyncio.wait_for(model.complete(ask("Say hi.", max_tokens=4)), 30)
     assert time.perf_counter() - cancelled_at < 5.0
