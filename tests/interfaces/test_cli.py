@@ -517,3 +517,27 @@ def test_terminal_shows_no_progress_for_quick_runs(write: Write, helpers_dir: Pa
     assert child.exitstatus == 0
     assert "QUICK!" in child.before
     assert "✓" not in child.before and "running" not in child.before
+
+
+def test_a_persistent_input_without_default_may_come_from_its_store(
+    cli: CliRunner, write: Write, tmp_path: Path
+) -> None:
+    store = tmp_path / "state.db"
+    path = write(
+        f"""
+        name: remember
+        inputs:
+          text: {{type: str, kind: persistent, store: "sqlite+aiosqlite:///{store}", key: last}}
+        outputs: {{result: str}}
+        steps:
+          upper: {{function: "{HELPERS}:upper"}}
+        links:
+          - {{from: inputs.text, to: upper.text}}
+          - {{from: upper.result, to: outputs.result}}
+        """
+    )
+    first = invoke(cli, "run", path, "--input", "text=saved", "--json")
+    assert first.exit_code == 0, first.output
+    again = invoke(cli, "run", path, "--json")  # nothing sent: the stored value is the input
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout) == {"result": "SAVED"}

@@ -194,7 +194,10 @@ def _check_inputs(workflow: Workflow, values: Mapping[str, Any]) -> None:
             f"workflow {workflow.name!r} has no input {', '.join(map(repr, unknown))} "
             f"(its inputs: {', '.join(declared) or 'none'})"
         )
-    missing = [name for name in workflow.required_inputs if name not in values]
+    # Units that keep their value elsewhere (persistent) may have one stored: the run checks those.
+    missing = [
+        name for name in workflow.required_inputs if name not in values and not declared[name].awaits_set
+    ]
     if missing:
         raise UsageProblem(
             f"workflow {workflow.name!r} needs input {', '.join(map(repr, missing))} "
