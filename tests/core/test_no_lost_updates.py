@@ -13,7 +13,7 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nanobrain import DataUnit, OnUpdate, StreamUnit, Workflow, step
+from nanobrain import DataUnit, OnUpdate, Step, StreamUnit, Workflow, step
 
 # One producer: a list of (yields before the update, value).
 producer_plan = st.lists(st.tuples(st.integers(0, 3), st.integers(-1000, 1000)), max_size=12)
@@ -183,3 +183,43 @@ async def test_long_lived_workflow_fires_once_per_update_with_a_consistent_snaps
         if len(current) == 2:
             expected.append(dict(current))
     assert pair_seen == expected
+
+
+@SETTINGS
+@given(
+    plans=st.lists(st.lists(st.integers(0, 3), max_size=10), min_size=2, max_size=4),
+    join_delays=delays,
+)
+async def test_join_pairs_every_value_of_every_input_in_order(plans, join_delays):
+    """The default trigger (all_data_received) is a zip: producers racing ahead are queued, not overwritten.
+
+    Producer p sends `len(plan)` values to input `p<k>` (yielding between sends); the join fires once per
+    complete set, and its n-th firing gets every producer's n-th value.
+    """
+    ports = [f"p{i}" for i in range(len(plans))]
+    fired: list[dict[str, int]] = []
+    step_delays = itertools.cycle(join_delays)
+
+    class Join(Step):
+        async def process(self, inputs: dict) -> dict:
+            fired.append(dict(inputs))
+            await yield_times(next(step_delays))
+            return {"count": len(fired)}
+
+    join_step = Join("join", inputs={port: int for port in ports}, outputs={"count": int})
+    workflow = Workflow("zip", inputs={port: int for port in ports}, outputs={"count": int})
+    workflow.add(join_step)
+    for port in ports:
+        workflow.link(f"inputs.{port}", f"join.{port}")
+    workflow.link("join.count", "outputs.count")
+
+    async def produce(handle, port: str, plan: list[int]) -> None:
+        for seq, pause in enumerate(plan):
+            await yield_times(pause)
+            await handle.send(**{port: seq})
+
+    async with workflow.start() as handle:
+        await asyncio.gather(*(produce(handle, port, plan) for port, plan in zip(ports, plans, strict=True)))
+        await handle.idle()
+    complete_sets = min(len(plan) for plan in plans)
+    assert fired == [{port: n for port in ports} for n in range(complete_sets)]
