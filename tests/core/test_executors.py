@@ -206,3 +206,23 @@ async def test_dask_executor_with_its_own_local_cluster_of_processes():
         assert result["value"] == 121
         assert result["pid"] == sync["pid"]
     assert executor._client is None and executor._cluster is None
+
+
+async def test_a_step_in_a_thread_sees_its_context_and_its_events_reach_the_run() -> None:
+    import threading
+
+    from nanobrain import Token, current_context
+
+    def blocking(text: str) -> str:
+        context = current_context()
+        assert context is not None and context.step == "blocking"
+        for word in text.split():
+            context.token(word + " ")
+        return threading.current_thread().name
+
+    step_ = FunctionStep(blocking, executor=ThreadExecutor(1))
+    workflow = Workflow.sequence(step_, name="w")
+    async with workflow:
+        events = [e async for e in workflow.stream(text="one two three")]
+    assert "".join(e.text for e in events if isinstance(e, Token)) == "one two three "
+    assert events[-1].outputs["result"].startswith("nanobrain-step")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,10 @@ class StepContext:
     sink: EventSink | None
     #: Counters of the run (for example language-model tokens), added to its parent's at the end.
     usage: dict[str, int] = field(default_factory=dict)
+    #: The event loop the run lives in and its thread: a step running in a worker thread (thread
+    #: executor) hands its events to that loop instead of calling the sink from the wrong thread.
+    loop: asyncio.AbstractEventLoop | None = field(default_factory=asyncio._get_running_loop)
+    thread: int = field(default_factory=threading.get_ident)
 
     @property
     def run_path(self) -> str:
@@ -30,8 +36,13 @@ class StepContext:
         return self.sink is not None
 
     def emit(self, event: RunEvent) -> None:
-        if self.sink is not None:
-            self.sink(event)
+        sink = self.sink
+        if sink is None:
+            return
+        if self.loop is not None and threading.get_ident() != self.thread:
+            self.loop.call_soon_threadsafe(sink, event)
+        else:
+            sink(event)
 
     def add_usage(self, **counts: int) -> None:
         """Add to the run's usage counters (`prompt_tokens=12, completion_tokens=30`)."""
@@ -42,12 +53,12 @@ class StepContext:
     def token(self, text: str) -> None:
         """Report a piece of streamed text."""
         if self.sink is not None:
-            self.sink(Token(self.run_id, self.run_path, step=self.step, text=text))
+            self.emit(Token(self.run_id, self.run_path, step=self.step, text=text))
 
     def report(self, name: str, **data: Any) -> None:
         """Report a custom event."""
         if self.sink is not None:
-            self.sink(Custom(self.run_id, self.run_path, step=self.step, name=name, data=data))
+            self.emit(Custom(self.run_id, self.run_path, step=self.step, name=name, data=data))
 
 
 _current: ContextVar[StepContext | None] = ContextVar("nanobrain_step_context", default=None)

@@ -7,6 +7,7 @@ run in a fresh event loop there; Dask runs them natively.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import importlib
 import inspect
@@ -62,6 +63,9 @@ class InProcessExecutor(Executor):
 
 
 class _PoolBackedExecutor(Executor):
+    #: Threads share memory, so they can carry the caller's context variables; processes cannot.
+    copies_context = False
+
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max_workers
         self._pool: _PoolExecutor | None = None
@@ -73,7 +77,11 @@ class _PoolBackedExecutor(Executor):
         if self._pool is None:
             self._pool = self._make_pool()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(call_sync_or_async, fn, kwargs))
+        call = functools.partial(call_sync_or_async, fn, kwargs)
+        if self.copies_context:
+            # The step sees its run's context (current_context(), token and event reporting).
+            call = functools.partial(contextvars.copy_context().run, call)
+        return await loop.run_in_executor(self._pool, call)
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
@@ -91,6 +99,7 @@ class ThreadExecutor(_PoolBackedExecutor):
     """
 
     kind = "thread"
+    copies_context = True
 
     def _make_pool(self) -> _PoolExecutor:
         from concurrent.futures import ThreadPoolExecutor

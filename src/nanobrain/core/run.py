@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -79,7 +80,9 @@ class StepRuntime:
         self.running = 0
         self.concurrency = step.concurrency
         self.capacity = plan.capacity
-        self.context = StepContext(run.run_id, step.name, f"{run.path}/{step.name}", run.sink, run.usage)
+        self.context = StepContext(
+            run.run_id, step.name, f"{run.path}/{step.name}", run.sink, run.usage, run.loop, run.thread
+        )
         self.fired = 0
 
 
@@ -103,6 +106,9 @@ class Run:
         #: when this run ends, so each RunFinished reports its own run's usage.
         self.usage: dict[str, int] = {}
         self._parent_usage = usage
+        # Captured once for all step contexts (events from worker threads go through this loop).
+        self.loop = asyncio._get_running_loop()
+        self.thread = threading.get_ident()
         self.run_id = run_id or new_run_id()
         self.path = path or plan.name
         self.sink = sink
