@@ -218,3 +218,24 @@ async def test_each_retried_attempt_is_a_step_failed_event() -> None:
     failed = [e for e in events if e.type == "step_failed"]
     assert [(e.step, e.attempt, str(e.error)) for e in failed] == [("flaky", 1, "attempt 1"), ("flaky", 2, "attempt 2")]
     assert events[-1].type == "run_finished" and events[-1].outputs == {"result": 7}
+
+
+async def test_a_nested_workflow_runs_on_its_parents_clock() -> None:
+    clock = VirtualClock()
+    calls = 0
+
+    async def flaky(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("first attempt fails")
+        return x
+
+    policy = RetryPolicy(attempts=2, initial=100, max_wait=1000, jitter=0)
+    inner = Workflow.sequence(FunctionStep(flaky, retry=policy), name="inner")
+    outer = Workflow.sequence(inner, name="outer", clock=clock)
+    run = asyncio.ensure_future(outer.run(x=5))
+    await clock.advance(99)
+    assert not run.done()  # waiting 100 virtual seconds, not real ones
+    await clock.advance(1)
+    assert await asyncio.wait_for(run, 5) == {"result": 5}

@@ -24,6 +24,8 @@ class StepContext:
     #: executor) hands its events to that loop instead of calling the sink from the wrong thread.
     loop: asyncio.AbstractEventLoop | None = field(default_factory=asyncio._get_running_loop)
     thread: int = field(default_factory=threading.get_ident)
+    #: The run's clock (None: the event loop's). Nested runs and retry waits use it too.
+    clock: Any = None
 
     @property
     def run_path(self) -> str:

@@ -81,7 +81,7 @@ class StepRuntime:
         self.concurrency = step.concurrency
         self.capacity = plan.capacity
         self.context = StepContext(
-            run.run_id, step.name, f"{run.path}/{step.name}", run.sink, run.usage, run.loop, run.thread
+            run.run_id, step.name, f"{run.path}/{step.name}", run.sink, run.usage, run.loop, run.thread, run.clock
         )
         self.fired = 0
 
@@ -530,7 +530,10 @@ def wrap_invoke(step: Step, clock: Clock | None) -> Invoke:
         inner_retry = invoke
 
         async def with_retry(inputs: dict[str, Any]) -> Any:
-            sleep = clock.sleep if clock is not None else None
+            # The run's clock when there is one (a nested workflow runs on its parent's clock).
+            context = _current.get()
+            run_clock = context.clock if context is not None and context.clock is not None else clock
+            sleep = run_clock.sleep if run_clock is not None else None
             return await policy.call(lambda: inner_retry(inputs), sleep=sleep, on_retry=_report_retry)
 
         invoke = with_retry

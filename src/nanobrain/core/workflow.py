@@ -192,16 +192,24 @@ class Workflow(Step):
         return values
 
     def new_run(
-        self, *, on_event: EventSink | None = None, path: str = "", usage: dict[str, int] | None = None
+        self,
+        *,
+        on_event: EventSink | None = None,
+        path: str = "",
+        usage: dict[str, int] | None = None,
+        clock: Clock | None = None,
     ) -> Run:
-        """A fresh run with its own state (for callers that drive it themselves)."""
+        """A fresh run with its own state (for callers that drive it themselves).
+
+        `clock` replaces the workflow's own (a nested workflow runs on its parent's clock).
+        """
         return Run(
             self.plan(),
             inputs=self.inputs,
             outputs=self.outputs,
             sink=on_event,
             path=path or self.name,
-            clock=self.clock,
+            clock=clock or self.clock,
             usage=usage,
         )
 
@@ -238,6 +246,7 @@ class Workflow(Step):
             on_event=context.sink if context else None,
             path=context.path if context else self.name,
             usage=context.usage if context else None,
+            clock=self.clock or (context.clock if context else None),
         )
         return await run.execute(await self._complete_inputs(inputs))
 
