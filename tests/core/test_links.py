@@ -207,7 +207,7 @@ async def test_queue_link_between_steps_keeps_order_under_backpressure():
         for i in range(30):
             await handle.send(x=i)
         await handle.idle()
-        assert handle.run.state()["steps"]["consume"]["pending"] == 0
+        assert handle.run.state()["steps"]["consume"]["pending"] == []
     assert consumed == [i * 10 for i in range(30)]
 
 

@@ -54,11 +54,52 @@ async def test_run_state_is_a_serializable_view_at_step_boundaries():
         "inputs": {"x": 41},
         "outputs": {"result": 42},
         "fired": 1,
-        "pending": 0,
+        "pending": [],
         "running": 0,
+        "waiting": {},
     }
     assert run.active == 0
     assert run.error is None
+
+
+async def test_run_state_holds_pending_firings_and_values_a_join_is_waiting_for():
+    release = asyncio.Event()
+
+    class Slow(Step):
+        inputs = {"x": int}
+        outputs = {"result": int}
+
+        async def process(self, inputs: dict) -> dict:
+            await release.wait()
+            return {"result": inputs["x"]}
+
+    class Join(Step):
+        inputs = {"a": int, "b": int}
+        outputs = {"total": int}
+
+        async def process(self, inputs: dict) -> dict:
+            return {"total": inputs["a"] + inputs["b"]}
+
+    wf = Workflow("w", inputs={"a": int, "b": int, "x": int}, outputs={"total": int})
+    wf.add(Slow("slow"))
+    wf.add(Join("join"))
+    wf.link("inputs.x", "slow.x")
+    wf.link("inputs.a", "join.a")
+    wf.link("inputs.b", "join.b")
+    wf.link("join.total", "outputs.total")
+    async with wf.start() as handle:
+        await handle.send(x=1)
+        await handle.send(x=2)
+        await handle.send(a=10)
+        await handle.send(a=20)
+        await asyncio.sleep(0)
+        state = json.loads(json.dumps(handle.run.state()))
+        assert state["steps"]["slow"]["pending"] == [{"x": 2}]  # x=1 is running
+        assert state["steps"]["join"]["waiting"] == {"a": [10, 20]}
+        release.set()
+        await handle.send(b=1)
+        await handle.idle()
+        assert handle.outputs == {"total": 11}
 
 
 async def test_source_steps_without_inputs_fire_once_per_run():

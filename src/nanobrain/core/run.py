@@ -142,8 +142,11 @@ class Run:
                     "inputs": {p: u._value for p, u in sr.units.items() if u._value is not MISSING},
                     "outputs": {p: u._value for p, u in sr.outputs.items() if u._value is not MISSING},
                     "fired": sr.fired,
-                    "pending": len(sr.pending),
                     "running": sr.running,
+                    # Firings waiting for the step (their input snapshots), oldest first.
+                    "pending": [dict(snapshot) for snapshot in sr.pending],
+                    # Values a join holds for inputs that ran ahead of the others.
+                    "waiting": {p: list(q) for p, q in getattr(sr.trigger, "waiting", {}).items() if q},
                 }
                 for sr in self.steps
             },
