@@ -348,3 +348,26 @@ def test_json_schema_lists_every_step_kind() -> None:
     assert {"FunctionStepConfig", "ClassStepConfig", "WorkflowStepConfig"} <= names
     assert "function" in schema["$defs"]["FunctionStepConfig"]["required"]
     assert "links" in schema["properties"]
+
+
+def test_an_unset_variable_does_not_hide_other_problems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NB_TEST_UNSET_MODEL", raising=False)
+    path = write(
+        tmp_path,
+        f"""
+        name: w
+        inputs: {{text: str}}
+        outputs: {{result: str}}
+        steps:
+          upper: {{function: "${{NB_TEST_UNSET_MODEL}}"}}
+          other: {{function: "{H}:upper", timeout: -1}}
+        links:
+          - {{from: inputs.text, to: upper.text}}
+          - {{from: inputs.text, to: other.text}}
+          - {{from: upper.result, to: outputs.result}}
+        """,
+    )
+    problems = {p.where: p.message for p in problems_of(path)}
+    assert "NB_TEST_UNSET_MODEL is not set" in problems["steps.upper.function"]
+    assert "greater than 0" in problems["steps.other.timeout"]
+    assert len(problems) == 2  # nothing that the empty reference alone causes

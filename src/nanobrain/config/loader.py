@@ -111,8 +111,21 @@ def _build_document(source: Source, base_dir: Path, files: tuple[str, ...] = ())
 def _build_workflow(raw: Any, ctx: BuildContext) -> Workflow | None:
     before = len(ctx.problems)
     data = yaml_source.expand_env(raw, ctx.source, ctx.problems, ctx.location)
-    if len(ctx.problems) > before:
-        return None  # an unset variable would only cause follow-on errors
+    unset = [problem.where for problem in ctx.problems[before:]]
+    workflow = _build_expanded(data, ctx)
+    if not unset:
+        return workflow
+    # Check the rest of the document too, but drop what an unset variable (now "") causes by itself.
+    first_other = before + len(unset)
+    ctx.problems[first_other:] = [
+        problem
+        for problem in ctx.problems[first_other:]
+        if not any(problem.where == w or problem.where.startswith((w + ".", w + "[")) for w in unset)
+    ]
+    return None
+
+
+def _build_expanded(data: Any, ctx: BuildContext) -> Workflow | None:
     if not isinstance(data, dict):
         ctx.problem((), f"a workflow document must be a mapping, got {type(data).__name__}")
         return None
