@@ -371,3 +371,28 @@ def test_an_unset_variable_does_not_hide_other_problems(tmp_path: Path, monkeypa
     assert "NB_TEST_UNSET_MODEL is not set" in problems["steps.upper.function"]
     assert "greater than 0" in problems["steps.other.timeout"]
     assert len(problems) == 2  # nothing that the empty reference alone causes
+
+
+def test_kinds_are_imported_only_when_a_document_uses_them() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from nanobrain.config import load_workflow\n"
+        "load_workflow('examples/pipeline.yaml')\n"
+        "assert 'nanobrain.infrastructure.parallel' not in sys.modules\n"
+        "assert 'nanobrain.agents.config' not in sys.modules\n"
+        "load_workflow('examples/assistant.yaml')\n"
+        "assert 'nanobrain.agents.config' in sys.modules\n"
+        "from nanobrain.config.schema import json_schema\n"
+        "assert 'ParallelStepConfig' in json_schema()['$defs']\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr

@@ -40,7 +40,7 @@ from .models import (
     WorkflowConfig,
     WorkflowStepConfig,
 )
-from .registry import STEP_KINDS, register_step_kind
+from .registry import all_step_kinds, register_step_kind, step_kind
 from .yaml_source import Location, Source
 
 
@@ -386,9 +386,10 @@ def build_step(name: str, raw: Any, ctx: BuildContext, location: Location | None
         ctx.problem(location, f"a step must be a mapping, got {type(raw).__name__}")
         return None
     kind_name = raw.get("kind", "function")
-    kind = STEP_KINDS.get(kind_name) if isinstance(kind_name, str) else None
+    kind = step_kind(kind_name) if isinstance(kind_name, str) else None
     if kind is None:
-        ctx.problem((*location, "kind"), f"unknown step kind {kind_name!r} (known: {', '.join(sorted(STEP_KINDS))})")
+        known = ", ".join(sorted(all_step_kinds()))
+        ctx.problem((*location, "kind"), f"unknown step kind {kind_name!r} (known: {known})")
         return None
     config = _validate(kind.model, raw, location, ctx)
     if config is None:
@@ -509,10 +510,6 @@ def _build_nested(config: WorkflowStepConfig, build: StepBuild) -> Step | None:
 register_step_kind("function", FunctionStepConfig, _build_function)
 register_step_kind("class", ClassStepConfig, _build_class)
 register_step_kind("workflow", WorkflowStepConfig, _build_nested)
-# Kinds from other packages register on import; importing them here keeps `kind: agent` working
-# without the user importing nanobrain.agents first.
-from ..agents import config as _agent_config  # noqa: E402, F401
-from ..infrastructure.parallel import config as _parallel_config  # noqa: E402, F401
 
 
 def _link(config: LinkConfig, location: Location, ctx: BuildContext) -> Link | None:

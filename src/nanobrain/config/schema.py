@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .models import WorkflowConfig
-from .registry import STEP_KINDS
+from .registry import all_step_kinds
 
 
 def json_schema() -> dict[str, Any]:
@@ -15,7 +15,7 @@ def json_schema() -> dict[str, Any]:
     schema = WorkflowConfig.model_json_schema(by_alias=True)
     defs = schema.setdefault("$defs", {})
     variants = []
-    for kind in STEP_KINDS.values():
+    for kind in all_step_kinds().values():
         sub = kind.model.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
         defs.update(sub.pop("$defs", {}))
         name = kind.model.__name__
