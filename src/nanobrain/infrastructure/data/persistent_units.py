@@ -61,7 +61,32 @@ def _io_store(store: KeyValueStore, encryptor: Any) -> KeyValueStore:
     return EncryptedStore(store, encryptor)
 
 
-class PersistentUnit(DataUnit):
+class _StoredUnit(DataUnit):
+    """What both persistent kinds share: a store, a key, optional encryption at rest."""
+
+    awaits_set = True
+    __slots__ = ("_io", "encryptor", "key", "store")
+
+    def __init__(
+        self,
+        name: str,
+        type: Any,
+        *,
+        store: KeyValueStore,
+        key: str,
+        default: Any,
+        encryptor: Any,
+    ) -> None:
+        super().__init__(name, type, default=default)
+        if not key:
+            raise ValueError(f"{self.kind} unit {name!r} needs a key to store its value under")
+        self.store = store
+        self.key = key
+        self.encryptor = encryptor
+        self._io = _io_store(store, encryptor)
+
+
+class PersistentUnit(_StoredUnit):
     """The latest value, kept in `store` under `key` (JSON; sealed by `encryptor` when given).
 
     `default` is the value while the store has none. `await unit.load()` reads the stored
@@ -70,8 +95,7 @@ class PersistentUnit(DataUnit):
     """
 
     kind = "persistent"
-    awaits_set = True
-    __slots__ = ("_cell", "_io", "encryptor", "key", "store")
+    __slots__ = ("_cell",)
 
     def __init__(
         self,
@@ -83,13 +107,7 @@ class PersistentUnit(DataUnit):
         default: Any = MISSING,
         encryptor: Any = None,
     ) -> None:
-        super().__init__(name, type, default=default)
-        if not key:
-            raise ValueError(f"persistent unit {name!r} needs a key to store its value under")
-        self.store = store
-        self.key = key
-        self.encryptor = encryptor
-        self._io = _io_store(store, encryptor)
+        super().__init__(name, type, store=store, key=key, default=default, encryptor=encryptor)
         self._cell = _Cell()
 
     # -- reading ---------------------------------------------------------------------------
@@ -194,7 +212,7 @@ class _Log:
                 waiter.set_result(None)
 
 
-class PersistentStreamUnit(DataUnit):
+class PersistentStreamUnit(_StoredUnit):
     """Every item, appended durably under `key`, replayable in order after a restart.
 
     Layout in the store: `KEY/count`, `KEY/items/000000000000`..., `KEY/readers/NAME`. The
@@ -204,8 +222,7 @@ class PersistentStreamUnit(DataUnit):
     """
 
     kind = "persistent_stream"
-    awaits_set = True
-    __slots__ = ("_io", "_log", "encryptor", "key", "store")
+    __slots__ = ("_log",)
 
     def __init__(
         self,
@@ -217,13 +234,7 @@ class PersistentStreamUnit(DataUnit):
         default: Any = MISSING,
         encryptor: Any = None,
     ) -> None:
-        super().__init__(name, type, default=default)
-        if not key:
-            raise ValueError(f"persistent stream unit {name!r} needs a key to store its items under")
-        self.store = store
-        self.key = key
-        self.encryptor = encryptor
-        self._io = _io_store(store, encryptor)
+        super().__init__(name, type, store=store, key=key, default=default, encryptor=encryptor)
         self._log = _Log()
 
     def _item_key(self, index: int) -> str:
