@@ -11,12 +11,11 @@ to 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import anthropic
 import pytest
 from anthropic._constants import ANTHROPIC_API_VERSION
 from pydantic import BaseModel
+from tests.llm.local_http import EVENT_STREAM, JSON, LocalServer, Received, Response
 
 import nanobrain as nb
 from nanobrain.agents.agent import Agent
@@ -77,122 +77,39 @@ class City(BaseModel):
 
 
 # -- the replay server ------------------------------------------------------------------------------
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes
-    content_type: str
-    hang: bool = False
-
-
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           429: "Too Many Requests", 500: "Internal Server Error", 529: "Overloaded"}  # fmt: skip
-
-
-class ReplayServer:
-    """A minimal HTTP/1.1 server on 127.0.0.1: answers requests with queued recordings, in order."""
+class ReplayServer(LocalServer):
+    """Answers requests with queued recordings, in order (see tests/llm/local_http.py)."""
 
     def __init__(self) -> None:
-        self.replies: deque[Reply] = deque()
-        self.requests: list[Received] = []
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__()
+        self.replies: deque[Response | None] = deque()
 
     def add(self, *names: str, status: int = 200) -> ReplayServer:
         """Queue recordings by file name: `.json` is sent as JSON, `.sse` as an event stream."""
         for name in names:
             data = (RECORDINGS / name).read_bytes()
-            content_type = "text/event-stream; charset=utf-8" if name.endswith(".sse") else "application/json"
-            self.replies.append(Reply(status, data, content_type))
+            self.replies.append(Response(status, data, EVENT_STREAM if name.endswith(".sse") else JSON))
         return self
 
     def hang(self) -> ReplayServer:
         """Queue a reply that never comes (the client times out)."""
-        self.replies.append(Reply(200, b"", "application/json", hang=True))
+        self.replies.append(None)
         return self
 
-    @property
-    def bodies(self) -> list[Any]:
-        return [r.body for r in self.requests]
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for writer in self._writers:
-                writer.close()
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            while True:  # keep-alive: several requests per connection
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                method, path, _ = head[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in head[1:] if line)}
-                raw = await reader.readexactly(int(headers.get("content-length", "0")))
-                self.requests.append(Received(method, path, headers, json.loads(raw) if raw else None))
-                reply = self.replies.popleft() if self.replies else self._missing()
-                if reply.hang:
-                    await reader.read()  # until the client gives up and disconnects
-                    return
-                await self._write(writer, reply, len(self.requests))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
-
-    @staticmethod
-    def _missing() -> Reply:
-        body = {"type": "error", "error": {"type": "api_error", "message": "the replay server has no reply left"}}
-        return Reply(500, json.dumps(body).encode(), "application/json")
-
-    @staticmethod
-    async def _write(writer: asyncio.StreamWriter, reply: Reply, number: int) -> None:
-        head = (
-            f"HTTP/1.1 {reply.status} {REASONS.get(reply.status, 'Error')}\r\n"
-            f"content-type: {reply.content_type}\r\n"
-            f"request-id: req_011CVReplay{number:011d}\r\n"
-        )
-        if not reply.content_type.startswith("text/event-stream"):
-            writer.write(f"{head}content-length: {len(reply.body)}\r\n\r\n".encode() + reply.body)
-            await writer.drain()
-            return
-        # An event stream, sent event by event in chunks, as the API does.
-        writer.write(f"{head}cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n".encode())
-        for event in reply.body.split(b"\n\n"):
-            if event.strip():
-                data = event + b"\n\n"
-                writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-                await writer.drain()
-                await asyncio.sleep(0)
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
+    def answer(self, request: Received) -> Response | None:
+        if self.replies:
+            reply = self.replies.popleft()
+        else:
+            error = {"type": "error", "error": {"type": "api_error", "message": "the replay server has no reply left"}}
+            reply = Response.of_json(500, error)
+        request_id = f"req_011CVReplay{len(self.requests):011d}"
+        return None if reply is None else replace(reply, headers={"request-id": request_id})
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[ReplayServer]:
-    replay = ReplayServer()
-    await replay.start()
-    yield replay
-    await replay.stop()
+    async with ReplayServer() as replay:
+        yield replay
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import openai
 import pytest
 from pydantic import BaseModel
 from tests.llm.conftest import free_port
+from tests.llm.local_http import LocalServer, Received, Response
 
 import nanobrain as nb
 from nanobrain.agents.agent import Agent
@@ -208,87 +207,32 @@ async def test_a_closed_port_is_unreachable_and_says_where() -> None:
         await provider.aclose()
 
 
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
-
 Reply = tuple[int, dict[str, Any] | str] | None  # None: never answer
 Responder = Callable[[Received], Reply]
 
 
-class FakeServer:
-    """A minimal HTTP/1.1 server on 127.0.0.1 that answers each request with `respond(request)`."""
+class FakeServer(LocalServer):
+    """Answers each request with `respond(request)`: JSON for a dict, an event stream for a str."""
 
     def __init__(self, respond: Responder) -> None:
+        super().__init__()
         self.respond = respond
-        self.requests: list[Received] = []
-        self.waiting = asyncio.Event()
-        self.disconnected = asyncio.Event()
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.url}/v1"
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for writer in self._writers:
-                writer.close()
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            while True:  # keep-alive: several requests per connection
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                method, path, _ = head[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in head[1:] if line)}
-                raw = await reader.readexactly(int(headers.get("content-length", "0")))
-                request = Received(method, path, headers, json.loads(raw) if raw else None)
-                self.requests.append(request)
-                reply = self.respond(request)
-                if reply is None:
-                    self.waiting.set()
-                    await reader.read()  # returns at EOF, when the client gives up
-                    self.disconnected.set()
-                    return
-                status, body = reply
-                if isinstance(body, str):
-                    data, content_type = body.encode(), "text/event-stream"
-                else:
-                    data, content_type = json.dumps(body).encode(), "application/json"
-                writer.write(
-                    f"HTTP/1.1 {status} Status\r\ncontent-type: {content_type}\r\n"
-                    f"content-length: {len(data)}\r\n\r\n".encode()
-                    + data
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    def answer(self, request: Received) -> Response | None:
+        reply = self.respond(request)
+        if reply is None:
+            return None
+        status, body = reply
+        return Response.of_sse(status, body) if isinstance(body, str) else Response.of_json(status, body)
 
 
-@asynccontextmanager
-async def fake_server(respond: Responder) -> AsyncIterator[FakeServer]:
-    server = FakeServer(respond)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+def fake_server(respond: Responder) -> FakeServer:
+    """`async with fake_server(respond) as server:` serves on 127.0.0.1 for the block."""
+    return FakeServer(respond)
 
 
 def error(status: int, message: str) -> Responder:
