@@ -16,6 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor as _PoolExecutor
 from typing import Any
 
+from .closing import AsyncClosing
+
 
 def call_sync_or_async(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     """Run `fn(**kwargs)` to completion from synchronous code (a worker thread or process)."""
@@ -29,7 +31,7 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
-class Executor:
+class Executor(AsyncClosing):
     """Runs functions somewhere. Subclasses override `run`; `aclose` releases resources."""
 
     kind = "executor"
@@ -39,12 +41,6 @@ class Executor:
 
     async def aclose(self) -> None:
         """Release threads, processes or connections. Safe to call twice."""
-
-    async def __aenter__(self) -> Executor:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

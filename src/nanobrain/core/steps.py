@@ -11,6 +11,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
+from .closing import AsyncClosing
 from .data_units import MISSING, DataUnit
 from .executors import DEFAULT_EXECUTOR, Executor, InProcessExecutor
 from .retry import RetryPolicy
@@ -39,7 +40,7 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-class Step:
+class Step(AsyncClosing):
     """A unit of work with named input and output units.
 
     Subclass and override `process`, declaring `inputs` and `outputs` as class attributes

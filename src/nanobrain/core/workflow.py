@@ -276,12 +276,6 @@ class Workflow(Step):
                 found.append(step_)
         return found
 
-    async def __aenter__(self) -> Workflow:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     def start(self, *, on_event: EventSink | None = None) -> WorkflowHandle:
         """A long-lived run: triggers stay armed until stopped. Use `async with wf.start() as h:`."""
         return WorkflowHandle(self, on_event)

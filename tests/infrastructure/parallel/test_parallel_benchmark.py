@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.benchmarks.conftest import quick_run
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "parallel.py"
 FIGURES = (
     "T",
     "D",
@@ -22,31 +18,11 @@ FIGURES = (
 )
 
 
-def _is_number(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
 @pytest.mark.slow
 def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
-    output = tmp_path / "parallel.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--output", str(output)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(output.read_text())
-    assert report["mode"] == "quick" and {"python", "cpu_count"} <= set(report["machine"])
-    benchmarks = report["benchmarks"]
-    assert set(FIGURES) <= set(benchmarks)
-    for key in FIGURES:
-        figure = benchmarks[key]
-        for field in ("value_min", "value_median", "baseline_min", "baseline_median", "ratio"):
-            assert _is_number(figure[field]), (key, field, figure[field])
-        assert figure["baseline"], key
-        assert f"\n{key} " in done.stdout, key
+    # Its baselines (bare Semaphore + gather, no failover, round-robin) run once per figure group.
+    figures, _ = quick_run("parallel.py", tmp_path, FIGURES, baselines_every_round=False)
     # The resilience figures that have targets say whether they met them.
     for key in ("T", "F", "B.fastest_response", "B.power_of_two"):
-        assert isinstance(benchmarks[key]["target_met"], bool), key
-    assert benchmarks["F"]["details"]["breaker_trips_per_round"]
+        assert isinstance(figures[key]["target_met"], bool), key
+    assert figures["F"]["details"]["breaker_trips_per_round"]

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...core.closing import AsyncClosing
 from ..data.kv import KeyValueStore, StoreError
 from .lru import LRUCache
 
@@ -79,7 +80,7 @@ class CacheLookup:
 LevelSpec = KeyValueStore | CacheLevel | tuple[str, KeyValueStore]
 
 
-class CacheHierarchy:
+class CacheHierarchy(AsyncClosing):
     """Levels fastest first. `levels` are stores (named L1, L2, ...), `(name, store)` pairs or CacheLevels.
 
     `ttl` is the default lifetime of an entry (None: until evicted). `clock` is wall time by
@@ -192,12 +193,6 @@ class CacheHierarchy:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(level.store.aclose() for level in self.levels))
-
-    async def __aenter__(self) -> CacheHierarchy:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"CacheHierarchy({', '.join(f'{lv.name}={lv.store!r}' for lv in self.levels)})"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ...core.closing import AsyncClosing
 from ...core.errors import NanoBrainError
 from .home import default_database_url
 
@@ -68,7 +69,7 @@ def _sqlstate(exc: BaseException) -> str:
     return ""
 
 
-class Database:
+class Database(AsyncClosing):
     """An async database selected by URL.
 
     `sqlite+aiosqlite:///path/file.db` (the default, under NANOBRAIN_HOME) or
@@ -362,12 +363,6 @@ class Database:
         if engine is not None:
             await engine.dispose()
         self._ready.clear()
-
-    async def __aenter__(self) -> Database:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"Database({self._safe_url()!r})"

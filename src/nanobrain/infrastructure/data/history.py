@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ...core.closing import AsyncClosing
 from ...core.errors import NanoBrainError
 from ...llm.messages import Message, ToolCall, Usage
 from .database import Database, DatabaseError
@@ -175,7 +176,7 @@ class _Parking:
             connection.sync_connection.close()
 
 
-class ConversationHistory:
+class ConversationHistory(AsyncClosing):
     """The messages of every session, stored in `database`.
 
     Appending to a session that does not exist yet creates it (no title, no expiry); use
@@ -244,12 +245,6 @@ class ConversationHistory:
         connection, _, _ = self._parking.take()
         if connection is not None:
             await connection.close()
-
-    async def __aenter__(self) -> ConversationHistory:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     async def append(
         self,

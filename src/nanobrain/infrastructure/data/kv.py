@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ...core.closing import AsyncClosing
 from ...core.errors import NanoBrainError
 from .database import Database, Migration
 
@@ -25,7 +26,7 @@ class StoreError(NanoBrainError):
     """A key-value store cannot be used as asked (unreachable, bad URL, bad value)."""
 
 
-class KeyValueStore(ABC):
+class KeyValueStore(AsyncClosing, ABC):
     """The contract every store keeps (the contract tests run it against each implementation)."""
 
     @abstractmethod
@@ -70,14 +71,8 @@ class KeyValueStore(ABC):
         """Remove the keys; returns how many were present."""
         return sum([await self.delete(key) for key in keys])
 
-    async def aclose(self) -> None:  # noqa: B027 - most stores have nothing to release
+    async def aclose(self) -> None:
         """Release connections the store opened itself."""
-
-    async def __aenter__(self) -> KeyValueStore:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 def check_item(key: Any, value: Any, ttl: float | None) -> None:

@@ -69,13 +69,13 @@ class _StoredUnit(DataUnit):
 
     def __init__(
         self,
-        name: str,
-        type: Any,
+        name: str = "unit",
+        type: Any = None,
         *,
         store: KeyValueStore,
         key: str,
-        default: Any,
-        encryptor: Any,
+        default: Any = MISSING,
+        encryptor: Any = None,
     ) -> None:
         super().__init__(name, type, default=default)
         if not key:
@@ -84,6 +84,11 @@ class _StoredUnit(DataUnit):
         self.key = key
         self.encryptor = encryptor
         self._io = _io_store(store, encryptor)
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        """Set up the kind's own in-memory state (its value cell or item log)."""
+        raise NotImplementedError
 
 
 class PersistentUnit(_StoredUnit):
@@ -97,17 +102,7 @@ class PersistentUnit(_StoredUnit):
     kind = "persistent"
     __slots__ = ("_cell",)
 
-    def __init__(
-        self,
-        name: str = "unit",
-        type: Any = None,
-        *,
-        store: KeyValueStore,
-        key: str,
-        default: Any = MISSING,
-        encryptor: Any = None,
-    ) -> None:
-        super().__init__(name, type, store=store, key=key, default=default, encryptor=encryptor)
+    def _reset_state(self) -> None:
         self._cell = _Cell()
 
     # -- reading ---------------------------------------------------------------------------
@@ -224,17 +219,7 @@ class PersistentStreamUnit(_StoredUnit):
     kind = "persistent_stream"
     __slots__ = ("_log",)
 
-    def __init__(
-        self,
-        name: str = "unit",
-        type: Any = None,
-        *,
-        store: KeyValueStore,
-        key: str,
-        default: Any = MISSING,
-        encryptor: Any = None,
-    ) -> None:
-        super().__init__(name, type, store=store, key=key, default=default, encryptor=encryptor)
+    def _reset_state(self) -> None:
         self._log = _Log()
 
     def _item_key(self, index: int) -> str:

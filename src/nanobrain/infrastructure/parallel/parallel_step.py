@@ -160,12 +160,6 @@ class ParallelStep(Step):
         self._background_loop = None
         await self.pool.aclose()
 
-    async def __aenter__(self) -> ParallelStep:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
 
 def _required(pool: ProcessorPool) -> set[str]:
     return {name for p in pool.processors for name in p.step.required_inputs}

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
 from ...core.clock import Clock, RealClock
+from ...core.closing import AsyncClosing
 from ...core.context import StepContext, _current, current_context
 from ...core.steps import Step
 from .balancers import Balancer, make_balancer
@@ -44,7 +45,7 @@ class RequestOptions(TypedDict, total=False):
     session: str | None
 
 
-class ProcessorPool:
+class ProcessorPool(AsyncClosing):
     """Processors that serve requests in parallel, with a queue, a balancer, breakers and retries.
 
     `concurrency` bounds the requests running at once in the whole pool; each processor's own
@@ -349,12 +350,6 @@ class ProcessorPool:
     async def aclose(self) -> None:
         """Refuse new requests and fail the waiting ones with `PoolClosed`."""
         self._dispatcher.close()
-
-    async def __aenter__(self) -> ProcessorPool:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"ProcessorPool({self.name!r}, size={self.size}, in_flight={self.in_flight}, queued={len(self.queue)})"
