@@ -9,8 +9,7 @@ from __future__ import annotations
 import builtins
 import os
 import re
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,16 @@ from pydantic import BaseModel, ValidationError
 from ..core.data_units import MISSING, DataUnit, FileUnit, StreamUnit, StringUnit
 from ..core.errors import ConfigError, Problem
 from ..core.executors import EXECUTOR_KINDS, Executor
-from ..core.imports import import_object
-from ..core.links import ConditionalLink, Link, QueueLink, TransformLink
+from ..core.imports import ImportPolicy, NotImported, import_object, import_policy
+from ..core.links import ConditionalLink, Link, QueueLink, TransformLink, parse_endpoint
 from ..core.retry import RetryPolicy
 from ..core.steps import FunctionStep, Step
 from ..core.triggers import TRIGGER_KINDS, Condition, Interval, Trigger
 from ..core.typing_utils import parse_type
+from ..core.validation import names_list, unbounded_cycles
 from ..core.workflow import Workflow
 from . import yaml_source
+from .files import MAX_FILE_BYTES
 from .models import (
     ClassStepConfig,
     ExecutorConfig,
@@ -43,6 +44,12 @@ from .models import (
 from .registry import all_step_kinds, register_step_kind, step_kind
 from .yaml_source import Location, Source
 
+MAX_NESTED_FILES = 32
+"""How deep `file:` workflows may include one another."""
+MAX_NAMES_SHOWN = 10
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
 
 @dataclass
 class BuildContext:
@@ -57,14 +64,30 @@ class BuildContext:
     files: tuple[str, ...] = ()
     #: Key-value stores opened for persistent units, by URL (units naming one URL share it).
     stores: dict[str, Any] = field(default_factory=dict)
+    #: How references import (allow-list, search folders, whether user code may run).
+    policy: ImportPolicy = field(default_factory=ImportPolicy.create)
+    #: Folders that nested `file:` workflows must be in (empty: anywhere, for documents built from dicts).
+    roots: tuple[Path, ...] = ()
+    max_bytes: int = MAX_FILE_BYTES
+    #: Values taken from the environment -> their `${VAR}` reference (shared by nested documents).
+    secrets: dict[str, str] = field(default_factory=dict)
+    #: References located but not imported (a check that runs no user code).
+    deferred: list[str] = field(default_factory=list)
 
     def problem(self, location: Location, message: str) -> None:
         self.problems.append(self.source.problem((*self.location, *location), message))
 
     def resolve(self, reference: str, location: Location, what: str = "object") -> Any:
-        """Import `package.module:attribute`; a failure becomes a problem (returns None)."""
+        """Import `package.module:attribute`; a failure becomes a problem (returns None).
+
+        When the policy runs no user code, a reference that was found returns None too, and is
+        remembered in `deferred`.
+        """
         try:
-            return import_object(reference)
+            return import_object(reference, policy=self.policy)
+        except NotImported as exc:
+            self.deferred.append(exc.reference)
+            return None
         except ValueError as exc:
             self.problem(location, f"{exc} (expected {what} as 'package.module:attribute')")
             return None
@@ -76,6 +99,36 @@ class BuildContext:
             return None
         return target
 
+    def child(self, source: Source, base_dir: Path, location: Location, file: str | None = None) -> BuildContext:
+        """The context of a nested workflow: same problems, executors, policy and secrets."""
+        return BuildContext(
+            source,
+            base_dir,
+            problems=self.problems,
+            executors=self.executors,
+            named_executors=dict(self.named_executors),
+            location=location,
+            files=(*self.files, file) if file else self.files,
+            stores=self.stores,
+            policy=self.policy,
+            roots=self.roots,
+            max_bytes=self.max_bytes,
+            secrets=self.secrets,
+            deferred=self.deferred,
+        )
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What `check_workflow` found valid without running user code."""
+
+    name: str
+    steps: int
+    inputs: int
+    outputs: int
+    #: References whose module was found but not imported (attributes are checked only by importing).
+    located: tuple[str, ...]
+
 
 # -- entry points -------------------------------------------------------------------------
 def load_document(path: str | os.PathLike[str]) -> Source:
@@ -83,58 +136,165 @@ def load_document(path: str | os.PathLike[str]) -> Source:
     return yaml_source.read(path)
 
 
-def load_workflow(path: str | os.PathLike[str]) -> Workflow:
+def load_workflow(
+    path: str | os.PathLike[str],
+    *,
+    allowed_modules: Sequence[str] | None = None,
+    allowed_dirs: Sequence[str | os.PathLike[str]] = (),
+    max_bytes: int = MAX_FILE_BYTES,
+) -> Workflow:
     """Load a workflow from a YAML file. Raises ConfigError listing every problem.
 
-    Like uvicorn, the current directory is put on `sys.path` so that `package.module:attr`
-    references to the user's own code resolve when run from the project folder.
+    A workflow file is code: its references import modules and call them. `package.module:attr`
+    resolves through the installed packages first; a module found nowhere else is looked for in
+    the file's folder, then the working directory (appended to `sys.path`, so they never shadow
+    the standard library or an installed package). `allowed_modules` (and the environment's
+    NANOBRAIN_ALLOWED_MODULES) limit which modules may be imported. Nested `file:` workflows must
+    be in the file's folder or in `allowed_dirs`.
     """
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    source = yaml_source.read(path)
-    return _build_document(source, Path(path).resolve().parent, files=(str(Path(path).resolve()),))
+    ctx = _file_context(path, allowed_modules, allowed_dirs, max_bytes, execute=True)
+    return _build_document(ctx)
 
 
-def workflow_from_dict(data: dict[str, Any], *, base_dir: str | os.PathLike[str] = ".") -> Workflow:
+def check_workflow(
+    path: str | os.PathLike[str],
+    *,
+    allowed_modules: Sequence[str] | None = None,
+    allowed_dirs: Sequence[str | os.PathLike[str]] = (),
+    max_bytes: int = MAX_FILE_BYTES,
+) -> CheckReport:
+    """Check a workflow file without running user code. Raises ConfigError listing every problem.
+
+    Everything that needs no user code is checked: the YAML, the schema, environment variables,
+    nested files, step kinds, link endpoints and unbounded cycles. Each referenced module is
+    located with the import system's finders, which run none of its code (NanoBrain's own modules
+    are imported). What a module defines, and so ports and types, is known only by importing it:
+    `load_workflow` checks those.
+    """
+    ctx = _file_context(path, allowed_modules, allowed_dirs, max_bytes, execute=False)
+    with import_policy(ctx.policy):
+        config = _build_checked(ctx)
+    _raise_problems(ctx)
+    assert config is not None
+    return CheckReport(config.name, len(config.steps), len(config.inputs), len(config.outputs), tuple(ctx.deferred))
+
+
+def workflow_from_dict(
+    data: dict[str, Any], *, base_dir: str | os.PathLike[str] = ".", allowed_modules: Sequence[str] | None = None
+) -> Workflow:
     """Build a workflow from an already parsed document (no line numbers)."""
-    return _build_document(Source(data, None, {}), Path(base_dir))
+    source = Source(data, None, {})
+    policy = ImportPolicy.create(search_path=(Path(base_dir),), allowed_modules=allowed_modules)
+    ctx = BuildContext(source, Path(base_dir), policy=policy, roots=(Path(base_dir).resolve(),))
+    problem = _depth_problem(data)
+    if problem is not None:
+        raise ConfigError([problem], subject="workflow document")
+    return _build_document(ctx)
 
 
-def _build_document(source: Source, base_dir: Path, files: tuple[str, ...] = ()) -> Workflow:
-    ctx = BuildContext(source, base_dir, problems=list(source.problems), files=files)
-    workflow = _build_workflow(source.data, ctx)
-    if ctx.problems or workflow is None:
-        raise ConfigError(ctx.problems, subject=source.file or "workflow document")
-    return workflow
+def _file_context(
+    path: str | os.PathLike[str],
+    allowed_modules: Sequence[str] | None,
+    allowed_dirs: Sequence[str | os.PathLike[str]],
+    max_bytes: int,
+    *,
+    execute: bool,
+) -> BuildContext:
+    source = yaml_source.read(path, max_bytes)
+    resolved = Path(path).resolve()
+    folder = resolved.parent
+    # NanoBrain's own documents (the bundled chat) need no user folder at all.
+    bundled = folder.is_relative_to(_PACKAGE_DIR)
+    search_path = () if bundled else (folder, Path.cwd())
+    policy = ImportPolicy.create(search_path=search_path, allowed_modules=allowed_modules, execute=execute)
+    roots = (folder, *(Path(d).resolve() for d in allowed_dirs))
+    return BuildContext(
+        source, folder, problems=list(source.problems), files=(str(resolved),), policy=policy, roots=roots,
+        max_bytes=max_bytes,
+    )
 
 
-def _build_workflow(raw: Any, ctx: BuildContext) -> Workflow | None:
-    before = len(ctx.problems)
-    data = yaml_source.expand_env(raw, ctx.source, ctx.problems, ctx.location)
-    unset = [problem.where for problem in ctx.problems[before:]]
-    workflow = _build_expanded(data, ctx)
-    if not unset:
-        return workflow
-    # Check the rest of the document too, but drop what an unset variable (now "") causes by itself.
-    first_other = before + len(unset)
-    ctx.problems[first_other:] = [
-        problem
-        for problem in ctx.problems[first_other:]
-        if not any(problem.where == w or problem.where.startswith((w + ".", w + "[")) for w in unset)
-    ]
+def _depth_problem(data: Any) -> Problem | None:
+    """A problem if `data` nests deeper than YAML documents may (recursive code below relies on it)."""
+    work = [(data, 0)]
+    while work:
+        value, depth = work.pop()
+        if depth > yaml_source.MAX_DEPTH:
+            return Problem("", f"nested more than {yaml_source.MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            work.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            work.extend((v, depth + 1) for v in value)
     return None
 
 
+def _build_document(ctx: BuildContext) -> Workflow:
+    with import_policy(ctx.policy):
+        workflow = _build_source(ctx)
+    _raise_problems(ctx)
+    assert workflow is not None
+    return workflow
+
+
+def _raise_problems(ctx: BuildContext) -> None:
+    if ctx.problems:
+        _redact(ctx.problems, ctx.secrets)
+        raise ConfigError(ctx.problems, subject=ctx.source.file or "workflow document")
+
+
+def _redact(problems: list[Problem], secrets: dict[str, str]) -> None:
+    """Show `${VAR}` wherever a value taken from the environment would appear in a message."""
+    # Longest first, so that a value containing another is replaced whole. Very short values are
+    # left alone (replacing every "1" would garble messages); the schema's errors hide them anyway.
+    pairs = sorted(((v, r) for v, r in secrets.items() if len(v) >= 4), key=lambda p: -len(p[0]))
+    if not pairs:
+        return
+    for problem in problems:
+        for value, reference in pairs:
+            for shown in {value, repr(value)[1:-1]}:
+                problem.message = problem.message.replace(shown, reference)
+                problem.where = problem.where.replace(shown, reference)
+
+
+def _expanded(ctx: BuildContext) -> tuple[Any, list[str]]:
+    """The source's data with `${VAR}` expanded, and where variables were not set."""
+    before = len(ctx.problems)
+    data = yaml_source.expand_env(ctx.source.data, ctx.source, ctx.problems, ctx.location, ctx.secrets)
+    return data, [problem.where for problem in ctx.problems[before:]]
+
+
+def _build_source(ctx: BuildContext) -> Workflow | None:
+    """Build a whole document (a file, or a dict): expand `${VAR}` once, then build."""
+    data, unset = _expanded(ctx)
+    before = len(ctx.problems)
+    workflow = _build_expanded(data, ctx)
+    if not unset:
+        return workflow
+    _drop_caused_by_unset(ctx, before, unset)
+    return None
+
+
+def _build_checked(ctx: BuildContext) -> WorkflowConfig | None:
+    data, unset = _expanded(ctx)
+    before = len(ctx.problems)
+    config = _check_expanded(data, ctx)
+    if unset:
+        _drop_caused_by_unset(ctx, before, unset)
+    return config
+
+
+def _drop_caused_by_unset(ctx: BuildContext, first: int, unset: list[str]) -> None:
+    # The rest of the document was checked too; drop what an unset variable (now "") causes by itself.
+    ctx.problems[first:] = [
+        problem
+        for problem in ctx.problems[first:]
+        if not any(problem.where == w or problem.where.startswith((w + ".", w + "[")) for w in unset)
+    ]
+
+
 def _build_expanded(data: Any, ctx: BuildContext) -> Workflow | None:
-    if not isinstance(data, dict):
-        ctx.problem((), f"a workflow document must be a mapping, got {type(data).__name__}")
-        return None
-    config = _validate(WorkflowConfig, data, (), ctx)
+    config = _workflow_config(data, ctx)
     if config is None:
-        # Still check each step on its own, so that one bad top-level field does not hide them.
-        if isinstance(data.get("steps"), dict):
-            for name, raw_step in data["steps"].items():
-                build_step(name, raw_step, ctx)
         return None
     ctx.named_executors.update(config.executors)
     inputs = {name: _unit(name, decl, ("inputs", name), ctx) for name, decl in config.inputs.items()}
@@ -148,29 +308,113 @@ def _build_expanded(data: Any, ctx: BuildContext) -> Workflow | None:
         else:
             steps.append(built)
     links: list[Link] = []
+    unfed: set[str] = set()  # the inputs and outputs that a link which failed would have fed
     for i, link_config in enumerate(config.links):
         link = _link(link_config, ("links", i), ctx)
         if link is None:
-            broken.update(endpoint.partition(".")[0] for endpoint in (link_config.source, link_config.target))
+            unfed.update(_fed_by(link_config))
         else:
             links.append(link)
     # Check the graph even when some pieces failed, leaving out what those pieces would cause.
     workflow = Workflow(
         config.name, inputs=inputs, outputs=outputs, steps=steps, links=links, description=config.description
     )
+    link_index = {(lc.source, lc.target): i for i, lc in reversed(list(enumerate(config.links)))}
     for problem in workflow.problems():
-        if not _caused_by(problem, broken):
-            ctx.problems.append(_locate(problem, config.links, ctx))
+        if not (_caused_by(problem, broken) or problem.where in unfed):
+            ctx.problems.append(_locate(problem, link_index, ctx))
     workflow.executors = list(ctx.executors.values())
     workflow.resources = list(ctx.stores.values())
     return workflow if not ctx.problems else None
 
 
+def _workflow_config(data: Any, ctx: BuildContext) -> WorkflowConfig | None:
+    if not isinstance(data, dict):
+        ctx.problem((), f"a workflow document must be a mapping, got {type(data).__name__}")
+        return None
+    config = _validate(WorkflowConfig, data, (), ctx)
+    if config is None and isinstance(data.get("steps"), dict):
+        # Still check each step on its own, so that one bad top-level field does not hide them.
+        for name, raw_step in data["steps"].items():
+            build_step(name, raw_step, ctx)
+    return config  # type: ignore[no-any-return]
+
+
+def _check_expanded(data: Any, ctx: BuildContext) -> WorkflowConfig | None:
+    """Check a document without building its graph: each step (references located), then the links."""
+    config = _workflow_config(data, ctx)
+    if config is None:
+        return None
+    ctx.named_executors.update(config.executors)
+    for side, declared in (("inputs", config.inputs), ("outputs", config.outputs)):
+        for name, decl in declared.items():
+            _unit(name, decl, (side, name), ctx)
+    for name, raw_step in config.steps.items():
+        build_step(name, raw_step, ctx)
+    for i, link_config in enumerate(config.links):
+        _link(link_config, ("links", i), ctx)
+    _check_endpoints(config, ctx)
+    return config
+
+
+def _check_endpoints(config: WorkflowConfig, ctx: BuildContext) -> None:
+    """Link endpoints that name no step, input or output; unbounded cycles between steps."""
+    edges: list[tuple[str, str, int | None]] = []
+    for i, link in enumerate(config.links):
+        owners = []
+        for side, endpoint in (("from", link.source), ("to", link.target)):
+            try:
+                owner, port = parse_endpoint(endpoint)
+            except ValueError as exc:
+                ctx.problem(("links", i), str(exc))
+                continue
+            owners.append(owner)
+            declared = {"inputs": config.inputs, "outputs": config.outputs}.get(owner)
+            if declared is None:
+                if owner not in config.steps:
+                    known = names_list(config.steps, MAX_NAMES_SHOWN)
+                    ctx.problem(("links", i), f"unknown step {owner!r} in {endpoint!r} (steps: {known})")
+            elif (owner, side) in (("inputs", "to"), ("outputs", "from")):
+                which = "write into a workflow input" if owner == "inputs" else "read from a workflow output"
+                ctx.problem(("links", i), f"{endpoint!r}: a link cannot {which}")
+            elif port not in declared:
+                known = names_list(declared, MAX_NAMES_SHOWN)
+                what = "workflow input" if owner == "inputs" else "workflow output"
+                ctx.problem(("links", i), f"{what} {port!r} does not exist in {endpoint!r} (known: {known})")
+        if len(owners) == 2:
+            edges.append((owners[0], owners[1], link.max_iterations))
+    for problem in unbounded_cycles(config.steps, edges):
+        ctx.problem(("links",), problem.message)
+
+
+def _fed_by(link: LinkConfig) -> set[str]:
+    """Where the graph check reports a target of `link` that nothing feeds (the link could not be built)."""
+    try:
+        owner, port = parse_endpoint(link.target)
+    except ValueError:
+        return set()
+    # A step fed only by that link is also unreachable.
+    return {f"outputs.{port}"} if owner == "outputs" else {f"steps.{owner}.inputs.{port}", f"steps.{owner}"}
+
+
+_LINK_WHERE = re.compile(r"^links\[(.*) -> (.*)\]$")
+_CYCLE = re.compile(r"cycle without an iteration bound: (.*) \(")
+
+
+def _problem_owners(problem: Problem) -> set[str]:
+    """The steps (or `inputs`/`outputs`) a graph problem is about, from where it is."""
+    match = _LINK_WHERE.match(problem.where)
+    if match:
+        return {endpoint.partition(".")[0] for endpoint in match.groups()}
+    if problem.where == "links":
+        cycle = _CYCLE.search(problem.message)
+        return set(cycle.group(1).split(" -> ")) if cycle else set()
+    head, _, rest = problem.where.partition(".")
+    return {rest.partition(".")[0]} if head == "steps" else {head}
+
+
 def _caused_by(problem: Problem, broken: set[str]) -> bool:
-    return any(
-        f"'{name}'" in problem.message or problem.where.startswith(f"steps.{name}.") or f"{name}." in problem.where
-        for name in broken
-    )
+    return not broken.isdisjoint(_problem_owners(problem))
 
 
 def _validate(model: type[BaseModel], data: Any, location: Location, ctx: BuildContext) -> Any:
@@ -179,33 +423,34 @@ def _validate(model: type[BaseModel], data: Any, location: Location, ctx: BuildC
     except ValidationError as exc:
         for error in exc.errors():
             loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-            ctx.problem((*location, *loc), _describe(error))
+            full = (*location, *loc)
+            ctx.problem(full, _describe(error, ctx.source.written((*ctx.location, *full))))
         return None
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any, written: str | None = None) -> str:
+    """Pydantic's error in our words; `written` is the text before `${VAR}` expansion, shown instead of the value."""
     kind, message = error["type"], error["msg"]
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
         return "unknown field (check the spelling; `nanobrain schema` lists the fields)"
     value = error.get("input")
-    shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    if written is not None and isinstance(value, str):
+        shown = repr(written)
+    else:
+        shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
     return f"{message} (got {shown})"
 
 
-_LINK_WHERE = re.compile(r"^links\[(.*) -> (.*)\]$")
-
-
-def _locate(problem: Problem, links: list[LinkConfig], ctx: BuildContext) -> Problem:
+def _locate(problem: Problem, link_index: dict[tuple[str, str], int], ctx: BuildContext) -> Problem:
     """Give a graph problem found by the engine the file and line of the config that caused it."""
     match = _LINK_WHERE.match(problem.where)
     location: Location
     if match:
-        index = next(
-            (i for i, lc in enumerate(links) if (lc.source, lc.target) == match.groups()),
-            None,
-        )
+        index = link_index.get((match.group(1), match.group(2)))
         location = ("links", index) if index is not None else ("links",)
     else:
         location = tuple(problem.where.split(".")[:2]) if problem.where else ()
@@ -218,6 +463,9 @@ def _type(text: str | None, location: Location, ctx: BuildContext) -> Any:
         return None
     try:
         return parse_type(text)
+    except NotImported as exc:
+        ctx.deferred.append(exc.reference)
+        return None
     except ValueError as exc:
         ctx.problem(location, str(exc))
         return None
@@ -395,11 +643,17 @@ def build_step(name: str, raw: Any, ctx: BuildContext, location: Location | None
     if config is None:
         return None
     before = len(ctx.problems)
+    build = StepBuild(ctx, name, location)
     try:
-        step = kind.build(config, StepBuild(ctx, name, location))
+        step = kind.build(config, build)
+    except NotImported as exc:  # the step resolves a reference itself (class options): checked, not imported
+        ctx.deferred.append(exc.reference)
+        step = None
     except (TypeError, ValueError, ImportError) as exc:
         ctx.problem(location, f"cannot build step: {exc}")
-        return None
+        step = None
+    if step is None and not build.options_checked:
+        build.options(config)  # a builder that stopped early: its trigger, retry and executor still get checked
     if step is None or len(ctx.problems) > before:
         return None
     if step.name != name:
@@ -414,6 +668,7 @@ class StepBuild:
         self.ctx = ctx
         self.name = name
         self.location = location
+        self.options_checked = False
 
     def problem(self, field_name: str, message: str) -> None:
         self.ctx.problem((*self.location, field_name), message)
@@ -422,6 +677,7 @@ class StepBuild:
         return self.ctx.callable(reference, (*self.location, field_name), what)
 
     def options(self, config: StepConfig) -> dict[str, Any]:
+        self.options_checked = True
         return step_options(config, self.location, self.ctx)
 
     def nested(
@@ -432,17 +688,19 @@ class StepBuild:
         base_dir: Path | None = None,
         file: str | None = None,
     ) -> Workflow | None:
+        """Build (or, when no user code may run, check) a nested workflow: inline `raw`, or a file's `source`."""
         ctx = self.ctx
-        child = BuildContext(
-            source or ctx.source,
-            base_dir or ctx.base_dir,
-            problems=ctx.problems,
-            executors=ctx.executors,
-            named_executors=dict(ctx.named_executors),
-            location=location if source is None else (),
-            files=(*ctx.files, file) if file else ctx.files,
-        )
-        return _build_workflow(raw, child)
+        if source is None:
+            child = ctx.child(ctx.source, base_dir or ctx.base_dir, location)
+            if not ctx.policy.execute:
+                _check_expanded(raw, child)
+                return None
+            return _build_expanded(raw, child)
+        child = ctx.child(source, base_dir or ctx.base_dir, (), file)
+        if not ctx.policy.execute:
+            _build_checked(child)
+            return None
+        return _build_source(child)
 
 
 # -- built-in step kinds ---------------------------------------------------------------------
@@ -485,26 +743,53 @@ def _build_nested(config: WorkflowStepConfig, build: StepBuild) -> Step | None:
         workflow = build.nested(config.workflow, (*build.location, "workflow"))
     else:
         assert config.file is not None
-        path = (build.ctx.base_dir / config.file).resolve()
-        if str(path) in build.ctx.files:
-            build.problem("file", f"{config.file!r} includes itself (directly or through other files)")
+        source = _nested_source(config.file, build)
+        if source is None:
             return None
-        try:
-            text = yaml_source.read_text(path)
-        except ConfigError as exc:  # missing, unreadable, not UTF-8: say so where the file is named
-            for problem in exc.problems:
-                build.problem("file", f"cannot read nested workflow {config.file!r}: {problem.message}")
-            return None
-        try:
-            source = yaml_source.parse(text, str(path))
-        except ConfigError as exc:  # a syntax error: its line in the nested file says more
-            build.ctx.problems.extend(exc.problems)
-            return None
-        build.ctx.problems.extend(source.problems)
+        path = Path(source.file or "")
         workflow = build.nested(source.data, (), source=source, base_dir=path.parent, file=str(path))
-    if workflow is None:
+    if workflow is None or not build.ctx.policy.execute:  # when checking, nothing is built
         return None
     return _configured(workflow, build.options(config))
+
+
+NESTED_SUFFIXES = (".yaml", ".yml")
+
+
+def _nested_source(name: str, build: StepBuild) -> Source | None:
+    """Read and parse a nested workflow file, refusing anything that is not one at the first problem.
+
+    Problems with the file itself never show its content: a nested file may be anything on disk.
+    """
+    ctx = build.ctx
+    path = (ctx.base_dir / name).resolve()  # symbolic links resolved: where the file really is
+    if path.suffix.lower() not in NESTED_SUFFIXES:
+        build.problem("file", f"{name!r} is not a workflow file (nested workflows are .yaml or .yml files)")
+        return None
+    if ctx.roots and not any(path.is_relative_to(root) for root in ctx.roots):
+        folders = ", ".join(str(root) for root in ctx.roots)
+        message = f"{name!r} is outside the workflow's folder ({folders}); allow its folder with allowed_dirs"
+        build.problem("file", message)
+        return None
+    if str(path) in ctx.files:
+        build.problem("file", f"{name!r} includes itself (directly or through other files)")
+        return None
+    if len(ctx.files) >= MAX_NESTED_FILES:
+        build.problem("file", f"nested workflow files go more than {MAX_NESTED_FILES} levels deep")
+        return None
+    try:
+        source = yaml_source.read(path, ctx.max_bytes)
+    except ConfigError as exc:  # unreadable, too large, not UTF-8, not YAML: one problem, where the file is named
+        problem = exc.problems[0]
+        at = f" (line {problem.line})" if problem.line and problem.file else ""
+        build.problem("file", f"cannot read nested workflow {name!r}: {problem.message}{at}")
+        return None
+    if not isinstance(source.data, dict):
+        kind = type(source.data).__name__
+        build.problem("file", f"{name!r} is not a workflow document (a mapping with name, steps and links; got {kind})")
+        return None
+    ctx.problems.extend(source.problems)
+    return source
 
 
 register_step_kind("function", FunctionStepConfig, _build_function)
