@@ -56,16 +56,25 @@ class _Graph:
 
 
 class _Ids:
-    """Readable, unique node identifiers that are safe in both formats."""
+    """Readable, unique node identifiers that are safe in both formats.
+
+    Only the last `MAX_PARTS` names of a nested path make an id (a suffix keeps it unique), so
+    that ids do not grow with the nesting depth.
+    """
+
+    MAX_PARTS = 6
 
     def __init__(self) -> None:
         self.used: set[str] = set()
+        self.next: dict[str, int] = {}  # the next suffix to try for a base: no rescans
 
     def make(self, *parts: str) -> str:
+        parts = parts[-self.MAX_PARTS :]
         base = "_".join(re.sub(r"\W", "_", part, flags=re.ASCII) for part in parts) or "node"
-        candidate, n = base, 2
+        candidate, n = base, self.next.get(base, 2)
         while candidate in self.used:
             candidate, n = f"{base}_{n}", n + 1
+        self.next[base] = n
         self.used.add(candidate)
         return candidate
 
@@ -189,12 +198,17 @@ def _add_workflow(
     return inputs, outputs
 
 
+MAX_INDENT = 32
+"""Nesting levels that are indented; deeper ones keep this indentation, so that the text of a
+deeply nested workflow grows with its size, not with the square of its depth."""
+
+
 def _clusters(root: _Cluster) -> Iterator[tuple[bool, _Cluster, int]]:
-    """(entering, cluster, depth) for each cluster, depth first: enter, its sub-clusters, leave."""
+    """(entering, cluster, indentation depth) for each cluster, depth first: enter, its sub-clusters, leave."""
     stack: list[tuple[bool, _Cluster, int]] = [(True, root, 1)]
     while stack:
         entering, cluster, depth = stack.pop()
-        yield entering, cluster, depth
+        yield entering, cluster, min(depth, MAX_INDENT)
         if entering:
             stack.append((False, cluster, depth))
             stack.extend((True, sub, depth + 1) for sub in reversed(cluster.clusters))
