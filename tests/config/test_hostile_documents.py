@@ -292,3 +292,19 @@ def test_one_malformed_link_endpoint_does_not_hide_the_other_link_problems(tmp_p
     assert any(p.startswith(f"{wf}:11: links[3]:") and "'.x'" in p for p in problems), problems
     assert any(p.startswith(f"{wf}:12: links[4]:") and "'nope' does not exist" in p for p in problems), problems
     assert len(problems) == 4, problems
+
+
+def test_workflows_nested_through_many_files_stop_at_a_located_limit(tmp_path: Path) -> None:
+    for level in range(300):
+        deeper = f"{{deeper: {{kind: workflow, file: f{level + 1}.yaml}}}}"
+        inner = f"sub: {{kind: workflow, workflow: {{name: w{level}i, steps: {deeper}}}}}"
+        (tmp_path / f"f{level}.yaml").write_text(f"name: w{level}\nsteps:\n  {inner}\n")
+    (tmp_path / "f300.yaml").write_text("name: last\n")
+    started = time.monotonic()
+    for load in (load_workflow, check_workflow):
+        with pytest.raises(nb.ConfigError) as caught:
+            load(tmp_path / "f0.yaml")
+        [problem] = caught.value.problems
+        assert "nested more than 32 levels deep" in problem.message
+        assert problem.file == str(tmp_path / "f16.yaml") and problem.line == 3
+    assert time.monotonic() - started < 10

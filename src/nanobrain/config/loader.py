@@ -44,8 +44,8 @@ from .models import (
 from .registry import all_step_kinds, register_step_kind, step_kind
 from .yaml_source import Location, Source
 
-MAX_NESTED_FILES = 32
-"""How deep `file:` workflows may include one another."""
+MAX_NESTING = 32
+"""How deep workflows may nest (inline or in files): building them recurses, so this bounds the stack."""
 MAX_NAMES_SHOWN = 10
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -73,6 +73,8 @@ class BuildContext:
     secrets: dict[str, str] = field(default_factory=dict)
     #: References located but not imported (a check that runs no user code).
     deferred: list[str] = field(default_factory=list)
+    #: How many workflows enclose the one being built.
+    depth: int = 0
 
     def problem(self, location: Location, message: str) -> None:
         self.problems.append(self.source.problem((*self.location, *location), message))
@@ -115,6 +117,7 @@ class BuildContext:
             max_bytes=self.max_bytes,
             secrets=self.secrets,
             deferred=self.deferred,
+            depth=self.depth + 1,
         )
 
 
@@ -739,6 +742,9 @@ def _build_nested(config: WorkflowStepConfig, build: StepBuild) -> Step | None:
     if (config.file is None) == (config.workflow is None):
         build.problem("file", "a workflow step needs exactly one of `file` or `workflow`")
         return None
+    if build.ctx.depth >= MAX_NESTING:
+        build.problem("kind", f"workflows are nested more than {MAX_NESTING} levels deep")
+        return None
     if config.workflow is not None:
         workflow = build.nested(config.workflow, (*build.location, "workflow"))
     else:
@@ -773,9 +779,6 @@ def _nested_source(name: str, build: StepBuild) -> Source | None:
         return None
     if str(path) in ctx.files:
         build.problem("file", f"{name!r} includes itself (directly or through other files)")
-        return None
-    if len(ctx.files) >= MAX_NESTED_FILES:
-        build.problem("file", f"nested workflow files go more than {MAX_NESTED_FILES} levels deep")
         return None
     try:
         source = yaml_source.read(path, ctx.max_bytes)
