@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import builtins
 import os
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +17,15 @@ from pydantic import BaseModel, ValidationError
 from ..core.data_units import MISSING, DataUnit, FileUnit, StreamUnit, StringUnit
 from ..core.errors import ConfigError, Problem
 from ..core.executors import EXECUTOR_KINDS, Executor
-from ..core.imports import ImportPolicy, NotImported, import_object, import_policy
-from ..core.links import ConditionalLink, Link, QueueLink, TransformLink, parse_endpoint
+from ..core.imports import ImportPolicy, NotImported, import_policy
+from ..core.links import ConditionalLink, Link, QueueLink, TransformLink
 from ..core.retry import RetryPolicy
 from ..core.steps import FunctionStep, Step
 from ..core.triggers import TRIGGER_KINDS, Condition, Interval, Trigger
 from ..core.typing_utils import parse_type
-from ..core.validation import names_list, unbounded_cycles
 from ..core.workflow import Workflow
 from . import yaml_source
+from .context import BuildContext
 from .files import MAX_FILE_BYTES
 from .models import (
     ClassStepConfig,
@@ -41,96 +39,24 @@ from .models import (
     WorkflowConfig,
     WorkflowStepConfig,
 )
+from .problems import caused_by, describe, fed_by, locate, redact
 from .registry import all_step_kinds, register_step_kind, step_kind
 from .yaml_source import Location, Source
 
+__all__ = [
+    "BuildContext",
+    "StepBuild",
+    "build_step",
+    "load_document",
+    "load_workflow",
+    "step_options",
+    "workflow_from_dict",
+]
+
 MAX_NESTING = 32
 """How deep workflows may nest (inline or in files): building them recurses, so this bounds the stack."""
-MAX_NAMES_SHOWN = 10
 
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class BuildContext:
-    """What builders need: where problems go, where relative files are, shared executors."""
-
-    source: Source
-    base_dir: Path
-    problems: list[Problem] = field(default_factory=list)
-    executors: dict[str, Executor] = field(default_factory=dict)
-    named_executors: dict[str, ExecutorConfig] = field(default_factory=dict)
-    location: Location = ()
-    files: tuple[str, ...] = ()
-    #: Key-value stores opened for persistent units, by URL (units naming one URL share it).
-    stores: dict[str, Any] = field(default_factory=dict)
-    #: How references import (allow-list, search folders, whether user code may run).
-    policy: ImportPolicy = field(default_factory=ImportPolicy.create)
-    #: Folders that nested `file:` workflows must be in (empty: anywhere, for documents built from dicts).
-    roots: tuple[Path, ...] = ()
-    max_bytes: int = MAX_FILE_BYTES
-    #: Values taken from the environment -> their `${VAR}` reference (shared by nested documents).
-    secrets: dict[str, str] = field(default_factory=dict)
-    #: References located but not imported (a check that runs no user code).
-    deferred: list[str] = field(default_factory=list)
-    #: How many workflows enclose the one being built.
-    depth: int = 0
-
-    def problem(self, location: Location, message: str) -> None:
-        self.problems.append(self.source.problem((*self.location, *location), message))
-
-    def resolve(self, reference: str, location: Location, what: str = "object") -> Any:
-        """Import `package.module:attribute`; a failure becomes a problem (returns None).
-
-        When the policy runs no user code, a reference that was found returns None too, and is
-        remembered in `deferred`.
-        """
-        try:
-            return import_object(reference, policy=self.policy)
-        except NotImported as exc:
-            self.deferred.append(exc.reference)
-            return None
-        except ValueError as exc:
-            self.problem(location, f"{exc} (expected {what} as 'package.module:attribute')")
-            return None
-
-    def callable(self, reference: str, location: Location, what: str) -> Callable[..., Any] | None:
-        target = self.resolve(reference, location, what)
-        if target is not None and not callable(target):
-            self.problem(location, f"{reference!r} is not callable (expected {what})")
-            return None
-        return target
-
-    def child(self, source: Source, base_dir: Path, location: Location, file: str | None = None) -> BuildContext:
-        """The context of a nested workflow: same problems, executors, policy and secrets."""
-        return BuildContext(
-            source,
-            base_dir,
-            problems=self.problems,
-            executors=self.executors,
-            named_executors=dict(self.named_executors),
-            location=location,
-            files=(*self.files, file) if file else self.files,
-            stores=self.stores,
-            policy=self.policy,
-            roots=self.roots,
-            max_bytes=self.max_bytes,
-            secrets=self.secrets,
-            deferred=self.deferred,
-            depth=self.depth + 1,
-        )
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    """What `check_workflow` found valid without running user code."""
-
-    name: str
-    steps: int
-    inputs: int
-    outputs: int
-    #: References whose module was found but not imported (attributes are checked only by importing).
-    located: tuple[str, ...]
 
 
 # -- entry points -------------------------------------------------------------------------
@@ -157,29 +83,6 @@ def load_workflow(
     """
     ctx = _file_context(path, allowed_modules, allowed_dirs, max_bytes, execute=True)
     return _build_document(ctx)
-
-
-def check_workflow(
-    path: str | os.PathLike[str],
-    *,
-    allowed_modules: Sequence[str] | None = None,
-    allowed_dirs: Sequence[str | os.PathLike[str]] = (),
-    max_bytes: int = MAX_FILE_BYTES,
-) -> CheckReport:
-    """Check a workflow file without running user code. Raises ConfigError listing every problem.
-
-    Everything that needs no user code is checked: the YAML, the schema, environment variables,
-    nested files, step kinds, link endpoints and unbounded cycles. Each referenced module is
-    located with the import system's finders, which run none of its code (NanoBrain's own modules
-    are imported). What a module defines, and so ports and types, is known only by importing it:
-    `load_workflow` checks those.
-    """
-    ctx = _file_context(path, allowed_modules, allowed_dirs, max_bytes, execute=False)
-    with import_policy(ctx.policy):
-        config = _build_checked(ctx)
-    _raise_problems(ctx)
-    assert config is not None
-    return CheckReport(config.name, len(config.steps), len(config.inputs), len(config.outputs), tuple(ctx.deferred))
 
 
 def workflow_from_dict(
@@ -241,22 +144,8 @@ def _build_document(ctx: BuildContext) -> Workflow:
 
 def _raise_problems(ctx: BuildContext) -> None:
     if ctx.problems:
-        _redact(ctx.problems, ctx.secrets)
+        redact(ctx.problems, ctx.secrets)
         raise ConfigError(ctx.problems, subject=ctx.source.file or "workflow document")
-
-
-def _redact(problems: list[Problem], secrets: dict[str, str]) -> None:
-    """Show `${VAR}` wherever a value taken from the environment would appear in a message."""
-    # Longest first, so that a value containing another is replaced whole. Very short values are
-    # left alone (replacing every "1" would garble messages); the schema's errors hide them anyway.
-    pairs = sorted(((v, r) for v, r in secrets.items() if len(v) >= 4), key=lambda p: -len(p[0]))
-    if not pairs:
-        return
-    for problem in problems:
-        for value, reference in pairs:
-            for shown in {value, repr(value)[1:-1]}:
-                problem.message = problem.message.replace(shown, reference)
-                problem.where = problem.where.replace(shown, reference)
 
 
 def _expanded(ctx: BuildContext) -> tuple[Any, list[str]]:
@@ -275,15 +164,6 @@ def _build_source(ctx: BuildContext) -> Workflow | None:
         return workflow
     _drop_caused_by_unset(ctx, before, unset)
     return None
-
-
-def _build_checked(ctx: BuildContext) -> WorkflowConfig | None:
-    data, unset = _expanded(ctx)
-    before = len(ctx.problems)
-    config = _check_expanded(data, ctx)
-    if unset:
-        _drop_caused_by_unset(ctx, before, unset)
-    return config
 
 
 def _drop_caused_by_unset(ctx: BuildContext, first: int, unset: list[str]) -> None:
@@ -315,7 +195,7 @@ def _build_expanded(data: Any, ctx: BuildContext) -> Workflow | None:
     for i, link_config in enumerate(config.links):
         link = _link(link_config, ("links", i), ctx)
         if link is None:
-            unfed.update(_fed_by(link_config))
+            unfed.update(fed_by(link_config))
         else:
             links.append(link)
     # Check the graph even when some pieces failed, leaving out what those pieces would cause.
@@ -324,8 +204,8 @@ def _build_expanded(data: Any, ctx: BuildContext) -> Workflow | None:
     )
     link_index = {(lc.source, lc.target): i for i, lc in reversed(list(enumerate(config.links)))}
     for problem in workflow.problems():
-        if not (_caused_by(problem, broken) or problem.where in unfed):
-            ctx.problems.append(_locate(problem, link_index, ctx))
+        if not (caused_by(problem, broken) or problem.where in unfed):
+            ctx.problems.append(locate(problem, link_index, ctx.source, ctx.location))
     workflow.executors = list(ctx.executors.values())
     workflow.resources = list(ctx.stores.values())
     return workflow if not ctx.problems else None
@@ -343,83 +223,6 @@ def _workflow_config(data: Any, ctx: BuildContext) -> WorkflowConfig | None:
     return config  # type: ignore[no-any-return]
 
 
-def _check_expanded(data: Any, ctx: BuildContext) -> WorkflowConfig | None:
-    """Check a document without building its graph: each step (references located), then the links."""
-    config = _workflow_config(data, ctx)
-    if config is None:
-        return None
-    ctx.named_executors.update(config.executors)
-    for side, declared in (("inputs", config.inputs), ("outputs", config.outputs)):
-        for name, decl in declared.items():
-            _unit(name, decl, (side, name), ctx)
-    for name, raw_step in config.steps.items():
-        build_step(name, raw_step, ctx)
-    for i, link_config in enumerate(config.links):
-        _link(link_config, ("links", i), ctx)
-    _check_endpoints(config, ctx)
-    return config
-
-
-def _check_endpoints(config: WorkflowConfig, ctx: BuildContext) -> None:
-    """Link endpoints that name no step, input or output; unbounded cycles between steps."""
-    edges: list[tuple[str, str, int | None]] = []
-    for i, link in enumerate(config.links):
-        owners = []
-        for side, endpoint in (("from", link.source), ("to", link.target)):
-            try:
-                owner, port = parse_endpoint(endpoint)
-            except ValueError as exc:
-                ctx.problem(("links", i), str(exc))
-                continue
-            owners.append(owner)
-            declared = {"inputs": config.inputs, "outputs": config.outputs}.get(owner)
-            if declared is None:
-                if owner not in config.steps:
-                    known = names_list(config.steps, MAX_NAMES_SHOWN)
-                    ctx.problem(("links", i), f"unknown step {owner!r} in {endpoint!r} (steps: {known})")
-            elif (owner, side) in (("inputs", "to"), ("outputs", "from")):
-                which = "write into a workflow input" if owner == "inputs" else "read from a workflow output"
-                ctx.problem(("links", i), f"{endpoint!r}: a link cannot {which}")
-            elif port not in declared:
-                known = names_list(declared, MAX_NAMES_SHOWN)
-                what = "workflow input" if owner == "inputs" else "workflow output"
-                ctx.problem(("links", i), f"{what} {port!r} does not exist in {endpoint!r} (known: {known})")
-        if len(owners) == 2:
-            edges.append((owners[0], owners[1], link.max_iterations))
-    for problem in unbounded_cycles(config.steps, edges):
-        ctx.problem(("links",), problem.message)
-
-
-def _fed_by(link: LinkConfig) -> set[str]:
-    """Where the graph check reports a target of `link` that nothing feeds (the link could not be built)."""
-    try:
-        owner, port = parse_endpoint(link.target)
-    except ValueError:
-        return set()
-    # A step fed only by that link is also unreachable.
-    return {f"outputs.{port}"} if owner == "outputs" else {f"steps.{owner}.inputs.{port}", f"steps.{owner}"}
-
-
-_LINK_WHERE = re.compile(r"^links\[(.*) -> (.*)\]$")
-_CYCLE = re.compile(r"cycle without an iteration bound: (.*) \(")
-
-
-def _problem_owners(problem: Problem) -> set[str]:
-    """The steps (or `inputs`/`outputs`) a graph problem is about, from where it is."""
-    match = _LINK_WHERE.match(problem.where)
-    if match:
-        return {endpoint.partition(".")[0] for endpoint in match.groups()}
-    if problem.where == "links":
-        cycle = _CYCLE.search(problem.message)
-        return set(cycle.group(1).split(" -> ")) if cycle else set()
-    head, _, rest = problem.where.partition(".")
-    return {rest.partition(".")[0]} if head == "steps" else {head}
-
-
-def _caused_by(problem: Problem, broken: set[str]) -> bool:
-    return not broken.isdisjoint(_problem_owners(problem))
-
-
 def _validate(model: type[BaseModel], data: Any, location: Location, ctx: BuildContext) -> Any:
     try:
         return model.model_validate(data)
@@ -427,37 +230,8 @@ def _validate(model: type[BaseModel], data: Any, location: Location, ctx: BuildC
         for error in exc.errors():
             loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
             full = (*location, *loc)
-            ctx.problem(full, _describe(error, ctx.source.written((*ctx.location, *full))))
+            ctx.problem(full, describe(error, ctx.source.written((*ctx.location, *full))))
         return None
-
-
-def _describe(error: Any, written: str | None = None) -> str:
-    """Pydantic's error in our words; `written` is the text before `${VAR}` expansion, shown instead of the value."""
-    kind, message = error["type"], error["msg"]
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "extra_forbidden":
-        return "unknown field (check the spelling; `nanobrain schema` lists the fields)"
-    value = error.get("input")
-    if written is not None and isinstance(value, str):
-        shown = repr(written)
-    else:
-        shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return f"{message} (got {shown})"
-
-
-def _locate(problem: Problem, link_index: dict[tuple[str, str], int], ctx: BuildContext) -> Problem:
-    """Give a graph problem found by the engine the file and line of the config that caused it."""
-    match = _LINK_WHERE.match(problem.where)
-    location: Location
-    if match:
-        index = link_index.get((match.group(1), match.group(2)))
-        location = ("links", index) if index is not None else ("links",)
-    else:
-        location = tuple(problem.where.split(".")[:2]) if problem.where else ()
-    return ctx.source.problem((*ctx.location, *location), problem.message)
 
 
 # -- pieces ---------------------------------------------------------------------------------
@@ -696,12 +470,16 @@ class StepBuild:
         if source is None:
             child = ctx.child(ctx.source, base_dir or ctx.base_dir, location)
             if not ctx.policy.execute:
-                _check_expanded(raw, child)
+                from .check import check_inline
+
+                check_inline(raw, child)
                 return None
             return _build_expanded(raw, child)
         child = ctx.child(source, base_dir or ctx.base_dir, (), file)
         if not ctx.policy.execute:
-            _build_checked(child)
+            from .check import check_source
+
+            check_source(child)
             return None
         return _build_source(child)
 

@@ -368,7 +368,7 @@ def validate(
             inputs, outputs = len(workflow.inputs), len(workflow.outputs)
             note = ""
         else:
-            from ..config.loader import check_workflow
+            from ..config.check import check_workflow
 
             if not file.exists():
                 raise UsageProblem(f"file not found: {file}")
