@@ -223,6 +223,26 @@ def test_a_nul_byte_is_reported_on_its_line(tmp_path: Path) -> None:
     assert "0x0000" in problem.message
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1" * 5_000, "cannot read this int"),
+        ("!!float xyz", "cannot read this float"),
+        ("2020-02-30", "cannot read this timestamp"),
+        ("0x" + "f" * 5_000, "int too long to show"),
+    ],
+    ids=["digits", "float-tag", "date", "hex"],
+)
+def test_scalars_python_cannot_read_are_located_errors(tmp_path: Path, value: str, expected: str) -> None:
+    wf = tmp_path / "scalar.yaml"
+    wf.write_text(f"name: scalar\nsteps:\n  a: {{function: \"{H}:upper\", timeout: {value}}}\n")
+    for load in (load_workflow, check_workflow):
+        with pytest.raises(nb.ConfigError) as caught:
+            load(wf)
+        [problem] = caught.value.problems
+        assert expected in problem.message and problem.line == 3
+
+
 def test_an_empty_document_is_located(tmp_path: Path) -> None:
     wf = tmp_path / "empty.yaml"
     wf.write_text("")

@@ -65,8 +65,13 @@ def describe(error: Any, written: str | None = None) -> str:
     value = error.get("input")
     if written is not None and isinstance(value, str):
         shown = repr(written)
+    elif isinstance(value, dict | list):
+        shown = type(value).__name__
     else:
-        shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+        try:
+            shown = repr(value)
+        except ValueError:  # an int too long to print (`0x` and 5,000 digits)
+            shown = f"{type(value).__name__} too long to show"
     if len(shown) > 80:
         shown = shown[:77] + "..."
     return f"{message} (got {shown})"

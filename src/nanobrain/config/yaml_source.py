@@ -7,6 +7,7 @@ by an iterative composer and walk, so no input reaches a recursion limit or exha
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Mapping
@@ -36,7 +37,30 @@ MAX_ALIAS_EXPANSION = 100_000
 """How many nodes aliases may add to a document once expanded."""
 
 # libyaml's parser when it is there (much faster); the composer below is ours either way.
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """The safe loader whose scalar constructors turn any failure into a located YAML error."""
+
+
+def _guarded(constructor: Any) -> Any:
+    def construct(loader: Any, node: Node) -> Any:
+        try:
+            return constructor(loader, node)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # int() of 5,000 digits, a 30th of February, `!!float xyz`, ...
+            detail = str(exc)
+            detail = detail if len(detail) <= 120 else detail[:117] + "..."
+            kind = str(node.tag).rpartition(":")[2] or "value"
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read this {kind}: {detail}", node.start_mark)
+    return construct
+
+
+for _tag, _constructor in list(_BaseLoader.yaml_constructors.items()):
+    if not inspect.isgeneratorfunction(_constructor):  # collections are filled later, item by item
+        _Loader.add_constructor(_tag, _guarded(_constructor))
 
 
 class Source:
