@@ -85,7 +85,8 @@ SEEDS = [
 TOKENS = [
     "&a ", "*a", "<<: *a", "[", "]", "{", "}", ": ", "- ", "? ", "\n", "\n  ", "\t", "\x00", "'", '"', "#",
     "!!python/object:os.system", "!!binary", "!!set", "---\n", "...\n", "%YAML 1.1\n", "${NB_FUZZ_UNSET}",
-    "${PATH}", "1" * 5000, "0x" + "f" * 5000, "!!float x", "!!int", "2020-02-30", "kind: workflow", "file: other.yaml", "file: /etc/passwd", "function: os:getcwd",
+    "${PATH}", "1" * 5000, "0x" + "f" * 5000, "!!float x", "!!int", "2020-02-30",
+    "kind: workflow", "file: other.yaml", "file: /etc/passwd", "function: os:getcwd",
     "max_iterations: 0", "steps.x", "inputs.", "\u2028", "\ufeff", "\udcff", "~", "null", "1e999", "-.inf",
 ]
 

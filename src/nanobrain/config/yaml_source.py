@@ -54,7 +54,8 @@ def _guarded(constructor: Any) -> Any:
             detail = str(exc)
             detail = detail if len(detail) <= 120 else detail[:117] + "..."
             kind = str(node.tag).rpartition(":")[2] or "value"
-            raise yaml.constructor.ConstructorError(None, None, f"cannot read this {kind}: {detail}", node.start_mark)
+            message = f"cannot read this {kind}: {detail}"
+            raise yaml.constructor.ConstructorError(None, None, message, node.start_mark) from None
     return construct
 
 
