@@ -62,6 +62,9 @@ def test_a_value_from_the_environment_is_shown_as_its_reference(
     assert "'${NB_TEST_SECRET}'" in text
     assert "'${NB_TEST_SHORT}'" in text
     assert len(error.problems) >= 4, error.problems
+    with pytest.raises(nb.ConfigError) as caught:
+        check_workflow(wf)
+    assert SECRET not in str(caught.value) and "'${NB_TEST_SECRET}'" in str(caught.value)
 
 
 # -- nested files: only workflow files, only inside the config's folder --------------------------
@@ -312,6 +315,13 @@ def test_one_malformed_link_endpoint_does_not_hide_the_other_link_problems(tmp_p
     assert any(p.startswith(f"{wf}:11: links[3]:") and "'.x'" in p for p in problems), problems
     assert any(p.startswith(f"{wf}:12: links[4]:") and "'nope' does not exist" in p for p in problems), problems
     assert len(problems) == 4, problems
+    with pytest.raises(nb.ConfigError) as caught:
+        check_workflow(wf)  # without importing, ports are unknown; the endpoints are still checked, once each
+    checked = [str(p) for p in caught.value.problems]
+    assert any(p.startswith(f"{wf}:9: links[1]:") and "'nodot'" in p for p in checked), checked
+    assert any(p.startswith(f"{wf}:11: links[3]:") and "'.x'" in p for p in checked), checked
+    assert any(p.startswith(f"{wf}:12: links[4]:") and "'nope' does not exist" in p for p in checked), checked
+    assert len(checked) == 3, checked
 
 
 def test_workflows_nested_through_many_files_stop_at_a_located_limit(tmp_path: Path) -> None:

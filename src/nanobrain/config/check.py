@@ -74,13 +74,17 @@ def check_inline(data: Any, ctx: BuildContext) -> WorkflowConfig | None:
             _unit(name, decl, (side, name), ctx)
     for name, raw_step in config.steps.items():
         build_step(name, raw_step, ctx)
+    reported: set[int] = set()  # links whose malformed endpoint building them already reported
     for i, link_config in enumerate(config.links):
+        before = len(ctx.problems)
         _link(link_config, ("links", i), ctx)
-    _check_endpoints(config, ctx)
+        if len(ctx.problems) > before:
+            reported.add(i)
+    _check_endpoints(config, ctx, reported)
     return config
 
 
-def _check_endpoints(config: WorkflowConfig, ctx: BuildContext) -> None:
+def _check_endpoints(config: WorkflowConfig, ctx: BuildContext, reported: set[int]) -> None:
     """Link endpoints that name no step, input or output; unbounded cycles between steps."""
     edges: list[tuple[str, str, int | None]] = []
     for i, link in enumerate(config.links):
@@ -89,7 +93,8 @@ def _check_endpoints(config: WorkflowConfig, ctx: BuildContext) -> None:
             try:
                 owner, port = parse_endpoint(endpoint)
             except ValueError as exc:
-                ctx.problem(("links", i), str(exc))
+                if i not in reported:
+                    ctx.problem(("links", i), str(exc))
                 continue
             owners.append(owner)
             declared = {"inputs": config.inputs, "outputs": config.outputs}.get(owner)
