@@ -26,7 +26,7 @@ from rich.live import Live
 from rich.text import Text
 
 from .. import __version__
-from ..core.errors import NanoBrainError, ProblemsError, StepFailed
+from ..core.errors import NanoBrainError, ProblemsError, StepError
 from .run_display import EventLines, Progress, Where, dumps, print_outputs, unwrap
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def _print_problems(err: Console, exc: ProblemsError, file: Path | None) -> None
 
 def _describe(exc: BaseException) -> tuple[str, bool]:
     """The message for an error, and whether a traceback could help (the user's code raised)."""
-    if isinstance(exc, StepFailed):
+    if isinstance(exc, StepError):
         path, cause = unwrap(exc)
         return f"step {path!r} failed: {type(cause).__name__}: {cause}", True
     if isinstance(exc, UsageProblem | NanoBrainError):
@@ -234,6 +234,8 @@ async def _execute(
     on_event: Callable[[RunEvent], None] | None,
     progress: Progress | None,
     console: Console,
+    durable: bool = False,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Run the workflow through its event stream; return the top run's outputs."""
     outputs: dict[str, Any] = {}
@@ -244,7 +246,7 @@ async def _execute(
         live = Live(progress, console=console, refresh_per_second=10, transient=False)
         timer = asyncio.get_running_loop().call_later(PROGRESS_DELAY, live.start)
     try:
-        async for event in workflow.stream(**inputs):
+        async for event in workflow.stream(inputs, durable=durable or None, run_id=run_id):
             if top_run is None and event.type == "run_started":
                 top_run = event.run_id
             elif event.type == "run_finished" and event.run_id == top_run:
@@ -308,12 +310,25 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON only: the outputs object, or JSON lines with --stream.")
     ] = False,
+    durable: Annotated[
+        bool,
+        typer.Option("--durable", help="Journal the run (SQLite under NANOBRAIN_HOME, or NANOBRAIN_DATABASE_URL) "
+                     "so that `nanobrain runs resume` continues it after a crash; inputs may be sent later."),
+    ] = False,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="The run's id (default: a new random id).")] = None,
 ) -> None:
     """Run a workflow once and print its outputs."""
     with _reporting(ctx, file):
         values = parse_inputs(input_pairs or [], input_json)
         workflow = _load(file)
-        _check_inputs(workflow, values)
+        if durable:
+            from ..core.run import new_run_id
+
+            # Recorded with the run, so `nanobrain runs resume` finds the workflow again.
+            workflow.source = str(file.resolve())
+            run_id = run_id or new_run_id()
+        else:
+            _check_inputs(workflow, values)
         out, err = _out(), _err()
         where = Where(workflow.name)
         on_event: Callable[[RunEvent], None] | None = None
@@ -329,7 +344,11 @@ def run(
         show_progress = not stream and sys.stdout.isatty() and err.is_terminal
         progress = Progress(workflow.name, where) if show_progress else None
         try:
-            outputs = asyncio.run(_execute(workflow, values, on_event=on_event, progress=progress, console=err))
+            outputs = asyncio.run(
+                _execute(
+                    workflow, values, on_event=on_event, progress=progress, console=err, durable=durable, run_id=run_id
+                )
+            )
         finally:
             if printer is not None:
                 printer.end_tokens()
@@ -338,6 +357,25 @@ def run(
                 typer.echo(dumps(outputs, indent=2))
         else:
             print_outputs(out, outputs)
+        if durable and run_id is not None:
+            _report_durable(run_id)
+
+
+def _report_durable(run_id: str) -> None:
+    """Say on stderr how a durable run ended, and how to continue it when it waits."""
+    from ..core.durable import default_store
+    from .runs_cli import _report_status
+
+    async def lookup() -> Any:
+        store = default_store()
+        try:
+            return await store.get(run_id)
+        finally:
+            await store.aclose()  # type: ignore[attr-defined]
+
+    record = asyncio.run(lookup())
+    if record is not None:
+        _report_status(record)
 
 
 def _plural(n: int, word: str) -> str:
@@ -450,6 +488,15 @@ def chat(
             out=_out(), err=_err(),
         )
     raise typer.Exit(code)
+
+
+def _register_subcommands() -> None:
+    from .runs_cli import runs_app
+
+    app.add_typer(runs_app, name="runs")
+
+
+_register_subcommands()
 
 
 def main() -> None:
