@@ -90,7 +90,9 @@ def test_a_nested_file_that_is_not_a_workflow_file_is_refused_unread(tmp_path: P
     assert "x:0:0" not in str(error) and "/bin/" not in str(error)
 
 
-def test_a_nested_file_outside_the_folder_is_refused_unless_allowed(tmp_path: Path) -> None:
+def test_a_nested_file_outside_the_folder_is_refused_unless_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shared = write(
         tmp_path / "shared" / "inner.yaml",
         f"""
@@ -106,6 +108,9 @@ def test_a_nested_file_outside_the_folder_is_refused_unless_allowed(tmp_path: Pa
     error = load_error(wf)
     assert len(error.problems) == 1 and "outside the workflow's folder" in error.problems[0].message
     assert load_workflow(wf, allowed_dirs=[shared.parent]).steps["sub"].name == "sub"
+    monkeypatch.setenv("NANOBRAIN_ALLOWED_DIRS", f"/nonexistent{os.pathsep}{shared.parent}")
+    assert check_workflow(wf).steps == 1
+    monkeypatch.delenv("NANOBRAIN_ALLOWED_DIRS")
     # A link inside the folder that points out of it is outside too.
     (tmp_path / "project" / "link.yaml").symlink_to(shared)
     assert "outside the workflow's folder" in load_error(nested(tmp_path, "link.yaml")).problems[0].message

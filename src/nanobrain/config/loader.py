@@ -53,6 +53,9 @@ __all__ = [
     "workflow_from_dict",
 ]
 
+ALLOWED_DIRS_ENV = "NANOBRAIN_ALLOWED_DIRS"
+"""More folders that nested `file:` workflows may be in (separated like PATH)."""
+
 MAX_NESTING = 32
 """How deep workflows may nest (inline or in files): building them recurses, so this bounds the stack."""
 
@@ -79,7 +82,7 @@ def load_workflow(
     the file's folder, then the working directory (appended to `sys.path`, so they never shadow
     the standard library or an installed package). `allowed_modules` (and the environment's
     NANOBRAIN_ALLOWED_MODULES) limit which modules may be imported. Nested `file:` workflows must
-    be in the file's folder or in `allowed_dirs`.
+    be in the file's folder, in `allowed_dirs` or in NANOBRAIN_ALLOWED_DIRS.
     """
     ctx = _file_context(path, allowed_modules, allowed_dirs, max_bytes, execute=True)
     return _build_document(ctx)
@@ -113,7 +116,8 @@ def _file_context(
     bundled = folder.is_relative_to(_PACKAGE_DIR)
     search_path = () if bundled else (folder, Path.cwd())
     policy = ImportPolicy.create(search_path=search_path, allowed_modules=allowed_modules, execute=execute)
-    roots = (folder, *(Path(d).resolve() for d in allowed_dirs))
+    from_env = [d for d in os.environ.get(ALLOWED_DIRS_ENV, "").split(os.pathsep) if d.strip()]
+    roots = (folder, *(Path(d).resolve() for d in (*allowed_dirs, *from_env)))
     return BuildContext(
         source, folder, problems=list(source.problems), files=(str(resolved),), policy=policy, roots=roots,
         max_bytes=max_bytes,
@@ -552,7 +556,7 @@ def _nested_source(name: str, build: StepBuild) -> Source | None:
         return None
     if ctx.roots and not any(path.is_relative_to(root) for root in ctx.roots):
         folders = ", ".join(str(root) for root in ctx.roots)
-        message = f"{name!r} is outside the workflow's folder ({folders}); allow its folder with allowed_dirs"
+        message = f"{name!r} is outside the workflow's folder ({folders}); allow its folder in NANOBRAIN_ALLOWED_DIRS"
         build.problem("file", message)
         return None
     if str(path) in ctx.files:
