@@ -241,6 +241,8 @@ steps:
     options: {{tools: ["os:system"]}}
   agent: {{kind: agent, tools: ["subprocess:run"]}}
   through: {{function: "{H}:nb.core.imports.importlib.import_module"}}
+  dunder: {{function: "{H}:upper.__class__.__base__.__subclasses__"}}
+  builtins: {{function: "{H}:upper.__builtins__"}}
 links:
   - {{from: inputs.text, to: cond.text}}
   - {{from: cond.result, to: outputs.result, transform: "shutil:rmtree"}}
@@ -252,7 +254,7 @@ def test_the_allow_list_refuses_every_kind_of_reference(tmp_path: Path, monkeypa
     monkeypatch.setenv("NANOBRAIN_ALLOWED_MODULES", "tests.config, json")
     wf = write(tmp_path / "wf.yaml", EVERY_KIND)
     problems = problems_of(wf)
-    refused = {p.split(": ", 2)[1] for p in problems if "not in the allow-list" in p}
+    refused = {p.split(": ", 2)[1] for p in problems if "allow-list" in p}
     assert refused == {
         "outputs.size",
         "steps.fn.function",
@@ -262,6 +264,8 @@ def test_the_allow_list_refuses_every_kind_of_reference(tmp_path: Path, monkeypa
         "steps.chat",  # a reference in a class's options, resolved by the class
         "steps.agent.tools[0]",
         "steps.through.function",  # an allowed module's attribute that is another module
+        "steps.dunder.function",
+        "steps.builtins.function",
         "links[1].transform",
         "links[2].when",
     }, problems
@@ -316,3 +320,26 @@ def test_without_an_allow_list_a_module_that_fails_to_import_is_a_problem(
     problems = problems_of(wf)
     assert len(problems) == 1
     assert "importing module 'nb_broken_module' failed: RuntimeError: boom at import" in problems[0]
+
+
+def test_check_locates_modules_in_namespace_packages_without_importing_them(tmp_path: Path) -> None:
+    write(tmp_path / "nb_ns_top" / "inner" / "steps.py", "raise RuntimeError('must not run')\n")
+    wf = write(
+        tmp_path / "wf.yaml",
+        """
+        name: namespaces
+        inputs: {text: str}
+        steps:
+          upper: {function: "nb_ns_top.inner.steps:upper"}
+          missing: {function: "nb_ns_top.inner.nothing:upper"}
+        links:
+          - {from: inputs.text, to: upper.text}
+          - {from: inputs.text, to: missing.text}
+        """,
+    )
+    with pytest.raises(nb.ConfigError) as caught:
+        check_workflow(wf)
+    [problem] = caught.value.problems
+    assert problem.where == "steps.missing.function"
+    assert "cannot find module 'nb_ns_top.inner.nothing'" in problem.message
+    assert "nb_ns_top" not in sys.modules
