@@ -384,9 +384,9 @@ def _plural(n: int, word: str) -> str:
 
 @app.command(help=(
     "Check a workflow file; list every problem (exit 1) or say it is valid.\n\n"
-    "By default no code the file references is run: each module is located without importing it, "
-    "so what it defines (functions, ports, types) is not checked. --import imports the modules, "
-    "running their code, and checks the whole graph.\n\n" + WORKFLOW_IS_CODE
+    "By default none of the code the file references is run: each module outside NanoBrain is located "
+    "without importing it, so what it defines (functions, ports, types) is not checked. --import imports "
+    "the modules, running their code, and checks the whole graph.\n\n" + WORKFLOW_IS_CODE
 ))
 def validate(
     ctx: typer.Context,
