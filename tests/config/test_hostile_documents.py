@@ -210,7 +210,7 @@ def test_reasonable_aliases_still_work(tmp_path: Path) -> None:
     [
         "name: deep\ndescription: " + "[" * 50_000 + "]" * 50_000 + "\n",
         "name: deep\nsteps: " + "{a: " * 5_000 + "1" + "}" * 5_000 + "\n",
-        "name: deep\nsteps:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 3_000)),
+        "name: deep\nsteps:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 1_500)),
         "a0: &a0 [1]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 2_000)),
     ],
     ids=["flow-sequences", "flow-mappings", "block-mappings", "alias-chain"],

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import stat
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
-"""The largest workflow document (or `--input-json @file`) read: 16 MiB."""
+MAX_FILE_BYTES = 4 * 1024 * 1024
+"""The largest workflow document read: 4 MiB (real ones are a few KiB; loading is linear, and this
+keeps the worst case to seconds)."""
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+"""The largest `--input-json @file` read: 64 MiB (JSON is parsed in C)."""
 
 
 class UnreadableFile(Exception):
