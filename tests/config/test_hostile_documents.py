@@ -178,9 +178,9 @@ def billion_laughs() -> str:
 
 def test_an_alias_bomb_is_a_located_error_within_a_second(tmp_path: Path) -> None:
     wf = write(tmp_path / "wf.yaml", billion_laughs())
-    started = time.monotonic()
+    started = time.process_time()  # CPU time, so that a busy machine does not fail the test
     error = load_error(wf)
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0
     [problem] = error.problems
     assert "aliases expand this document" in problem.message
     assert problem.file == str(wf) and problem.line is not None and problem.line > 2
@@ -282,9 +282,9 @@ def test_loading_time_grows_linearly_and_the_message_stays_short(tmp_path: Path)
     def seconds(steps: int) -> tuple[float, nb.ConfigError]:
         wf = tmp_path / f"broken{steps}.yaml"
         wf.write_text(chain_document(steps, broken=True))
-        started = time.perf_counter()
+        started = time.process_time()  # CPU time: other processes on the machine do not count
         error = load_error(wf)
-        return time.perf_counter() - started, error
+        return time.process_time() - started, error
 
     seconds(500)  # warm up imports and caches
     small, _ = seconds(2_000)
