@@ -38,11 +38,14 @@ def problems_of(path: Path, **options: object) -> list[str]:
 
 @pytest.fixture
 def restore_imports() -> Iterator[None]:
-    """Loading user code changes sys.path and sys.modules; put them back for the other tests."""
-    path, modules = list(sys.path), set(sys.modules)
+    """Loading user code changes sys.path and sys.modules; put them back for the other tests.
+
+    Only the test's own modules (named `nb_...`) are forgotten: NanoBrain's must stay loaded once.
+    """
+    path = list(sys.path)
     yield
     sys.path[:] = path
-    for name in set(sys.modules) - modules:
+    for name in [name for name in sys.modules if name.startswith("nb_")]:
         del sys.modules[name]
 
 
