@@ -399,12 +399,13 @@ class Workflow(Step):
 
     def walk(self) -> list[Step]:
         """This workflow and every step in it, nested workflows' steps included (depth first)."""
-        found: list[Step] = [self]
-        for step_ in self.steps.values():
+        found: list[Step] = []
+        pending: list[Step] = [self]  # an explicit stack: nesting depth is not limited by recursion
+        while pending:
+            step_ = pending.pop()
+            found.append(step_)
             if isinstance(step_, Workflow):
-                found.extend(step_.walk())
-            else:
-                found.append(step_)
+                pending.extend(reversed(step_.steps.values()))
         return found
 
     def start(
