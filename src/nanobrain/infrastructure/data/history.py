@@ -22,7 +22,7 @@ from typing import Any
 from ...core.closing import AsyncClosing
 from ...core.errors import NanoBrainError
 from ...llm.messages import Message, ToolCall, Usage
-from .database import Database, DatabaseError
+from .database import Database
 from .history_sql import (
     APPEND_POSTGRES,
     BUMP_SEQ,
@@ -230,12 +230,16 @@ class ConversationHistory(AsyncClosing):
             try:
                 connection = await engine.connect()
             except OSError as exc:
-                raise DatabaseError(f"cannot reach the database at {self.database._safe_url()}: {exc}") from exc
+                raise self.database.unreachable(exc) from exc
             driver = (await connection.get_raw_connection()).driver_connection
         try:
             yield driver
-        except BaseException:
+        except BaseException as exc:
             await connection.close()  # back to the pool, which rolls back whatever is left open
+            # The driver's own errors bypass SQLAlchemy's: a damaged file is explained here.
+            error = self.database.explain(exc)
+            if error is not None:
+                raise error from exc
             raise
         if not self._parking.park(engine, connection, driver):
             await connection.close()
