@@ -4,11 +4,17 @@ An append returns only after its transaction committed, so an acknowledged messa
 killed process. Each session row keeps a counter (`last_seq`); an append bumps it and inserts the
 message in one transaction, which serializes concurrent writers to the same session (the row is
 locked on PostgreSQL, the database on SQLite) and gives gap-free, duplicate-free `seq` numbers.
+
+Encrypted content is bound to its place: the session id and `seq` are the associated data of its
+AES-GCM seal, so a ciphertext copied to another session or position fails to decrypt instead of
+being read there. Such rows are stored as `v2:` + base64; rows written before (plain base64,
+unbound) still read, and `reencrypt()` rewrites them bound.
 """
 
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import re
 import time
@@ -36,6 +42,8 @@ from .history_sql import (
 )
 
 ROLES = ("system", "user", "assistant", "tool")
+#: Marks content sealed with its session and position as associated data (':' is not base64).
+BOUND = "v2:"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -184,9 +192,10 @@ class ConversationHistory(AsyncClosing):
     check expiry: `SessionManager.resume` does). `aclose()` (or `async with`) returns the
     connection it keeps between calls to the pool; closing the database does that too.
 
-    With an `encryptor` (an object with `encrypt(bytes) -> bytes` and `decrypt(bytes) -> bytes`),
-    message content is stored encrypted (base64 text) and full-text search is unavailable; tool
-    calls and metadata are stored as they are.
+    With an `encryptor` (an `Encryptor`, or an object with the same `encrypt(data, associated_data)`
+    and `decrypt(data, associated_data)`), message content is stored encrypted and bound to its
+    session and position, and full-text search is unavailable; tool calls and metadata are
+    stored as they are.
     """
 
     def __init__(
@@ -197,6 +206,8 @@ class ConversationHistory(AsyncClosing):
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.database = database
+        if encryptor is not None:
+            _check_encryptor(encryptor)
         self.encryptor = encryptor
         self._now = now
         self._postgres = database.dialect == "postgresql"
@@ -260,6 +271,10 @@ class ConversationHistory(AsyncClosing):
         metadata: dict[str, Any] | None = None,
     ) -> StoredMessage:
         """Store `message` as the session's next message; returns once it is committed."""
+        if self.encryptor is not None:
+            # The seal binds the message's number, known only once the session's counter is bumped.
+            (stored,) = await self.append_entries(session_id, [HistoryEntry(message, model, usage, metadata)])
+            return stored
         created = self._now()
         params = self._params(session_id, 0, message, model, usage, metadata, to_micros(created))
         params["count"] = 1
@@ -298,6 +313,7 @@ class ConversationHistory(AsyncClosing):
                 async with driver.transaction():
                     last = await driver.fetchval(*postgres_args(BUMP_SEQ, bump))
                     first = _number(rows, last)
+                    self._seal(rows)
                     sql, names = positional(INSERT_MESSAGE)
                     await driver.executemany(sql, [[row[n] for n in names] for row in rows])
                     ids = [r[0] for r in await driver.fetch(*postgres_args(SELECT_IDS, {**bump, "seq": first}))]
@@ -305,6 +321,7 @@ class ConversationHistory(AsyncClosing):
                 async with _sqlite_transaction(driver):
                     last = (await driver.execute_fetchall(BUMP_SEQ, bump))[0][0]
                     first = _number(rows, last)
+                    self._seal(rows)
                     await driver.executemany(INSERT_MESSAGE, rows)
                     ids = [r[0] for r in await driver.execute_fetchall(SELECT_IDS, {**bump, "seq": first})]
         return [
@@ -334,15 +351,11 @@ class ConversationHistory(AsyncClosing):
                 [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls],
                 "tool call arguments",
             )
-        content, encrypted = message.content, False
-        if self.encryptor is not None:
-            content = base64.b64encode(self.encryptor.encrypt(content.encode("utf-8"))).decode("ascii")
-            encrypted = True
         return {
             "session_id": session_id,
             "seq": seq,
             "role": message.role,
-            "content": content,
+            "content": message.content,
             "tool_calls": calls,
             "tool_call_id": message.tool_call_id,
             "name": message.name,
@@ -352,8 +365,21 @@ class ConversationHistory(AsyncClosing):
             "completion_tokens": usage.completion_tokens if usage is not None else None,
             "metadata": dump_json(metadata or {}, "message metadata"),
             "created_at": created_at,
-            "encrypted": encrypted,
+            "encrypted": False,
         }
+
+    def _seal(self, rows: list[dict[str, Any]]) -> None:
+        """Encrypt the content of numbered rows in place (nothing without an encryptor)."""
+        if self.encryptor is None:
+            return
+        for row in rows:
+            row["content"] = self._sealed(row["content"], row["session_id"], row["seq"])
+            row["encrypted"] = True
+
+    def _sealed(self, content: str, session_id: str, seq: int) -> str:
+        assert self.encryptor is not None  # callers check
+        sealed = self.encryptor.encrypt(content.encode("utf-8"), _place(session_id, seq))
+        return BOUND + base64.b64encode(sealed).decode("ascii")
 
     async def _insert_stored(self, connection: Any, session_id: str, messages: Sequence[StoredMessage]) -> None:
         """Insert already numbered messages inside the caller's transaction (import)."""
@@ -363,6 +389,7 @@ class ConversationHistory(AsyncClosing):
             self._params(session_id, m.seq, m.message, m.model, m.usage, m.metadata, to_micros(m.created_at))
             for m in messages
         ]
+        self._seal(rows)
         if rows:
             await connection.execute(text(INSERT_MESSAGE), rows)
 
@@ -489,10 +516,17 @@ class ConversationHistory(AsyncClosing):
         where = f"message {seq} of session {session_id!r} (id {mid})"
         if self.encryptor is None:
             raise HistoryError(f"{where} is encrypted: open the history with its encryptor to read it")
+        bound = content.startswith(BOUND)
         try:
-            return self.encryptor.decrypt(base64.b64decode(content)).decode("utf-8")
-        except NanoBrainError:
-            raise  # the encryptor's own error already says what is wrong (wrong key, ...)
+            if bound:
+                plain = self.encryptor.decrypt(base64.b64decode(content[len(BOUND) :]), _place(session_id, seq))
+            else:  # written before rows were bound to their place
+                plain = self.encryptor.decrypt(base64.b64decode(content))
+            return plain.decode("utf-8")
+        except NanoBrainError as exc:
+            # The encryptor's own error says what is wrong (wrong key, tampered, moved); add where.
+            exc.args = (f"cannot decrypt {where}: {exc}",)
+            raise
         except Exception as exc:
             raise HistoryError(f"cannot decrypt {where}: {type(exc).__name__}: {exc}") from exc
 
@@ -502,8 +536,9 @@ class ConversationHistory(AsyncClosing):
         """Rewrite encrypted content with the encryptor's current key (after a key rotation).
 
         The encryptor must still decrypt the old content; if it has `needs_rotation(data)`, content
-        already under the current key is left alone. `include_plaintext` also encrypts messages
-        stored before encryption was turned on. Returns how many messages were rewritten.
+        already under the current key and bound to its place is left alone; content written
+        before rows were bound is always rewritten, bound. `include_plaintext` also encrypts
+        messages stored before encryption was turned on. Returns how many messages were rewritten.
         """
         from sqlalchemy import text
 
@@ -528,11 +563,11 @@ class ConversationHistory(AsyncClosing):
                 updates = []
                 current = getattr(self.encryptor, "needs_rotation", None)
                 for mid, session_id, seq, content, encrypted in rows:
-                    if encrypted and current is not None and not current(base64.b64decode(content)):
+                    bound = encrypted and content.startswith(BOUND)
+                    if bound and current is not None and not current(base64.b64decode(content[len(BOUND) :])):
                         continue
                     plain = self._decrypt(content, mid, session_id, seq) if encrypted else content
-                    cipher = base64.b64encode(self.encryptor.encrypt(plain.encode("utf-8"))).decode("ascii")
-                    updates.append({"id": mid, "c": cipher, "yes": True})
+                    updates.append({"id": mid, "c": self._sealed(plain, session_id, seq), "yes": True})
                 if updates:
                     await connection.execute(
                         text("UPDATE history_messages SET content = :c, encrypted = :yes WHERE id = :id"), updates
@@ -542,3 +577,20 @@ class ConversationHistory(AsyncClosing):
 
     def __repr__(self) -> str:
         return f"ConversationHistory({self.database!r}{', encrypted' if self.encryptor is not None else ''})"
+
+
+def _place(session_id: str, seq: int) -> bytes:
+    """The associated data that binds a message's ciphertext to its session and position."""
+    return json.dumps(["nanobrain-history", session_id, seq], ensure_ascii=False).encode("utf-8")
+
+
+def _check_encryptor(encryptor: Any) -> None:
+    for method in ("encrypt", "decrypt"):
+        function = getattr(encryptor, method, None)
+        try:
+            inspect.signature(function).bind(b"", b"")  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise HistoryError(
+                f"the history's encryptor ({type(encryptor).__name__}) needs {method}(data, associated_data), "
+                "as nanobrain.infrastructure.security.Encryptor has: each message is bound to its place"
+            ) from None
