@@ -10,7 +10,7 @@ from tests.infrastructure.conftest import _reachable
 
 from nanobrain.infrastructure.cache.hierarchy import CacheHierarchy, CacheLevel
 from nanobrain.infrastructure.data.database import Database, DatabaseError
-from nanobrain.infrastructure.data.kv import RedisKeyValueStore, StoreError, open_store
+from nanobrain.infrastructure.data.kv import RedisKeyValueStore, SQLKeyValueStore, StoreError, open_store
 from nanobrain.infrastructure.data.partitioned import PartitionedStore
 from nanobrain.infrastructure.security.redaction import mask_url, redact
 
@@ -103,3 +103,27 @@ async def test_a_redis_password_refused_by_the_server_is_masked() -> None:
     assert "Redis at redis://ada:***@127.0.0.1:6379/0 refused the login" in message
     assert "check the user name and password in the URL" in message
     assert SECRET not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "shown"),
+    [
+        (
+            f"postgresql://ada:{SECRET}@db:notaport/app",
+            DatabaseError,
+            "invalid database URL 'postgresql+asyncpg://ada:***@db:notaport/app'",
+        ),
+        (
+            f"sqlite+aiosqlite://ada:{SECRET}@/x.db",
+            DatabaseError,
+            "invalid database URL 'sqlite+aiosqlite://ada:***@/x.db'",
+        ),
+        (f"redis://ada:{SECRET}@cache:notaport/0", StoreError, "invalid Redis URL 'redis://ada:***@cache:notaport/0'"),
+    ],
+)
+def test_a_malformed_url_is_a_clear_error_without_its_password(url: str, error: type[Exception], shown: str) -> None:
+    with pytest.raises(error) as info:
+        store = open_store(url)
+        if isinstance(store, SQLKeyValueStore):
+            store.database.engine  # noqa: B018
+    assert shown in str(info.value) and SECRET not in str(info.value)

@@ -116,7 +116,12 @@ class Database(AsyncClosing):
     @property
     def engine(self) -> Any:
         if self._engine is None:
-            self._engine = self._create_engine()
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                self._engine = self._create_engine()
+            except (ArgumentError, ValueError) as exc:  # SQLAlchemy's URL parser: a bad port, form, ...
+                raise DatabaseError(f"invalid database URL {self.safe_url!r}: {redact(str(exc))}") from None
         return self._engine
 
     def _create_engine(self) -> Any:

@@ -335,7 +335,12 @@ class RedisKeyValueStore(KeyValueStore):
         self.client: Any
         if isinstance(url_or_client, str):
             self.url = mask_url(url_or_client)
-            self.client = redis.Redis.from_url(url_or_client)
+            try:
+                self.client = redis.Redis.from_url(url_or_client)
+            except ValueError as exc:  # a bad port, scheme or address
+                raise StoreError(
+                    f"invalid Redis URL {self.url!r}: {redact(str(exc))}. Use redis://[USER:PASSWORD@]HOST:PORT/DB"
+                ) from None
             self._owns_client = True
         else:
             self.client = url_or_client
