@@ -132,14 +132,6 @@ async def _sqlite_transaction(driver: Any) -> AsyncIterator[None]:
     await driver.commit()
 
 
-def _number(rows: list[dict[str, Any]], last: int) -> int:
-    """Number `rows` so that the last one gets `last`; returns the first number."""
-    first = last - len(rows) + 1
-    for offset, row in enumerate(rows):
-        row["seq"] = first + offset
-    return first
-
-
 class _Parking:
     """At most one idle pooled connection, kept between a history's operations.
 
@@ -312,16 +304,14 @@ class ConversationHistory(AsyncClosing):
             if self._postgres:
                 async with driver.transaction():
                     last = await driver.fetchval(*postgres_args(BUMP_SEQ, bump))
-                    first = _number(rows, last)
-                    self._seal(rows)
+                    first = self._number(rows, last)
                     sql, names = positional(INSERT_MESSAGE)
                     await driver.executemany(sql, [[row[n] for n in names] for row in rows])
                     ids = [r[0] for r in await driver.fetch(*postgres_args(SELECT_IDS, {**bump, "seq": first}))]
             else:
                 async with _sqlite_transaction(driver):
                     last = (await driver.execute_fetchall(BUMP_SEQ, bump))[0][0]
-                    first = _number(rows, last)
-                    self._seal(rows)
+                    first = self._number(rows, last)
                     await driver.executemany(INSERT_MESSAGE, rows)
                     ids = [r[0] for r in await driver.execute_fetchall(SELECT_IDS, {**bump, "seq": first})]
         return [
@@ -339,6 +329,8 @@ class ConversationHistory(AsyncClosing):
         metadata: dict[str, Any] | None,
         created_at: int,
     ) -> dict[str, Any]:
+        """A message as a row. With an encryptor and a known `seq` (> 0) the content is sealed to its
+        place; a row numbered later (`seq` 0) is sealed by `_number`."""
         if not isinstance(message, Message):
             raise HistoryError(f"expected a Message, got {type(message).__name__}")
         if message.role not in ROLES:
@@ -351,7 +343,7 @@ class ConversationHistory(AsyncClosing):
                 [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls],
                 "tool call arguments",
             )
-        return {
+        row = {
             "session_id": session_id,
             "seq": seq,
             "role": message.role,
@@ -367,18 +359,27 @@ class ConversationHistory(AsyncClosing):
             "created_at": created_at,
             "encrypted": False,
         }
+        if seq > 0:
+            self._seal(row)
+        return row
 
-    def _seal(self, rows: list[dict[str, Any]]) -> None:
-        """Encrypt the content of numbered rows in place (nothing without an encryptor)."""
-        if self.encryptor is None:
-            return
-        for row in rows:
+    def _number(self, rows: list[dict[str, Any]], last: int) -> int:
+        """Number rows from `_params(..., seq=0)` so that the last one gets `last`, and seal them to
+        their place (with an encryptor); returns the first number."""
+        first = last - len(rows) + 1
+        for offset, row in enumerate(rows):
+            row["seq"] = first + offset
+            self._seal(row)
+        return first
+
+    def _seal(self, row: dict[str, Any]) -> None:
+        """Encrypt a numbered row's content in place (nothing without an encryptor)."""
+        if self.encryptor is not None:
             row["content"] = self._sealed(row["content"], row["session_id"], row["seq"])
             row["encrypted"] = True
 
     def _sealed(self, content: str, session_id: str, seq: int) -> str:
-        assert self.encryptor is not None  # callers check
-        sealed = self.encryptor.encrypt(content.encode("utf-8"), _place(session_id, seq))
+        sealed = self.encryptor.encrypt(content.encode("utf-8"), _place(session_id, seq))  # type: ignore[union-attr]
         return BOUND + base64.b64encode(sealed).decode("ascii")
 
     async def _insert_stored(self, connection: Any, session_id: str, messages: Sequence[StoredMessage]) -> None:
@@ -389,7 +390,6 @@ class ConversationHistory(AsyncClosing):
             self._params(session_id, m.seq, m.message, m.model, m.usage, m.metadata, to_micros(m.created_at))
             for m in messages
         ]
-        self._seal(rows)
         if rows:
             await connection.execute(text(INSERT_MESSAGE), rows)
 
