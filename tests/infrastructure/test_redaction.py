@@ -68,7 +68,8 @@ def test_store_reprs_and_url_errors_mask_the_password() -> None:
     sql = open_store(f"postgresql://ada:{SECRET}@127.0.0.1:5432/test?schema=s")
     red = open_store(f"redis://:{SECRET}@127.0.0.1:6379/0?prefix=app:")
     both = PartitionedStore({"sql": sql, "redis": red})
-    for shown in (repr(sql), repr(red), repr(both), red.url):  # type: ignore[attr-defined]
+    cache = CacheHierarchy([("L2", red), ("L3", sql)])
+    for shown in (repr(sql), repr(red), repr(both), repr(cache), red.url):  # type: ignore[attr-defined]
         assert SECRET not in shown and ":***@127.0.0.1" in shown
     with pytest.raises(StoreError) as info:
         open_store(f"mysql://ada:{SECRET}@127.0.0.1/db")
