@@ -263,21 +263,24 @@ class ConversationHistory(AsyncClosing):
         metadata: dict[str, Any] | None = None,
     ) -> StoredMessage:
         """Store `message` as the session's next message; returns once it is committed."""
-        if self.encryptor is not None:
-            # The seal binds the message's number, known only once the session's counter is bumped.
-            (stored,) = await self.append_entries(session_id, [HistoryEntry(message, model, usage, metadata)])
-            return stored
         created = self._now()
         params = self._params(session_id, 0, message, model, usage, metadata, to_micros(created))
         params["count"] = 1
         async with self._driver() as driver:
-            if self._postgres:
+            if self._postgres and self.encryptor is None:
                 # One statement is its own transaction: committed when the row comes back.
                 row = await driver.fetchrow(*postgres_args(APPEND_POSTGRES, params))
                 message_id, seq = row[0], row[1]
+            elif self._postgres:
+                # The seal binds the message's number: bump the counter first, then seal and insert.
+                async with driver.transaction():
+                    seq = await driver.fetchval(*postgres_args(BUMP_SEQ, params))
+                    self._number([params], seq)
+                    message_id = await driver.fetchval(*postgres_args(INSERT_MESSAGE_RETURNING, params))
             else:
                 async with _sqlite_transaction(driver):
-                    params["seq"] = seq = (await driver.execute_fetchall(BUMP_SEQ, params))[0][0]
+                    seq = (await driver.execute_fetchall(BUMP_SEQ, params))[0][0]
+                    self._number([params], seq)
                     message_id = (await driver.execute_fetchall(INSERT_MESSAGE_RETURNING, params))[0][0]
         return StoredMessage(message, message_id, session_id, seq, created, model, usage, dict(metadata or {}))
 
