@@ -207,6 +207,18 @@ async def test_a_closed_port_is_unreachable_and_says_where() -> None:
         await provider.aclose()
 
 
+async def test_a_password_in_the_base_url_is_masked_in_errors() -> None:
+    port = free_port()
+    provider = OpenAICompatibleProvider("any", base_url=f"http://ada:s3cret-pw@127.0.0.1:{port}/v1", timeout=5)
+    try:
+        with pytest.raises(Unreachable) as info:
+            await provider.complete(ask("Hi!"))
+    finally:
+        await provider.aclose()
+    assert f"cannot reach http://ada:***@127.0.0.1:{port}/v1" in str(info.value)
+    assert "s3cret-pw" not in str(info.value)
+
+
 Reply = tuple[int, dict[str, Any] | str] | None  # None: never answer
 Responder = Callable[[Received], Reply]
 
