@@ -6,7 +6,11 @@ builds on the storage layer's key-value stores.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .encryption import DecryptionError, EncryptedStore, EncryptionError, Encryptor, generate_key
+    from .redaction import mask_url, redact
 
 __all__ = ["DecryptionError", "EncryptedStore", "EncryptionError", "Encryptor", "generate_key", "mask_url", "redact"]
 
