@@ -13,6 +13,7 @@ closes that at the cost of an fsync per step). PostgreSQL goes through the async
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ from ...core.journal import JournalError, RunLocked, RunRecord, owner_alive
 from .database import Database, Migration
 
 COMPONENT = "journal"
+RETENTION_VARIABLE = "NANOBRAIN_JOURNAL_RETENTION_DAYS"
 
 _FIELDS = (
     "run_id",
@@ -114,8 +116,17 @@ def _record(row: Any) -> RunRecord:
 class SqlJournalStore:
     """A `JournalStore` on a `Database` (see module docstring)."""
 
-    def __init__(self, database: Database | str | None = None, *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        database: Database | str | None = None,
+        *,
+        synchronous: str = "NORMAL",
+        retention_days: float | None = None,
+    ) -> None:
         self.database = database if isinstance(database, Database) else Database(database)
+        #: Finished and failed runs older than this are pruned when the store is first used.
+        self.retention_days = retention_days
+        self._pruned = False
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise JournalError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         self.synchronous = synchronous.upper()
@@ -124,11 +135,23 @@ class SqlJournalStore:
 
     @classmethod
     def default(cls) -> SqlJournalStore:
-        return cls()
+        """The journal in the default database, keeping finished runs for
+        NANOBRAIN_JOURNAL_RETENTION_DAYS days (default 30; 0 keeps them forever)."""
+        text = os.environ.get(RETENTION_VARIABLE, "").strip() or "30"
+        try:
+            days = float(text)
+            if days < 0:
+                raise ValueError
+        except ValueError:
+            raise JournalError(f"{RETENTION_VARIABLE}={text!r} must be a number of days (0: keep forever)") from None
+        return cls(retention_days=days or None)
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _ready(self) -> None:
         await self.database.migrate(COMPONENT, MIGRATIONS)
+        if self.retention_days and not self._pruned:
+            self._pruned = True
+            await self.prune(finished_before=time.time() - self.retention_days * 86400)
 
     def _fast(self) -> sqlite3.Connection | None:
         """The direct SQLite connection for appends (None on PostgreSQL)."""
@@ -183,7 +206,7 @@ class SqlJournalStore:
                     "parent_run_id": record.parent_run_id,
                 },
             )
-        except IntegrityError:
+        except (IntegrityError, sqlite3.IntegrityError):
             raise JournalError(f"a durable run with id {record.run_id!r} already exists") from None
 
     async def get(self, run_id: str) -> RunRecord | None:
@@ -214,19 +237,25 @@ class SqlJournalStore:
         )
 
     async def append(self, run_id: str, first_seq: int, entries: Sequence[bytes]) -> None:
+        from sqlalchemy.exc import IntegrityError
+
         rows = [{"r": run_id, "s": first_seq + i, "d": blob} for i, blob in enumerate(entries)]
         insert = "INSERT INTO nanobrain_journal (run_id, seq, data) VALUES (:r, :s, :d)"
-        fast = self._fast()
-        if fast is not None:
-            await self._ready()
-            with _transaction(fast):
-                fast.executemany(insert, rows)
-            return
-        from sqlalchemy import text
-
         await self._ready()
-        async with self.database.begin() as connection:
-            await connection.execute(text(insert), rows)
+        try:
+            fast = self._fast()
+            if fast is not None:
+                with _transaction(fast):
+                    fast.executemany(insert, rows)
+                return
+            from sqlalchemy import text
+
+            async with self.database.begin() as connection:
+                await connection.execute(text(insert), rows)
+        except (IntegrityError, sqlite3.IntegrityError):
+            raise JournalError(
+                f"run {run_id}: journal entry {first_seq} was already written (is another process running it?)"
+            ) from None
 
     async def entries(self, run_id: str) -> list[bytes]:
         rows = await self._execute(
