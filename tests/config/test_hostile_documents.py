@@ -49,6 +49,7 @@ def test_a_value_from_the_environment_is_shown_as_its_reference(
           upper: {{function: "{H}:upper", timeout: "${{NB_TEST_SECRET}}", executor: "${{NB_TEST_SECRET}}"}}
           other: {{function: "prefix-${{NB_TEST_SECRET}}", concurrency: "${{NB_TEST_SHORT}}"}}
           third: {{function: "{H}:upper", executor: "${{NB_TEST_SECRET}}"}}
+          fourth: {{function: "{H}:upper", executor: "redis://:written-password@127.0.0.1/0"}}
         links:
           - {{from: inputs.text, to: upper.text}}
           - {{from: upper.result, to: outputs.result}}
@@ -61,6 +62,7 @@ def test_a_value_from_the_environment_is_shown_as_its_reference(
     assert "x1" not in text.replace("max_workers", "")
     assert "'${NB_TEST_SECRET}'" in text
     assert "'${NB_TEST_SHORT}'" in text
+    assert "written-password" not in text and "redis://:***@127.0.0.1/0" in text  # masked like URLs everywhere
     assert len(error.problems) >= 4, error.problems
     with pytest.raises(nb.ConfigError) as caught:
         check_workflow(wf)
