@@ -178,7 +178,7 @@ STEP = st.fixed_dictionaries(
         "retry": VALUES,
         "executor": st.sampled_from(["inprocess", "thread", "nope"]) | VALUES,
         "workflow": VALUES,
-        "file": st.sampled_from(["other.yaml", "fuzz.yaml", "../x.yaml", "/dev/zero"]),
+        "file": st.sampled_from(["other.yaml", "fuzz.yaml", "../x.yaml", "/dev/zero", "a\x00.yaml"]) | st.text(),
     },
 )
 WORKFLOW = st.fixed_dictionaries(

@@ -550,7 +550,11 @@ def _nested_source(name: str, build: StepBuild) -> Source | None:
     Problems with the file itself never show its content: a nested file may be anything on disk.
     """
     ctx = build.ctx
-    path = (ctx.base_dir / name).resolve()  # symbolic links resolved: where the file really is
+    try:
+        path = (ctx.base_dir / name).resolve()  # symbolic links resolved: where the file really is
+    except (OSError, ValueError) as exc:  # a NUL byte in the name, a loop of links, ...
+        build.problem("file", f"{name!r} is not a usable file name: {exc}")
+        return None
     if path.suffix.lower() not in NESTED_SUFFIXES:
         build.problem("file", f"{name!r} is not a workflow file (nested workflows are .yaml or .yml files)")
         return None
