@@ -345,3 +345,26 @@ def test_workflows_nested_through_many_files_stop_at_a_located_limit(tmp_path: P
         assert "nested more than 32 levels deep" in problem.message
         assert problem.file == str(tmp_path / "f16.yaml") and problem.line == 3
     assert time.monotonic() - started < 10
+
+
+def test_a_file_unit_on_a_special_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    os.mkfifo(tmp_path / "pipe")
+    wf = write(
+        tmp_path / "wf.yaml",
+        """
+        name: units
+        inputs:
+          zero: {kind: file, path: /dev/zero, format: bytes}
+          pipe: {kind: file, path: pipe}
+          bad: {kind: file, path: bad.json}
+          fresh: {kind: file, path: fresh.json}
+        """,
+    )
+    started = time.monotonic()
+    problems = {p.where: p.message for p in load_error(wf).problems}
+    assert time.monotonic() - started < 5
+    assert "a device, not a regular file" in problems["inputs.zero.path"]
+    assert "named pipe" in problems["inputs.pipe.path"]
+    assert "cannot read" in problems["inputs.bad.path"]
+    assert "inputs.fresh.path" not in problems

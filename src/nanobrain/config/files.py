@@ -32,6 +32,15 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
+def special_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why `path` must not be read (it exists and is not a regular file), or None."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):  # missing (a unit creates it), or a name the system refuses
+        return None
+    return None if stat.S_ISREG(info.st_mode) else f"{_kind(info.st_mode)}, not a regular file"
+
+
 def read_bytes(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of the regular file `path`; UnreadableFile if it is missing, not a regular file,
     unreadable, or larger than `max_bytes`."""

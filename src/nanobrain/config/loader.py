@@ -26,7 +26,7 @@ from ..core.typing_utils import parse_type
 from ..core.workflow import Workflow
 from . import yaml_source
 from .context import BuildContext
-from .files import MAX_FILE_BYTES
+from .files import MAX_FILE_BYTES, special_file_problem
 from .models import (
     ClassStepConfig,
     ExecutorConfig,
@@ -267,7 +267,17 @@ def _unit(name: str, decl: Any, location: Location, ctx: BuildContext) -> DataUn
             ctx.problem(location, "a file unit needs a path")
             return DataUnit(name, type_)
         path = Path(decl.path)
-        return FileUnit(name, type_, path=path if path.is_absolute() else ctx.base_dir / path, format=decl.format)
+        path = path if path.is_absolute() else ctx.base_dir / path
+        # The unit reads what the file holds now: only a regular file (not /dev/zero, not a FIFO).
+        problem = special_file_problem(path)
+        if problem is not None:
+            ctx.problem((*location, "path"), f"{decl.path!r}: {problem}")
+            return DataUnit(name, type_)
+        try:
+            return FileUnit(name, type_, path=path, format=decl.format)
+        except (OSError, ValueError) as exc:  # its current content does not parse, or cannot be read
+            ctx.problem((*location, "path"), str(exc))
+            return DataUnit(name, type_)
     if decl.kind in ("persistent", "persistent_stream"):
         return _persistent_unit(name, type_, default, decl, location, ctx)
     return DataUnit(name, type_, default=default)
