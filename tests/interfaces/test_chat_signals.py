@@ -247,3 +247,22 @@ def test_a_model_that_fails_to_load_is_not_switched_to(tmp_path: Path) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_an_undecodable_line_in_the_interactive_chat_is_refused_and_not_stored(tmp_path: Path) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(
+        sys.executable, [str(DRIVER), "chat"], env=_env(tmp_path, NB_TEST_DELAY="0"), cwd=str(ROOT),
+        timeout=60, dimensions=(40, 200),
+    )  # fmt: skip
+    child.expect(rb"session (\w+)")
+    session = child.match.group(1).decode()
+    child.expect(b"you> ")
+    child.send(b"caf\xe9 au lait\r")
+    child.expect(b"not valid UTF-8")
+    child.expect(b"you> ")
+    child.sendline(b"/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert _stored(tmp_path, session) == []  # nothing reached the history (or the model)
