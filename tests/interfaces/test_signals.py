@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from nanobrain.interfaces.signals import StopSignals, Stopped
+from nanobrain.interfaces.signals import Stopped, StopSignals
 
 
 def _send_soon(signum: int, delay: float = 0.2) -> None:
@@ -50,7 +50,7 @@ def test_a_signal_outside_run_raises_where_the_process_waits() -> None:
 
 def test_a_loop_blocked_by_a_step_is_unblocked_after_the_grace_period() -> None:
     async def blocks() -> None:
-        time.sleep(30)  # blocks the event loop: the cancel alone cannot reach it
+        time.sleep(30)  # noqa: ASYNC251 - blocks the event loop on purpose: the cancel alone cannot reach it
 
     started = time.monotonic()
     with StopSignals(grace=0.3) as stop, asyncio.Runner() as runner:
