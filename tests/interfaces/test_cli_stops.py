@@ -81,8 +81,9 @@ def run(tmp_path: Path):  # type: ignore[no-untyped-def]
     [
         f'{{function: "{HELPERS}:block", timeout: 0.5}}',
         f'{{function: "{HELPERS}:block", timeout: 0.5, executor: thread}}',
+        f'{{function: "{HELPERS}:block", timeout: 2, executor: process}}',
     ],
-    ids=["in-process", "thread-executor"],
+    ids=["in-process", "thread-executor", "process-executor"],
 )
 def test_a_blocking_step_that_times_out_ends_the_process_promptly(run, step: str) -> None:  # type: ignore[no-untyped-def]
     started = time.monotonic()

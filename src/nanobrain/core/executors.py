@@ -179,6 +179,8 @@ class _PoolBackedExecutor(Executor):
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max_workers
         self._pool: _PoolExecutor | None = None
+        #: Work still running whose caller stopped waiting (a timeout, a cancelled run).
+        self._abandoned: set[Future[Any]] = set()
 
     def _make_pool(self) -> _PoolExecutor:
         raise NotImplementedError
@@ -191,12 +193,25 @@ class _PoolBackedExecutor(Executor):
         if self.copies_context:
             # The step sees its run's context (current_context(), token and event reporting).
             call = functools.partial(contextvars.copy_context().run, call)
-        return await asyncio.wrap_future(self._pool.submit(call), loop=loop)
+        future = self._pool.submit(call)
+        try:
+            return await asyncio.wrap_future(future, loop=loop)
+        except asyncio.CancelledError:
+            if not future.done():
+                self._abandoned.add(future)
+                future.add_done_callback(self._abandoned.discard)
+            raise
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
+            if self._abandoned:
+                self._stop_abandoned(pool)
+            self._abandoned.clear()
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def _stop_abandoned(self, pool: _PoolExecutor) -> None:
+        """Make sure work nobody waits for does not hold up shutdown (threads: see DaemonThreadPool)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_workers={self.max_workers})"
@@ -232,6 +247,14 @@ class ProcessExecutor(_PoolBackedExecutor):
 
     async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         return await super().run(_by_name_if_wrapped(fn), kwargs)
+
+    def _stop_abandoned(self, pool: _PoolExecutor) -> None:
+        # A function in another process cannot be told to stop, and shutting the pool down waits
+        # for it (so would the interpreter at exit): end the pool's processes instead.
+        # (ProcessPoolExecutor keeps its workers by pid in `_processes`; Python 3.14 adds kill_workers().)
+        processes = getattr(pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            process.kill()
 
 
 def _by_name_if_wrapped(fn: Callable[..., Any]) -> Callable[..., Any]:
