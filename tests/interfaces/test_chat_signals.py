@@ -203,6 +203,17 @@ def test_bad_input_is_refused_before_any_work(tmp_path: Path, args: list[str], s
     assert _sessions(tmp_path) == []  # and no session was left behind
 
 
+def test_a_model_that_cannot_be_used_creates_no_session(tmp_path: Path) -> None:
+    env = _env(tmp_path, NANOBRAIN_MODEL="openai:gpt-4o-mini")
+    env.pop("OPENAI_API_KEY", None)
+    done = subprocess.run(
+        [sys.executable, str(DRIVER), "chat", "--once", "hi"], env=env, cwd=ROOT, capture_output=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "OPENAI_API_KEY" in done.stderr.decode()
+    assert _sessions(tmp_path) == []
+
+
 def test_a_refused_message_creates_no_session(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(DRIVER), "chat", "--once", "   "], env=_env(tmp_path), cwd=ROOT,

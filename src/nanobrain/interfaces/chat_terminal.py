@@ -101,18 +101,14 @@ def read_stdin() -> str:
 
 
 def _start(runner: asyncio.Runner, stop: StopSignals, app: ChatApp, session: str | None, err: Console) -> str:
-    """Load the model and open the session at once (the model loads in a thread); returns the session id."""
+    """Load the model, then open the session; returns the session id.
+
+    In this order, so that a model that cannot be used leaves no empty session behind.
+    """
 
     async def start() -> str:
-        loading = asyncio.ensure_future(app.warm_up())
-        try:
-            session_id = await _open_session(app, session)
-        except BaseException:
-            loading.cancel()
-            await asyncio.gather(loading, return_exceptions=True)
-            raise
-        await loading
-        return session_id
+        await app.warm_up()
+        return await _open_session(app, session)
 
     if not err.is_terminal:
         return stop.run(runner, start())
