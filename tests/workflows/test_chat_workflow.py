@@ -258,6 +258,49 @@ async def test_a_streamed_answer_with_tool_calls_is_stored_in_order(tmp_path: Pa
         await app.aclose()
 
 
+async def test_a_chat_config_without_the_record_step_keeps_turns_in_order_and_interrupted_ones(tmp_path: Path) -> None:
+    from nanobrain.workflows.chat import DEFAULT_CONFIG
+
+    config = tmp_path / "old-chat.yaml"
+    config.write_text(
+        DEFAULT_CONFIG.read_text()
+        .replace("checkpoint_seconds: 0.3", "checkpoint_seconds: 0.05")
+        .replace("  - {from: validate.turn, to: record.turn}\n  - {from: record.turn, to: enrich.turn}",
+                 "  - {from: validate.turn, to: enrich.turn}")
+        .replace("  record:\n    kind: class\n    class: nanobrain.workflows.chat.steps:RecordMessage\n", "")
+    )  # fmt: skip
+    assert "RecordMessage" not in config.read_text()
+    answer = "a slow answer that streams for a while"
+    model = ScriptedModel([answer, answer], chunk_size=2, delay=0.02)
+    app = await ChatApp.open(config=config, model=model, database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    try:
+        session = await app.new_session()
+        await app.send(session, "hi")
+        seen: list[str] = []
+
+        async def consume() -> None:
+            async for event in app.stream(session, "and again"):
+                if isinstance(event, nb.Token):
+                    seen.append(event.text)
+
+        task = asyncio.ensure_future(consume())
+        while len(seen) < 8:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stored = await history_of(app, session)
+        assert [(m.message.role, m.message.content, m.metadata) for m in stored[:3]] == [
+            ("user", "hi", {}),
+            ("assistant", answer, {"agent": "assistant"}),
+            ("user", "and again", {}),  # stored with the first draft, just before it
+        ]
+        assert stored[3].message.role == "assistant" and stored[3].message.content.startswith("".join(seen))
+        assert stored[3].metadata == {"agent": "assistant", "interrupted": True}
+    finally:
+        await app.aclose()
+
+
 @pytest.mark.parametrize("session", ["", "two words", "x" * 129, "tab\there"])
 async def test_a_bad_session_id_is_refused_before_any_work(
     app: ChatApp, model: ScriptedModel, session: str

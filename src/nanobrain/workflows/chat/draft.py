@@ -34,6 +34,7 @@ class AnswerDraft:
         agent: str = "",
         model: str | None = None,
         interval: float = DEFAULT_INTERVAL,
+        question: str | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"the checkpoint interval must be positive, got {interval}")
@@ -44,6 +45,9 @@ class AnswerDraft:
         self.interval = interval
         #: The draft's position in the session once it was stored.
         self.seq: int | None = None
+        #: The user's message, when it is not stored yet: stored with the first draft, just before it.
+        self.question = question
+        self.question_seq: int | None = None
         self._parts: list[str] = []
         self._stored_length = 0
         self._length = 0
@@ -69,8 +73,11 @@ class AnswerDraft:
         metadata["interrupted"] = True
         entry = HistoryEntry(Message.assistant(self.text), model=self.model, metadata=metadata)
         if self.seq is None:
-            stored = await self.history.append_entries(self.session, [entry])
-            self.seq = stored[0].seq
+            entries = [entry] if self.question is None else [HistoryEntry(Message.user(self.question)), entry]
+            stored = await self.history.append_entries(self.session, entries)
+            self.seq = stored[-1].seq
+            if self.question is not None:
+                self.question_seq = stored[0].seq
         else:
             await self.history.replace(self.session, self.seq, [entry])
         self._stored_length = length

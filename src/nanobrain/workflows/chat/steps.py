@@ -185,6 +185,7 @@ class ChatAgentStep(ServiceStep):
 
     With chat services bound, the answer so far is kept in the history while it streams (see
     `AnswerDraft`): written every `checkpoint_seconds`, and once more if the turn is stopped or fails.
+    (In a workflow that did not store the user's message first, the first draft stores it.)
     """
 
     inputs = {"turn": ChatTurn}
@@ -234,6 +235,7 @@ class ChatAgentStep(ServiceStep):
         if turn.preferences:
             prefs = ", ".join(f"{k}: {v}" for k, v in sorted(turn.preferences.items()))
             text = f"(User preferences: {prefs})\n{text}"
+        question_seq = turn.question_seq
         if self.services is None:
             result = await self.agent.run_turn(text, history=turn.history)
             answer_seq = None
@@ -244,6 +246,8 @@ class ChatAgentStep(ServiceStep):
                 agent=turn.agent,
                 model=self.agent.model.label,
                 interval=self.checkpoint_seconds,
+                # A workflow without RecordMessage: the draft stores the message before itself.
+                question=turn.text if question_seq is None else None,
             )
             token = _current.set(_collecting_tokens(current_context(), self.name, draft))
             try:
@@ -252,10 +256,16 @@ class ChatAgentStep(ServiceStep):
             finally:
                 _current.reset(token)
             answer_seq = draft.seq
+            question_seq = question_seq if question_seq is not None else draft.question_seq
         # Store the user's words as typed, not the enriched prompt.
         messages = (Message.user(turn.text), *result.messages[1:])
         answered = turn.with_(
-            reply=str(result.value), messages=messages, usage=result.usage, model=result.model, answer_seq=answer_seq
+            reply=str(result.value),
+            messages=messages,
+            usage=result.usage,
+            model=result.model,
+            question_seq=question_seq,
+            answer_seq=answer_seq,
         )
         return {"turn": answered}
 
