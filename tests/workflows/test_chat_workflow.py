@@ -157,7 +157,7 @@ async def test_preferences_and_retrieval_reach_the_prompt(tmp_path: Path, model:
 async def test_the_message_is_stored_before_the_model_is_called(app: ChatApp, model: ScriptedModel) -> None:
     model.add(ProviderError("the model's server went away", provider="scripted"))
     session = await app.new_session()
-    with pytest.raises(nb.StepFailed):
+    with pytest.raises(nb.StepError):
         await app.send(session, "please remember this question")
     stored = await history_of(app, session)
     assert [(m.message.role, m.message.content) for m in stored] == [("user", "please remember this question")]
