@@ -137,6 +137,22 @@ def test_sigterm_ends_the_interactive_chat_and_keeps_the_partial_answer(tmp_path
     _assert_partial_kept(tmp_path, "")
 
 
+def test_closing_the_terminal_keeps_the_partial_answer(tmp_path: Path) -> None:
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(
+        sys.executable, [str(DRIVER), "chat"], env=_env(tmp_path), cwd=str(ROOT), encoding="utf-8",
+        timeout=30, dimensions=(40, 160),
+    )  # fmt: skip
+    child.expect("you> ")
+    child.sendline("question")
+    child.expect("word010")
+    os.close(child.child_fd)  # the terminal window is closed: the kernel sends SIGHUP
+    child.child_fd, child.closed = -1, True  # pexpect must not close it again
+    _, status = os.waitpid(child.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 128 + signal.SIGHUP
+    _assert_partial_kept(tmp_path, "")
+
+
 def test_a_reader_that_goes_away_keeps_the_partial_answer(tmp_path: Path) -> None:
     env = _env(tmp_path, NB_TEST_ANSWER=FIRST_LINE + ANSWER)
     chat = _chat(env, "--once", "question", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
