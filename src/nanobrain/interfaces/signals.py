@@ -17,7 +17,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)  # no SIGHUP on Windows
+)
 
 GRACE_SECONDS = 1.0
 """How long the event loop may stay blocked after a stop signal before the signal is raised as
@@ -126,5 +128,5 @@ class StopSignals:
             return
         self._force = True
         main = threading.main_thread().ident
-        if main is not None:
+        if main is not None and hasattr(signal, "pthread_kill"):  # a real signal interrupts a blocking call
             signal.pthread_kill(main, signum)
