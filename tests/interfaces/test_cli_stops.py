@@ -129,3 +129,16 @@ def test_stop_signals_end_a_run_cleanly(run, signum: signal.Signals) -> None:  #
     assert child.returncode == 128 + signum, err
     assert "interrupted" in err and "Traceback" not in err
     assert out == ""
+
+
+def test_a_closed_stdout_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "workflow.yaml"
+    path.write_text(_workflow('{function: "nb_stop_helpers:slow"}'))
+    (tmp_path / f"{HELPERS}.py").write_text(HELPERS_SOURCE)
+    env = {k: v for k, v in os.environ.items() if k != "NANOBRAIN_DEBUG"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    command = f'"{sys.executable}" -m nanobrain run "{path}" -i seconds=0 >&-'
+    done = subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "standard output is closed" in done.stderr
+    assert "Traceback" not in done.stderr and "AttributeError" not in done.stderr
