@@ -336,3 +336,28 @@ def test_validate_input_limits_are_configurable() -> None:
     assert ValidateInput().check("tab\tand\nnewline") is None
     # Undecodable input bytes (read with surrogateescape) never reach the model.
     assert "not valid UTF-8" in (ValidateInput().check(b"caf\xe9".decode("utf-8", "surrogateescape")) or "")
+
+
+async def test_clean_up_finishes_even_when_cancelled_again() -> None:
+    from nanobrain.workflows.chat.draft import finish_despite_cancel
+
+    finished: list[str] = []
+
+    async def write() -> None:
+        await asyncio.sleep(0.2)
+        finished.append("written")
+
+    task = asyncio.ensure_future(finish_despite_cancel(write()))
+    for _ in range(3):  # e.g. the loop cancelling every task at shutdown, more than once
+        await asyncio.sleep(0.02)
+        task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == ["written"]
+
+
+def test_the_checkpoint_interval_must_be_positive() -> None:
+    from nanobrain.workflows.chat.steps import ChatAgentStep
+
+    with pytest.raises(ValueError, match="checkpoint_seconds must be positive"):
+        ChatAgentStep(name="assistant", checkpoint_seconds=0)

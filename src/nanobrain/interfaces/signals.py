@@ -3,7 +3,13 @@
 Ctrl-C, `kill` and a closed terminal all mean "stop now, but keep what you have". Inside
 `StopSignals`, the first of these signals cancels the work that `run` is running, so that it
 unwinds through its own clean-up (a chat turn stores its partial answer), and `run` then raises
-`Stopped`, which says which signal it was. The terminal chat, `nanobrain run` and servers share it.
+`Stopped`, which says which signal it was. The terminal chat, `nanobrain run` and servers share it:
+
+    with StopSignals() as stop, asyncio.Runner() as runner:
+        try:
+            stop.run(runner, serve())   # serve() stops accepting work and saves its state when cancelled
+        except Stopped as stopped:
+            sys.exit(stopped.exit_code)
 """
 
 from __future__ import annotations
