@@ -412,7 +412,12 @@ def chat(
                      help="History database URL (default: SQLite under NANOBRAIN_HOME)."),
     ] = None,
 ) -> None:
-    """Chat in the terminal: streamed answers, history that survives restarts, slash commands."""
+    """Chat in the terminal: streamed answers, history that survives restarts, slash commands.
+
+    Your message is stored before the model answers, and the answer so far is kept (marked
+    interrupted) if the chat is stopped: Ctrl-C, SIGTERM, a closed terminal, or a reader that
+    went away.
+    """
     from .chat_terminal import run_chat
 
     if message is not None and not once:
