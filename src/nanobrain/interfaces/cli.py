@@ -414,9 +414,7 @@ def chat(
 ) -> None:
     """Chat in the terminal: streamed answers, history that survives restarts, slash commands.
 
-    Your message is stored before the model answers, and the answer so far is kept (marked
-    interrupted) if the chat is stopped: Ctrl-C, SIGTERM, a closed terminal, or a reader that
-    went away.
+    Stopped (Ctrl-C, SIGTERM, a closed terminal), it keeps your message and the answer so far.
     """
     from .chat_terminal import run_chat
 
