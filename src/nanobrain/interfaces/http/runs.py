@@ -1,0 +1,240 @@
+"""The server's runs: each one a task (or a long-lived handle) whose events are kept for readers.
+
+A `ServerRun` is a sink on its workflow run: every event is numbered and serialized once, kept
+in a bounded buffer (so an SSE client can resume with `Last-Event-ID`) and handed to every
+live reader. Finished runs stay readable until `keep_finished` newer ones have finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ...core.events import RunEvent
+from ..run_display import jsonable
+from .problems import ApiProblem, problem_for_failure
+
+if TYPE_CHECKING:
+    from ...core.workflow import Workflow, WorkflowHandle
+
+#: (sequence number, event type, JSON text)
+Record = tuple[int, str, str]
+_END: Record = (0, "", "")
+HEARTBEAT: Record = (-1, "", "")
+
+
+def encode(value: Any) -> str:
+    return json.dumps(value, default=jsonable, ensure_ascii=False, separators=(",", ":"))
+
+
+class ServerRun:
+    """One run started through the server: its status, result and numbered events."""
+
+    def __init__(
+        self,
+        run_id: str,
+        workflow: Workflow,
+        *,
+        mode: str,
+        owner: str,
+        inputs: Mapping[str, Any],
+        max_events: int = 10_000,
+    ) -> None:
+        self.id = run_id
+        self.workflow = workflow
+        self.mode = mode  # "wait", "background", "stream" or "long_lived"
+        self.owner = owner
+        self.inputs = dict(inputs)
+        self.status = "running"
+        self.created = time.time()
+        self.finished: float | None = None
+        self.outputs: dict[str, Any] = {}
+        self.usage: dict[str, int] = {}
+        self.problem: ApiProblem | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.handle: WorkflowHandle | None = None
+        self._events: deque[Record] = deque(maxlen=max_events)
+        self._seq = 0
+        self._readers: list[asyncio.Queue[Record]] = []
+        self.done = asyncio.Event()
+
+    # -- the sink ---------------------------------------------------------------------------------
+    def on_event(self, event: RunEvent) -> None:
+        self._seq += 1
+        record = (self._seq, event.type, encode(event.to_dict()))
+        self._events.append(record)
+        for reader in self._readers:
+            reader.put_nowait(record)
+        if event.run_id == self.id and event.type in ("run_finished", "run_failed"):
+            self.usage = dict(getattr(event, "usage", {}) or {})
+
+    # -- life -------------------------------------------------------------------------------------
+    def finish(self, status: str, *, outputs: Mapping[str, Any] | None = None, error: BaseException | None = None):
+        if self.done.is_set():
+            return
+        self.status = status
+        self.finished = time.time()
+        if outputs is not None:
+            self.outputs = dict(outputs)
+        if error is not None:
+            self.problem = problem_for_failure(error)
+        self.done.set()
+        for reader in self._readers:
+            reader.put_nowait(_END)
+
+    @property
+    def state(self) -> str:
+        if self.handle is not None and not self.done.is_set():
+            return "running" if self.handle.run.active else "waiting"
+        return self.status
+
+    async def cancel(self) -> None:
+        """Stop the run (work in flight is cancelled); a finished run stays as it was."""
+        if self.handle is not None and not self.done.is_set():
+            await self.handle.stop()
+            self.finish("cancelled", outputs=self.handle.outputs)
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # -- readers ----------------------------------------------------------------------------------
+    async def records(self, after: int = 0, *, heartbeat: float | None = None) -> AsyncIterator[Record]:
+        """Events numbered after `after`, first those kept, then live ones until the run ends.
+
+        With `heartbeat`, HEARTBEAT is yielded whenever that many seconds pass without an event.
+        """
+        queue: asyncio.Queue[Record] = asyncio.Queue()
+        kept = [record for record in self._events if record[0] > after]
+        if self.done.is_set():
+            for record in kept:
+                yield record
+            return
+        self._readers.append(queue)
+        try:
+            last = after
+            for record in kept:
+                last = record[0]
+                yield record
+            while True:
+                if heartbeat is None or not queue.empty():
+                    record = queue.get_nowait() if not queue.empty() else await queue.get()
+                else:
+                    try:
+                        async with asyncio.timeout(heartbeat):
+                            record = await queue.get()
+                    except TimeoutError:
+                        yield HEARTBEAT
+                        continue
+                if record is _END:
+                    return
+                if record[0] > last:
+                    last = record[0]
+                    yield record
+        finally:
+            self._readers.remove(queue)
+
+    @property
+    def first_kept(self) -> int:
+        """The number of the oldest event still kept (events before it cannot be resumed from)."""
+        return self._events[0][0] if self._events else self._seq + 1
+
+    def view(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "run_id": self.id,
+            "workflow": self.workflow.name,
+            "mode": self.mode,
+            "status": self.state,
+            "created": self.created,
+            "finished": self.finished,
+            "inputs": self.inputs,
+            "outputs": self.handle.outputs if self.handle is not None and not self.done.is_set() else self.outputs,
+            "usage": self.usage,
+            "events": self._seq,
+            "owner": self.owner,
+        }
+        if self.problem is not None:
+            data["error"] = {"status": self.problem.status, "detail": self.problem.detail}
+        return json.loads(encode(data))
+
+
+class RunRegistry:
+    """Every run the server knows, by id; finished ones are dropped oldest first past `keep_finished`."""
+
+    def __init__(self, *, keep_finished: int = 1000, max_events: int = 10_000) -> None:
+        self.runs: OrderedDict[str, ServerRun] = OrderedDict()
+        self.keep_finished = keep_finished
+        self.max_events = max_events
+        self.accepting = True
+
+    def get(self, run_id: str) -> ServerRun:
+        run = self.runs.get(run_id)
+        if run is None:
+            raise ApiProblem.field(404, "run_id", f"no run {run_id!r} (it never existed or was forgotten)")
+        return run
+
+    def _check_accepting(self) -> None:
+        if not self.accepting:
+            raise ApiProblem(503, "the server is shutting down and accepts no new runs", headers={"Retry-After": "5"})
+
+    def _add(self, run: ServerRun) -> ServerRun:
+        self.runs[run.id] = run
+        finished = [r for r in self.runs.values() if r.done.is_set()]
+        for old in finished[: max(0, len(finished) - self.keep_finished)]:
+            del self.runs[old.id]
+        return run
+
+    def start(
+        self, workflow: Workflow, inputs: Mapping[str, Any], *, mode: str, owner: str, run_id: str | None = None
+    ) -> ServerRun:
+        """Start a request/response run in a task of its own (it outlives the request in background mode)."""
+        self._check_accepting()
+        from ...core.run import new_run_id
+
+        run = ServerRun(
+            run_id or new_run_id(), workflow, mode=mode, owner=owner, inputs=inputs, max_events=self.max_events
+        )
+
+        async def drive() -> None:
+            try:
+                outputs = await workflow.run(dict(inputs), run_id=run.id, sinks=(run.on_event,))
+            except asyncio.CancelledError:
+                run.finish("cancelled")
+                raise
+            except Exception as exc:
+                run.finish("failed", error=exc)
+            else:
+                run.finish("succeeded", outputs=outputs)
+
+        run.task = asyncio.ensure_future(drive())
+        return self._add(run)
+
+    async def start_long_lived(
+        self, workflow: Workflow, inputs: Mapping[str, Any], *, owner: str
+    ) -> ServerRun:
+        """A run whose triggers stay armed: it waits for input until cancelled."""
+        self._check_accepting()
+        from ...core.run import new_run_id
+
+        run = ServerRun(
+            new_run_id(), workflow, mode="long_lived", owner=owner, inputs=inputs, max_events=self.max_events
+        )
+        run.handle = workflow.start(run_id=run.id, sinks=(run.on_event,))
+        await run.handle.begin()
+        self._add(run)
+        if inputs:
+            await run.handle.send(**inputs)
+        return run
+
+    @property
+    def active(self) -> list[ServerRun]:
+        return [r for r in self.runs.values() if not r.done.is_set()]
+
+    async def shutdown(self) -> None:
+        """Accept no new runs and cancel those in flight."""
+        self.accepting = False
+        await asyncio.gather(*(run.cancel() for run in self.active), return_exceptions=True)
