@@ -33,21 +33,38 @@ class BodyLimit:
                 except ValueError:
                     declared = -1
                 if declared > limit or declared < 0:
-                    problem = BodyTooLarge(limit) if declared > limit else ApiProblem(400, "bad Content-Length header")
+                    too_big = declared > limit
+                    problem = BodyTooLarge(limit) if too_big else ApiProblem(400, "invalid Content-Length header")
                     await _send_problem(send, scope, problem)
                     return
         received = 0
+        too_large = started = False
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise BodyTooLarge(limit)  # the app's handler turns it into a 413 problem
+                    # To the app the client has gone; this middleware answers instead.
+                    too_large = True
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited, send)
+        async def guarded(message: Message) -> None:
+            nonlocal started
+            if too_large:
+                return  # whatever the app makes of the "disconnect" is not sent
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large and not started:
+            await _send_problem(send, scope, BodyTooLarge(limit))
 
 
 async def _send_problem(send: Send, scope: Scope, problem: ApiProblem) -> None:

@@ -180,8 +180,13 @@ def problem_for_failure(exc: BaseException, *, what: str = "the run") -> ApiProb
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     errors = []
     for error in exc.errors():
-        location = ".".join(str(part) for part in error.get("loc", ()))
-        errors.append({"field": location, "message": error.get("msg", "invalid")})
+        location = [str(part) for part in error.get("loc", ())]
+        message = error.get("msg", "invalid")
+        if error.get("type") == "json_invalid":
+            # FastAPI puts the character position where the field would be.
+            at = f" at character {location[1]}" if len(location) > 1 else ""
+            location, message = location[:1], f"not valid JSON{at} ({(error.get('ctx') or {}).get('error', message)})"
+        errors.append({"field": ".".join(location), "message": message})
     return errors
 
 

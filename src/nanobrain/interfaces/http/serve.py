@@ -142,20 +142,18 @@ async def open_app(options: ServeOptions, *, report: Callable[[str], None] = pri
     if not options.chat and not workflows:
         raise NanoBrainError("nothing to serve: name workflow files, or drop --no-chat to serve the chat")
     chat = None
-    closing: list[Any] = []
+    database = Database(options.database)
+    closing: list[Any] = [database]
     try:
+        keys = ApiKeyStore(database)
+        active = await keys.active_count()
+        auth_configured = active > 0 or options.jwt is not None
+        # Before loading any model: a refused bind should not take seconds to say so.
+        check_bind(options.host, auth_configured=auth_configured, insecure=options.insecure)
         if options.chat:
             chat = await ChatApp.open(config=options.chat_config, model=options.model, database_url=options.database)
             closing.append(chat)
             await chat.warm_up()  # a model that cannot be used is an error now, not at the first request
-            database = chat.database
-        else:
-            database = Database(options.database)
-            closing.append(database)
-        keys = ApiKeyStore(database)
-        active = await keys.active_count()
-        auth_configured = active > 0 or options.jwt is not None
-        check_bind(options.host, auth_configured=auth_configured, insecure=options.insecure)
         limits = RateLimits(options.rate_limit) if options.rate_limit else None
         auth = Authenticator(keys, jwt=options.jwt, required=auth_configured, rate_limits=limits)
         audit = AuditLog(options.audit_log) if options.audit_log else AuditLog()
