@@ -136,10 +136,12 @@ class Authenticator:
 
         settings = self.jwt
         assert settings is not None
+        key = settings.public_key or settings.secret
+        assert key is not None  # JwtSettings insists on one
         try:
             claims = pyjwt.decode(
                 token,
-                settings.public_key or settings.secret,
+                key,
                 algorithms=list(settings.algorithms),
                 issuer=settings.issuer,
                 audience=settings.audience,

@@ -56,7 +56,7 @@ class ChatTurnTask:
         agent = ""
         persisted = False
         try:
-            stream = chat.workflow.stream(message=self.text, session=self.session, user=self.user)
+            stream: Any = chat.workflow.stream(message=self.text, session=self.session, user=self.user)
             async with aclosing(stream) as events:
                 async for event in events:
                     if isinstance(event, Token):

@@ -47,7 +47,7 @@ def check_bind(host: str, *, auth_configured: bool, insecure: bool) -> None:
     )
 
 
-def make_server(app: Any, host: str, port: int, *, log_level: str = "info", graceful_seconds: float = 10.0) -> Any:
+def make_server(app: Any, host: str, port: int, *, log_level: str = "info", graceful_seconds: int = 10) -> Any:
     """A uvicorn server for `app` that stops cleanly on SIGINT, SIGTERM and SIGHUP."""
     import uvicorn
 

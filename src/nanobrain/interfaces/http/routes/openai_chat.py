@@ -209,7 +209,7 @@ def _completion(cid: str, created: int, model: str, session: str, turn: ChatTurn
 
 
 async def _chunks(
-    turn: ChatTurnTask, first: str, cid: str, created: int, model: str, session: str, include_usage: bool
+    turn: ChatTurnTask, first: str | None, cid: str, created: int, model: str, session: str, include_usage: bool
 ) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         data = {
@@ -223,9 +223,12 @@ async def _chunks(
         return b"data: " + encode(data).encode() + b"\n\n"
 
     try:
-        yield chunk({"role": "assistant", "content": first})
-        while (text := await turn.tokens.get()) is not None:
-            yield chunk({"content": text})
+        if first is None:  # the turn ended without streaming (a model that does not stream)
+            yield chunk({"role": "assistant", "content": turn.outcome.reply})
+        else:
+            yield chunk({"role": "assistant", "content": first})
+            while (text := await turn.tokens.get()) is not None:
+                yield chunk({"content": text})
         assert turn.task is not None
         await asyncio.gather(turn.task, return_exceptions=True)
         outcome = turn.outcome

@@ -20,7 +20,7 @@ from .run_routes import event_frames
 router = protected_router("workflows")
 
 WorkflowName = Annotated[str, Path(min_length=1, max_length=200, description="A workflow's name (GET /v1/workflows)")]
-_PROBLEM = {"content": {PROBLEM_JSON: {}}}
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 
 
 class RunRequest(BaseModel):
