@@ -195,6 +195,7 @@ _COMMON_ERRORS = {
     400: "Malformed request (the body is not JSON, or a header is invalid)",
     401: "No credentials, or invalid ones",
     403: "The credentials' role may not do this",
+    404: "No such workflow, run, session or model (`errors` names which)",
     413: "The request body is too large",
     422: "Invalid request: `errors` names each field",
     429: "Rate limit exceeded: retry after `Retry-After` seconds",

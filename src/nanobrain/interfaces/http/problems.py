@@ -45,6 +45,18 @@ _TITLES = {
 }
 
 
+FAILURES: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {PROBLEM_JSON: {}}}
+    for code, text in {
+        500: "The run failed (a step raised); `detail` says where and why",
+        502: "A model provider failed",
+        503: "A model provider is unavailable, or the server is shutting down",
+        504: "A model provider or a step timed out",
+    }.items()
+}
+"""The responses of routes that run workflows."""
+
+
 class ApiProblem(Exception):
     """Raise to answer with a problem: `errors` names each bad field (`[{"field": ..., "message": ...}]`)."""
 

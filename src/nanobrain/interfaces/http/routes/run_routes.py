@@ -9,7 +9,7 @@ from fastapi import Header, Path, Request
 from pydantic import BaseModel, Field
 
 from ..auth import needs, protected_router
-from ..problems import ApiProblem
+from ..problems import FAILURES, PROBLEM_JSON, ApiProblem
 from ..runs import HEARTBEAT, ServerRun, encode
 from ..sse import COMMENT_HEARTBEAT, EventStreamResponse, frame
 
@@ -64,7 +64,10 @@ async def get_run(request: Request, run_id: RunId) -> dict[str, Any]:
 @router.get(
     "/v1/runs/{run_id}/events",
     summary="A run's events as Server-Sent Events, from the start or after Last-Event-ID",
-    responses={200: {"content": {"text/event-stream": {}}, "description": "The run's events"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The run's events"},
+        410: {"description": "The events after Last-Event-ID are no longer kept", "content": {PROBLEM_JSON: {}}},
+    },
     **needs("read"),
 )
 async def run_events(
@@ -90,6 +93,10 @@ async def run_events(
 @router.post(
     "/v1/runs/{run_id}/input",
     summary="Send input to a waiting (long-lived) run, or fire its manual steps",
+    responses={
+        409: {"description": "The run is not long-lived, or has ended", "content": {PROBLEM_JSON: {}}},
+        **FAILURES,
+    },
     **needs("run"),
 )
 async def send_input(request: Request, run_id: RunId, body: InputRequest) -> dict[str, Any]:

@@ -13,14 +13,13 @@ from pydantic import BaseModel, Field
 from ....core.errors import UnitTypeError
 from ..auth import needs, protected_router
 from ..disconnect import unless_disconnected
-from ..problems import PROBLEM_JSON, ApiProblem
+from ..problems import FAILURES, ApiProblem
 from ..runs import ServerRun
 from .run_routes import event_frames
 
 router = protected_router("workflows")
 
 WorkflowName = Annotated[str, Path(min_length=1, max_length=200, description="A workflow's name (GET /v1/workflows)")]
-_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 
 
 class RunRequest(BaseModel):
@@ -102,10 +101,7 @@ async def get_workflow(request: Request, name: WorkflowName) -> dict[str, Any]:
     responses={
         201: {"description": "A long-lived run started"},
         202: {"description": "A background run started; follow `Location`"},
-        500: {"description": "The run failed (a step raised)", **_PROBLEM},
-        502: {"description": "A model provider failed", **_PROBLEM},
-        503: {"description": "A model provider is unavailable, or the server is shutting down", **_PROBLEM},
-        504: {"description": "A model provider or step timed out", **_PROBLEM},
+        **FAILURES,
     },
     **needs("run"),
 )
@@ -143,7 +139,10 @@ async def _wait(request: Request, run: ServerRun) -> None:
 @router.post(
     "/v1/workflows/{name}/stream",
     summary="Start a run and stream its events as Server-Sent Events; disconnecting cancels the run",
-    responses={200: {"content": {"text/event-stream": {}}, "description": "The run's events"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The run's events"},
+        503: FAILURES[503],
+    },
     **needs("run"),
 )
 async def stream_run(request: Request, name: WorkflowName, body: StreamRequest) -> Any:
