@@ -188,3 +188,16 @@ def test_the_chat_workflow_runs_through_the_generic_endpoint(server: LiveServer,
     assert response.status_code == 200, response.text
     assert response.json()["outputs"]["reply"] == "Hi there."
     assert response.json()["usage"]["completion_tokens"] == 2
+
+
+async def test_the_registry_forgets_the_oldest_finished_runs_beyond_its_limit() -> None:
+    import nanobrain as nb
+    from nanobrain.interfaces.http.runs import RunRegistry
+
+    registry = RunRegistry(keep_finished=2)
+    workflow = nb.Workflow.sequence(nb.FunctionStep(lambda x: x, name="same"), name="same")
+    runs = [registry.start(workflow, {"x": i}, mode="background", owner="test") for i in range(4)]
+    for run in runs:
+        await run.done.wait()
+    assert list(registry.runs) == [runs[2].id, runs[3].id]
+    assert runs[3].outputs == {"result": 3}

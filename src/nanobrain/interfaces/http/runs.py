@@ -1,8 +1,9 @@
 """The server's runs: each one a task (or a long-lived handle) whose events are kept for readers.
 
-A `ServerRun` is a sink on its workflow run: every event is numbered and serialized once, kept
-in a bounded buffer (so an SSE client can resume with `Last-Event-ID`) and handed to every
-live reader. Finished runs stay readable until `keep_finished` newer ones have finished.
+A `ServerRun` is a sink on its workflow run: every event is numbered, kept in a bounded buffer
+(so an SSE client can resume with `Last-Event-ID`) and handed to every live reader; it becomes
+JSON only when someone reads it. Finished runs stay readable until `keep_finished` newer ones
+have finished.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import json
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ...core.events import RunEvent
@@ -21,9 +22,10 @@ from .problems import ApiProblem, problem_for_failure
 if TYPE_CHECKING:
     from ...core.workflow import Workflow, WorkflowHandle
 
-#: (sequence number, event type, JSON text)
+#: (sequence number, event type, event) as kept; readers get the event as JSON text.
+Kept = tuple[int, str, RunEvent | None]
 Record = tuple[int, str, str]
-_END: Record = (0, "", "")
+_END: Kept = (0, "", None)
 HEARTBEAT: Record = (-1, "", "")
 
 
@@ -57,15 +59,17 @@ class ServerRun:
         self.problem: ApiProblem | None = None
         self.task: asyncio.Task[Any] | None = None
         self.handle: WorkflowHandle | None = None
-        self._events: deque[Record] = deque(maxlen=max_events)
+        self._events: deque[Kept] = deque(maxlen=max_events)
         self._seq = 0
-        self._readers: list[asyncio.Queue[Record]] = []
+        self._readers: list[asyncio.Queue[Kept]] = []
         self.done = asyncio.Event()
+        #: Called once when the run ends (the registry forgets old runs).
+        self.on_finish: Callable[[ServerRun], None] | None = None
 
     # -- the sink ---------------------------------------------------------------------------------
     def on_event(self, event: RunEvent) -> None:
         self._seq += 1
-        record = (self._seq, event.type, encode(event.to_dict()))
+        record = (self._seq, event.type, event)
         self._events.append(record)
         for reader in self._readers:
             reader.put_nowait(record)
@@ -85,6 +89,8 @@ class ServerRun:
         self.done.set()
         for reader in self._readers:
             reader.put_nowait(_END)
+        if self.on_finish is not None:
+            self.on_finish(self)
 
     @property
     def state(self) -> str:
@@ -108,18 +114,18 @@ class ServerRun:
 
         With `heartbeat`, HEARTBEAT is yielded whenever that many seconds pass without an event.
         """
-        queue: asyncio.Queue[Record] = asyncio.Queue()
+        queue: asyncio.Queue[Kept] = asyncio.Queue()
         kept = [record for record in self._events if record[0] > after]
         if self.done.is_set():
             for record in kept:
-                yield record
+                yield _json(record)
             return
         self._readers.append(queue)
         try:
             last = after
             for record in kept:
                 last = record[0]
-                yield record
+                yield _json(record)
             while True:
                 if heartbeat is None or not queue.empty():
                     record = queue.get_nowait() if not queue.empty() else await queue.get()
@@ -134,7 +140,7 @@ class ServerRun:
                     return
                 if record[0] > last:
                     last = record[0]
-                    yield record
+                    yield _json(record)
         finally:
             self._readers.remove(queue)
 
@@ -162,11 +168,18 @@ class ServerRun:
         return json.loads(encode(data))
 
 
+def _json(record: Kept) -> Record:
+    seq, kind, event = record
+    assert event is not None
+    return seq, kind, encode(event.to_dict())
+
+
 class RunRegistry:
     """Every run the server knows, by id; finished ones are dropped oldest first past `keep_finished`."""
 
     def __init__(self, *, keep_finished: int = 1000, max_events: int = 10_000) -> None:
         self.runs: OrderedDict[str, ServerRun] = OrderedDict()
+        self._finished: deque[str] = deque()
         self.keep_finished = keep_finished
         self.max_events = max_events
         self.accepting = True
@@ -183,10 +196,13 @@ class RunRegistry:
 
     def _add(self, run: ServerRun) -> ServerRun:
         self.runs[run.id] = run
-        finished = [r for r in self.runs.values() if r.done.is_set()]
-        for old in finished[: max(0, len(finished) - self.keep_finished)]:
-            del self.runs[old.id]
+        run.on_finish = self._forget_old
         return run
+
+    def _forget_old(self, run: ServerRun) -> None:
+        self._finished.append(run.id)
+        while len(self._finished) > self.keep_finished:
+            self.runs.pop(self._finished.popleft(), None)
 
     def start(
         self, workflow: Workflow, inputs: Mapping[str, Any], *, mode: str, owner: str, run_id: str | None = None
