@@ -30,6 +30,9 @@ def stored(server: LiveServer, session: str) -> list[tuple[str, str, dict[str, A
 def test_models_lists_the_chat_workflow(server: LiveServer) -> None:
     models = client(server, "read").models.list()
     assert [m.id for m in models.data] == ["chat"]
+    assert client(server, "read").models.retrieve("chat").id == "chat"
+    with pytest.raises(openai.NotFoundError):
+        client(server, "read").models.retrieve("gpt-9")
 
 
 def test_a_plain_completion_answers_with_usage_and_persists_the_turn(server: LiveServer, model: Any) -> None:

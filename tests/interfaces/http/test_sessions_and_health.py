@@ -13,6 +13,7 @@ import httpx
 import pytest
 from tests.interfaces.http.conftest import LiveServer, headers, start_server
 
+from nanobrain.interfaces.http import ServerConfig
 from nanobrain.llm import ScriptedModel
 
 
@@ -174,3 +175,19 @@ def test_a_body_over_the_limit_is_refused_with_413(server: LiveServer) -> None:
         content=chunks(),
     )
     assert streamed.status_code == 413
+
+
+def test_cors_is_off_by_default_and_allows_only_configured_origins(server: LiveServer, tmp_path: Path) -> None:
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    closed = httpx.options(f"{server.url}/v1/chat/completions", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+    live = start_server(tmp_path / "cors", ScriptedModel(), config=ServerConfig(cors_origins=["https://app.example"]))
+    try:
+        allowed = httpx.options(f"{live.url}/v1/chat/completions", headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        other = httpx.options(
+            f"{live.url}/v1/chat/completions", headers={**preflight, "Origin": "https://evil.example"}
+        )
+        assert other.headers.get("access-control-allow-origin") != "https://evil.example"
+    finally:
+        live.close()

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import Header, Request
+from fastapi import Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -93,13 +93,26 @@ def _chat(request: Request) -> Any:
     return chat
 
 
+def _models(request: Request) -> list[dict[str, Any]]:
+    chat = _state(request).chat
+    if chat is None:
+        return []
+    return [{"id": chat.workflow.name, "object": "model", "created": 0, "owned_by": "nanobrain"}]
+
+
 @router.get("/v1/models", summary="The models (chat workflows) this server answers with", **needs("read"))
 async def list_models(request: Request) -> dict[str, Any]:
-    chat = _state(request).chat
-    data = []
-    if chat is not None:
-        data.append({"id": chat.workflow.name, "object": "model", "created": 0, "owned_by": "nanobrain"})
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": _models(request)}
+
+
+@router.get("/v1/models/{model}", summary="One model", **needs("read"))
+async def get_model(request: Request, model: Annotated[str, Path(min_length=1, max_length=200)]) -> dict[str, Any]:
+    for found in _models(request):
+        if found["id"] == model:
+            return found
+    raise ApiProblem.field(
+        404, "model", f"unknown model {model!r} (see GET /v1/models)", extra={"code": "model_not_found"}
+    )
 
 
 @router.post(
