@@ -58,7 +58,7 @@ async def test_loop_converges_in_python_and_yaml() -> None:
 async def test_loop_bound_stops_a_run_that_would_go_on() -> None:
     from examples import loop
 
-    with pytest.raises(nb.StepFailed) as caught:
+    with pytest.raises(nb.StepError) as caught:
         await loop.build(max_rounds=2).run(number=1e12)
     assert isinstance(caught.value.__cause__, nb.CycleLimitExceeded)
     assert "bound of 2 iteration" in str(caught.value.__cause__)

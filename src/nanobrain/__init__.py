@@ -18,7 +18,7 @@ from .core.errors import (
     NanoBrainError,
     Problem,
     RunError,
-    StepFailed,
+    StepError,
     StepTimeout,
     UnitTypeError,
     WorkflowValidationError,
@@ -30,6 +30,7 @@ from .core.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    StepFailed,
     StepFinished,
     StepStarted,
     Token,
@@ -37,6 +38,8 @@ from .core.events import (
 from .core.executors import DaskExecutor, Executor, InProcessExecutor, ProcessExecutor, ThreadExecutor
 from .core.links import ConditionalLink, Link, QueueLink, TransformLink
 from .core.retry import RetryPolicy
+from .core.schemas import input_schema, output_schema
+from .core.sinks import instrument
 from .core.steps import FunctionStep, Step, step
 from .core.triggers import AllDataReceived, Condition, Interval, Manual, OnUpdate, Trigger
 from .core.workflow import Workflow, WorkflowHandle
@@ -86,6 +89,7 @@ __all__ = [
     "RunStarted",
     "Step",
     "StepContext",
+    "StepError",
     "StepFailed",
     "StepFinished",
     "StepStarted",
@@ -102,6 +106,9 @@ __all__ = [
     "WorkflowHandle",
     "WorkflowValidationError",
     "current_context",
+    "input_schema",
+    "instrument",
     "load_workflow",
+    "output_schema",
     "step",
 ]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from nanobrain import Clock, FunctionStep, RealClock, RetryPolicy, StepFailed, VirtualClock, Workflow, step
+from nanobrain import Clock, FunctionStep, RealClock, RetryPolicy, StepError, VirtualClock, Workflow, step
 
 
 async def settle(rounds: int = 20) -> None:
@@ -196,7 +196,7 @@ async def test_step_retry_on_a_virtual_clock_gives_up_with_the_last_error():
     wf = Workflow.sequence(down, name="w", clock=clock)
     run = asyncio.create_task(wf.run(x=1))
     await clock.advance(5.0)
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         await asyncio.wait_for(run, timeout=5)
     assert attempts == 2
     assert str(info.value.__cause__) == "attempt 2"

@@ -15,7 +15,7 @@ from nanobrain import (
     FunctionStep,
     InProcessExecutor,
     ProcessExecutor,
-    StepFailed,
+    StepError,
     ThreadExecutor,
     Workflow,
 )
@@ -86,7 +86,7 @@ async def test_thread_executor_runs_blocking_branches_side_by_side():
 
 async def test_thread_executor_failure_is_a_step_failure():
     async with ThreadExecutor() as executor:
-        with pytest.raises(StepFailed) as info:
+        with pytest.raises(StepError) as info:
             await one_step(helpers.fail, executor).run(x=1)
     assert isinstance(info.value.__cause__, ValueError)
     assert str(info.value.__cause__) == "cannot handle 1"
@@ -130,7 +130,7 @@ async def test_process_executor_runs_a_function_decorated_with_step(process_exec
 
 @pytest.mark.slow
 async def test_process_executor_failure_keeps_the_original_exception(process_executor):
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         await one_step(helpers.fail, process_executor).run(x=2)
     assert isinstance(info.value.__cause__, ValueError)
     assert str(info.value.__cause__) == "cannot handle 2"
@@ -138,7 +138,7 @@ async def test_process_executor_failure_keeps_the_original_exception(process_exe
 
 @pytest.mark.slow
 async def test_process_executor_refuses_a_function_it_cannot_pickle(process_executor):
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         await one_step(lambda x: x, process_executor, name="local").run(x=1)
     assert info.value.step == "local"
     assert "pickle" in str(info.value.__cause__).lower()
@@ -189,7 +189,7 @@ async def test_dask_executor_runs_local_functions_and_fan_out(dask_cluster):
 @pytest.mark.slow
 async def test_dask_executor_failure_keeps_the_original_exception(dask_cluster):
     async with DaskExecutor(dask_cluster.scheduler_address) as executor:
-        with pytest.raises(StepFailed) as info:
+        with pytest.raises(StepError) as info:
             await one_step(helpers.fail, executor).run(x=3)
     assert isinstance(info.value.__cause__, ValueError)
     assert "cannot handle 3" in str(info.value.__cause__)

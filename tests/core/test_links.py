@@ -13,7 +13,7 @@ from nanobrain import (
     Link,
     OnUpdate,
     QueueLink,
-    StepFailed,
+    StepError,
     TransformLink,
     Workflow,
     step,
@@ -248,7 +248,7 @@ async def test_each_run_gets_its_own_iteration_budget():
 async def test_cycle_that_hits_its_bound_raises_cycle_limit_exceeded():
     events = []
     wf = counting_loop(limit=3, stop_at=None)
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         await wf.invoke({"x": 0}, on_event=events.append)
     limit = info.value.__cause__
     assert isinstance(limit, CycleLimitExceeded)
@@ -288,7 +288,7 @@ async def test_a_failing_transform_names_the_link() -> None:
     workflow.link("inputs.x", "produce.x")
     workflow.link("produce.result", "consume.y", transform=broken)
     workflow.link("consume.result", "outputs.y")
-    with pytest.raises(nb.StepFailed) as caught:
+    with pytest.raises(nb.StepError) as caught:
         await workflow.run(x=1)
     link_error = caught.value.__cause__
     assert isinstance(link_error, nb.LinkFailed)

@@ -12,7 +12,7 @@ from nanobrain import (
     DataUnit,
     FunctionStep,
     RetryPolicy,
-    StepFailed,
+    StepError,
     StepTimeout,
     StreamUnit,
     UnitTypeError,
@@ -188,7 +188,7 @@ async def test_return_value_is_validated_against_the_return_annotation():
     def lies(x: int) -> int:
         return "not an int"  # type: ignore[return-value]
 
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         await single(lies).run(x=1)
     assert isinstance(info.value.__cause__, UnitTypeError)
     assert "'lies.result'" in str(info.value.__cause__)
@@ -235,7 +235,7 @@ async def test_dict_return_with_an_unknown_key_fails_naming_it():
 
     wf = Workflow("w", outputs={"a": int}, steps=[wrong])
     wf.link("wrong.a", "outputs.a")
-    with pytest.raises(StepFailed, match=r"unknown output 'b'"):
+    with pytest.raises(StepError, match=r"unknown output 'b'"):
         await wf.run()
 
 
@@ -246,7 +246,7 @@ async def test_listed_outputs_need_a_mapping():
 
     wf = Workflow("w", outputs={"a": int}, steps=[not_a_dict])
     wf.link("not_a_dict.a", "outputs.a")
-    with pytest.raises(StepFailed, match=r"must return a mapping"):
+    with pytest.raises(StepError, match=r"must return a mapping"):
         await wf.run()
 
 
@@ -372,7 +372,7 @@ async def test_timeout_really_cancels_the_step():
 
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         await single(stuck).run(x=1)
     assert loop.time() - started < 10, "the run must end at the timeout, not when the step would have"
     assert observed == ["cancelled"]
@@ -435,7 +435,7 @@ async def test_retry_policy_gives_up_after_its_attempts():
         attempts.append(x)
         raise ConnectionError(f"attempt {len(attempts)}")
 
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         await single(always).run(x=1)
     assert len(attempts) == 2
     assert isinstance(info.value.__cause__, ConnectionError)
@@ -450,7 +450,7 @@ async def test_non_retryable_exception_is_not_retried():
         attempts.append(x)
         raise ValueError("bad input, retrying will not help")
 
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         await single(picky).run(x=1)
     assert attempts == [1]
     assert isinstance(info.value.__cause__, ValueError)
@@ -479,7 +479,7 @@ async def test_a_blocking_step_still_times_out_and_says_it_was_abandoned() -> No
 
     workflow = Workflow.sequence(FunctionStep(blocking, timeout=0.05), name="w")
     started = time.perf_counter()
-    with pytest.raises(StepFailed) as caught:
+    with pytest.raises(StepError) as caught:
         await workflow.run(x=1)
     assert time.perf_counter() - started < 1.5  # the run did not wait for the 2 s blocking call
     timeout = caught.value.__cause__

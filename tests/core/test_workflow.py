@@ -17,7 +17,7 @@ from nanobrain import (
     RunFinished,
     RunStarted,
     Step,
-    StepFailed,
+    StepError,
     StepFinished,
     StepStarted,
     StepTimeout,
@@ -264,11 +264,11 @@ async def test_failure_inside_a_nested_workflow_names_both_steps():
 
     inner = Workflow.sequence(explode, name="inner")
     outer = Workflow.sequence(inner, name="outer")
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         await outer.run(x=1)
     assert info.value.step == "inner"
     cause = info.value.__cause__
-    assert isinstance(cause, StepFailed)
+    assert isinstance(cause, StepError)
     assert cause.step == "explode"
     assert isinstance(cause.__cause__, KeyError)
 
@@ -351,7 +351,7 @@ def divide(x: int) -> float:
 
 async def test_failing_step_raises_step_failed_with_the_original_cause():
     wf = Workflow.sequence(divide, name="math")
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         await wf.run(x=0)
     assert info.value.step == "divide"
     assert isinstance(info.value.__cause__, ZeroDivisionError)
@@ -362,7 +362,7 @@ async def test_failing_step_raises_step_failed_with_the_original_cause():
 async def test_failing_step_in_a_stream_yields_step_failed_and_run_failed_then_raises():
     wf = Workflow.sequence(divide, name="math")
     events = []
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         async for event in wf.stream(x=0):
             events.append(event)
     assert [e.type for e in events] == ["run_started", "step_started", "step_failed", "run_failed"]
@@ -398,7 +398,7 @@ async def test_one_failing_branch_cancels_the_others():
     wf.link("inputs.x", "slow.x")
     wf.link("inputs.x", "broken.x")
     wf.link("slow.result", "outputs.y")
-    with pytest.raises(StepFailed, match=r"'broken'.*boom"):
+    with pytest.raises(StepError, match=r"'broken'.*boom"):
         await asyncio.wait_for(wf.run(x=1), timeout=10)
     assert cancelled == ["slow"]
 
@@ -417,7 +417,7 @@ async def test_timeout_of_a_nested_workflow_cancels_its_steps():
 
     inner = Workflow.sequence(stuck, name="inner", timeout=0.05)
     outer = Workflow.sequence(inner, name="outer")
-    with pytest.raises(StepFailed) as info:
+    with pytest.raises(StepError) as info:
         await outer.run(x=1)
     assert info.value.step == "inner"
     assert isinstance(info.value.__cause__, StepTimeout)
@@ -538,7 +538,7 @@ async def test_long_lived_handle_reports_a_failed_step():
         await handle.send(x=1)
         await handle.idle()
         await handle.send(x=-1)
-        with pytest.raises(StepFailed, match=r"'check'.*negative"):
+        with pytest.raises(StepError, match=r"'check'.*negative"):
             await handle.idle()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import string
 from collections import deque
@@ -152,7 +153,16 @@ class Agent(Step):
             # The last round asks for an answer without tools, so that a model that keeps calling
             # tools still gets to answer (it may still refuse; then the round limit is an error).
             final = round_ == self.max_rounds - 1 and round_ > 0
-            completion = await self._complete(messages + turn, context, tool_choice="none" if final else "auto")
+            choice = "none" if final else "auto"
+            sent = messages + turn
+            if context is not None:
+                # Journaled in a durable run: a resumed firing does not pay for this call again.
+                completion = await context.recorded(
+                    f"model:{round_}:{len(turn)}",
+                    functools.partial(self._complete, sent, context, tool_choice=choice),
+                )
+            else:
+                completion = await self._complete(sent, None, tool_choice=choice)
             usage = usage + completion.usage
             model_name = completion.model or model_name
             message = completion.message

@@ -77,7 +77,7 @@ class ConfigError(ProblemsError):
     kind = "not a valid configuration"
 
 
-class StepFailed(NanoBrainError):
+class StepError(NanoBrainError):
     """A step raised; the original exception is chained as `__cause__`."""
 
     def __init__(self, step: str, error: BaseException) -> None:

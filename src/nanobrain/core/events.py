@@ -36,6 +36,8 @@ class RunEvent:
 @dataclass(frozen=True, slots=True)
 class RunStarted(RunEvent):
     inputs: dict[str, Any] = field(default_factory=dict)
+    #: The run this one is nested in (a workflow used as a step), None for a top-level run.
+    parent_run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,19 +59,26 @@ class RunFailed(RunEvent):
 @dataclass(frozen=True, slots=True)
 class StepStarted(RunEvent):
     step: str = ""
+    #: The step's firing number within its run (1, 2, ...): (run_id, step, firing) pairs a start
+    #: with its finish or failure under concurrency.
+    firing: int = 0
     inputs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class StepFinished(RunEvent):
     step: str = ""
+    firing: int = 0
     outputs: dict[str, Any] = field(default_factory=dict)
     duration: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class StepFailed(RunEvent):
+    """A firing failed (`attempt` says which try; a retried attempt is followed by another)."""
+
     step: str = ""
+    firing: int = 0
     error: BaseException | None = None
     attempt: int = 1
 
@@ -86,6 +95,7 @@ class Token(RunEvent):
 
     step: str = ""
     text: str = ""
+    firing: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +105,7 @@ class Custom(RunEvent):
     step: str = ""
     name: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    firing: int = 0
 
 
 _EVENT_NAMES: dict[type, str] = {

@@ -16,23 +16,25 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
 from .context import StepContext, _current
 from .data_units import MISSING, DataUnit
-from .errors import CycleLimitExceeded, LinkFailed, RunError, StepFailed, StepTimeout
+from .errors import CycleLimitExceeded, LinkFailed, RunError, StepError, StepTimeout
 from .events import (
     EventSink,
     OutputSet,
     RunFailed,
     RunFinished,
     RunStarted,
+    StepFailed,
     StepFinished,
     StepStarted,
 )
-from .events import StepFailed as StepFailedEvent
+from .journal import DONE, FIRE, SEND, RunJournal
 from .links import Link
 from .steps import Step
 from .triggers import Interval, Snapshot, TriggerState
@@ -75,13 +77,22 @@ class StepRuntime:
         self.units: dict[str, DataUnit] = {port: t.clone() for port, t in plan.inputs.items()}
         self.outputs: dict[str, DataUnit] = {port: t.clone() for port, t in plan.outputs.items()}
         self.trigger: TriggerState = step.trigger.arm(self.units, plan.required, plan.connected)
-        self.pending: deque[Snapshot] = deque()
-        self.blocked: deque[tuple[Snapshot, asyncio.Future[None]]] = deque()
+        # Firings waiting for the step, and producers waiting for room: (firing number, snapshot).
+        self.pending: deque[tuple[int, Snapshot]] = deque()
+        self.blocked: deque[tuple[int, Snapshot, asyncio.Future[None]]] = deque()
         self.running = 0
         self.concurrency = step.concurrency
         self.capacity = plan.capacity
         self.context = StepContext(
-            run.run_id, step.name, f"{run.path}/{step.name}", run.sink, run.usage, run.loop, run.thread, run.clock
+            run.run_id,
+            step.name,
+            f"{run.path}/{step.name}",
+            run.sink,
+            run.usage,
+            run.loop,
+            run.thread,
+            run.clock,
+            journal=run.journal,
         )
         self.fired = 0
 
@@ -99,7 +110,9 @@ class Run:
         path: str = "",
         clock: Clock | None = None,
         run_id: str | None = None,
+        parent_run_id: str | None = None,
         usage: dict[str, int] | None = None,
+        journal: RunJournal | None = None,
     ) -> None:
         self.plan = plan
         #: This run's usage counters (nested runs included); `usage` is the parent's, added to
@@ -110,6 +123,11 @@ class Run:
         self.loop = asyncio._get_running_loop()
         self.thread = threading.get_ident()
         self.run_id = run_id or new_run_id()
+        self.parent_run_id = parent_run_id
+        #: Where a durable run journals its step boundaries (None: not durable, no cost).
+        self.journal = journal
+        self._replaying = False
+        self._timer_fired: dict[str, int] = {}
         self.path = path or plan.name
         self.sink = sink
         self.clock = clock
@@ -118,10 +136,11 @@ class Run:
         self.steps = [StepRuntime(sp, self) for sp in plan.steps]
         self.link_counts = [0] * plan.bounded_links
         self.started = 0.0
-        self._ready: deque[tuple[StepRuntime, Snapshot]] = deque()
+        self._ready: deque[tuple[StepRuntime, int, Snapshot]] = deque()
         self._active = 0
         self._timers = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._unstarted: set[asyncio.Task[Any]] = set()
         self._error: BaseException | None = None
         self._idle: asyncio.Future[None] | None = None
         self._driver: asyncio.Task[Any] | None = None
@@ -144,7 +163,7 @@ class Run:
                     "fired": sr.fired,
                     "running": sr.running,
                     # Firings waiting for the step (their input snapshots), oldest first.
-                    "pending": [dict(snapshot) for snapshot in sr.pending],
+                    "pending": [dict(snapshot) for _, snapshot in sr.pending],
                     # Values a join holds for inputs that ran ahead of the others.
                     "waiting": {p: list(q) for p, q in getattr(sr.trigger, "waiting", {}).items() if q},
                 }
@@ -164,33 +183,45 @@ class Run:
         return self._error
 
     # -- request/response -------------------------------------------------------------
-    async def execute(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Set the inputs, run until no work is left, return the outputs."""
+    async def execute(
+        self, values: Mapping[str, Any], *, replay: Sequence[tuple[str, str, int, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Set the inputs, run until no work is left, return the outputs.
+
+        With `replay` (a durable run's journal entries), the run's state is rebuilt from them
+        first and only the work not yet done runs.
+        """
         sink = self.sink
         self.started = time.perf_counter()
         if sink is not None:
-            sink(RunStarted(self.run_id, self.path, inputs=dict(values)))
+            sink(RunStarted(self.run_id, self.path, inputs=dict(values), parent_run_id=self.parent_run_id))
         try:
-            await self.send(values, drive=False)
-            self.start_sources()
+            if replay:
+                await self.replay(replay)
+            else:
+                await self.send(values, drive=False)
+                self.start_sources()
             self.start_timers(request_response=True)
             ready = self._ready
-            if ready:
-                sr, snap = ready.popleft()
-                while ready:
-                    self._spawn(*ready.popleft())
-                self._active += 1
-                self._driver = asyncio.current_task()
+            self._driver = asyncio.current_task()
+            try:
                 try:
-                    await self._worker(sr, snap)
+                    if ready:
+                        sr, firing, snap = ready.popleft()
+                        while ready:
+                            self._spawn(*ready.popleft())
+                        self._active += 1
+                        await self._worker(sr, firing, snap)
+                    await self.wait_idle()
                 except asyncio.CancelledError:
                     if not self._driver_failed:
                         raise
                     # Cancelled by `_fail` because another worker failed: not the caller's cancel.
                     self._driver.uncancel()  # type: ignore[union-attr]
-                finally:
                     self._driver = None
-            await self.wait_idle()
+                    await self.wait_idle()
+            finally:
+                self._driver = None
             if self._error is not None:
                 raise self._error
         except BaseException as exc:
@@ -229,6 +260,10 @@ class Run:
 
     async def send(self, values: Mapping[str, Any], *, drive: bool = True) -> None:
         """Set workflow inputs and deliver them along their links."""
+        journal = self.journal
+        if journal is not None and not self._replaying:
+            journal.add(SEND, data=values)
+            await journal.flush()
         routes = self.plan.input_routes
         for name, value in values.items():
             unit = self.inputs[name]
@@ -245,7 +280,7 @@ class Run:
     def start_sources(self) -> None:
         """Fire steps that have no inputs (they run once per run)."""
         for index in self.plan.sources:
-            self._enqueue_now(self.steps[index], {})
+            self._fire_from_outside(self.steps[index], {})
 
     def start_timers(self, *, request_response: bool) -> None:
         for index in self.plan.timers:
@@ -270,10 +305,73 @@ class Run:
                 if snap is None:
                     missing = [p for p in sr.step.required_inputs if sr.units[p]._value is MISSING]
                     raise RunError(f"step {step_name!r} cannot fire: inputs {missing} have no value yet")
-                self._enqueue_now(sr, snap)
+                self._fire_from_outside(sr, snap)
+                if self.journal is not None and not self._replaying:
+                    self._spawn_flush()
                 self.drain_ready()
                 return
         raise RunError(f"no step named {step_name!r} (steps: {', '.join(s.name for s in self.steps)})")
+
+    def _fire_from_outside(self, sr: StepRuntime, snap: Snapshot) -> None:
+        """A firing that no value caused (a source, a manual or timer firing): journaled as such."""
+        if self.journal is not None and not self._replaying:
+            self.journal.add(FIRE, sr.name)
+        self._enqueue_now(sr, snap)
+
+    def _spawn_flush(self) -> None:
+        assert self.journal is not None
+        task = asyncio.get_running_loop().create_task(self.journal.flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def replay(self, entries: Sequence[tuple[str, str, int, Any]]) -> None:
+        """Rebuild the run's state from journal entries without running a completed firing.
+
+        Inputs and outside firings are applied again; each completed firing is taken from the
+        queue it was waiting in and its recorded outputs are routed as they were. What is left
+        queued afterwards is the work that was in flight or not yet started.
+        """
+        by_name = {sr.name: sr for sr in self.steps}
+        self._replaying = True
+        try:
+            for kind, step, firing, data in entries:
+                if kind == SEND:
+                    await self.send(data, drive=False)
+                elif kind == FIRE:
+                    sr = self._replayed_step(by_name, step)
+                    snap = sr.trigger.snapshot() if sr.plan.inputs else {}
+                    if snap is None:
+                        raise RunError(f"run {self.run_id}: journal fires {step!r} before its inputs have values")
+                    self._timer_fired[step] = self._timer_fired.get(step, 0) + 1
+                    self._enqueue_now(sr, snap)
+                elif kind == DONE:
+                    sr = self._replayed_step(by_name, step)
+                    self._take(sr, firing)
+                    if data:
+                        await self._route_outputs(sr, data)
+        finally:
+            self._replaying = False
+
+    def _replayed_step(self, by_name: Mapping[str, StepRuntime], step: str) -> StepRuntime:
+        sr = by_name.get(step)
+        if sr is None:
+            raise RunError(f"run {self.run_id}: the journal names step {step!r}, which the workflow does not have")
+        return sr
+
+    def _take(self, sr: StepRuntime, firing: int) -> None:
+        """Remove a queued firing that the journal says completed, as a worker would have."""
+        ready = self._ready
+        for index, (queued, number, _) in enumerate(ready):
+            if queued is sr and number == firing:
+                del ready[index]
+                sr.running -= 1
+                if sr.pending:
+                    self._admit_next(sr)
+                return
+        raise RunError(
+            f"run {self.run_id}: the journal says firing {firing} of step {sr.name!r} completed, but replaying "
+            "the journal never started it (the workflow behaves differently than when the run was journaled)"
+        )
 
     def drain_ready(self) -> None:
         """Give every ready firing a worker task."""
@@ -301,30 +399,45 @@ class Run:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- scheduling -----------------------------------------------------------------------
-    def _spawn(self, sr: StepRuntime, snap: Snapshot) -> None:
+    def _spawn(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         self._active += 1
-        task = asyncio.get_running_loop().create_task(self._worker(sr, snap))
+        task = asyncio.get_running_loop().create_task(self._worker(sr, firing, snap))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._unstarted.add(task)
+        task.add_done_callback(self._worker_done)
+
+    def _worker_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task in self._unstarted:
+            # Cancelled before it ran (another firing failed): its `finally` never ran either.
+            self._unstarted.discard(task)
+            self._active -= 1
+            if self._active == 0:
+                self._wake()
 
     def _enqueue_now(self, sr: StepRuntime, snap: Snapshot) -> None:
+        # Firings are numbered when their snapshot is taken: the numbering then follows the
+        # order of the data, not of task scheduling, and a replayed run numbers them the same.
+        sr.fired += 1
         if sr.running < sr.concurrency:
             sr.running += 1
-            self._ready.append((sr, snap))
+            self._ready.append((sr, sr.fired, snap))
         else:
-            sr.pending.append(snap)
+            sr.pending.append((sr.fired, snap))
 
-    async def _worker(self, sr: StepRuntime, snap: Snapshot) -> None:
+    async def _worker(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         ready = self._ready
+        if self._unstarted:
+            self._unstarted.discard(asyncio.current_task())  # type: ignore[arg-type]
         try:
             while True:
-                await self._fire(sr, snap)
+                await self._fire(sr, firing, snap)
                 sr.running -= 1
                 if sr.pending:
                     self._admit_next(sr)
                 if not ready:
                     break
-                sr, snap = ready.popleft()
+                sr, firing, snap = ready.popleft()
                 while ready:
                     self._spawn(*ready.popleft())
         except asyncio.CancelledError:
@@ -342,26 +455,31 @@ class Run:
 
     def _admit_next(self, sr: StepRuntime) -> None:
         sr.running += 1
-        self._ready.append((sr, sr.pending.popleft()))
+        self._ready.append((sr, *sr.pending.popleft()))
         # Room was made in the pending queue: admit the longest-waiting producer.
         while sr.blocked and (sr.capacity is None or len(sr.pending) < sr.capacity):
-            snap, waiter = sr.blocked.popleft()
+            firing, snap, waiter = sr.blocked.popleft()
             if not waiter.done():
-                sr.pending.append(snap)
+                sr.pending.append((firing, snap))
                 waiter.set_result(None)
 
     async def _timer(self, sr: StepRuntime, trigger: Interval) -> None:
         clock = self.clock
         sleep = clock.sleep if clock is not None else asyncio.sleep
         try:
-            fired = 0
+            # A resumed run continues the count its journal reached.
+            fired = self._timer_fired.get(sr.name, 0)
+            if trigger.count is not None and fired >= trigger.count:
+                return
             if not trigger.immediately:
                 await sleep(trigger.seconds)
             while True:
                 snap = sr.trigger.snapshot()
                 if snap is not None:
                     fired += 1
-                    self._enqueue_now(sr, snap)
+                    self._fire_from_outside(sr, snap)
+                    if self.journal is not None:
+                        await self.journal.flush()
                     self.drain_ready()
                     if trigger.count is not None and fired >= trigger.count:
                         return
@@ -386,24 +504,35 @@ class Run:
             driver.cancel()
 
     # -- one firing ----------------------------------------------------------------------
-    async def _fire(self, sr: StepRuntime, snap: Snapshot) -> None:
+    async def _fire(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         sink = self.sink
-        sr.fired += 1
-        token = _current.set(sr.context)
+        context = sr.context
+        if sr.concurrency == 1:
+            # Firings of this step never overlap: one context object serves them in turn.
+            context.firing = firing
+        else:
+            context = replace(context, firing=firing)
+        token = _current.set(context)
         try:
             if sink is not None:
-                sink(StepStarted(self.run_id, self.path, step=sr.name, inputs=snap))
+                sink(StepStarted(self.run_id, self.path, step=sr.name, inputs=snap, firing=firing))
                 started = time.perf_counter()
             try:
                 result = await sr.plan.invoke(snap)
+                journal = self.journal
+                if journal is not None:
+                    # Durable before the outputs move on: nothing downstream runs on a value
+                    # that a crash could take back.
+                    journal.add(DONE, sr.name, firing, dict(result) if result else {})
+                    await journal.flush()
                 if result:
                     await self._route_outputs(sr, result)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if sink is not None:
-                    sink(StepFailedEvent(self.run_id, self.path, step=sr.name, error=exc))
-                raise StepFailed(sr.name, exc) from exc
+                    sink(StepFailed(self.run_id, self.path, step=sr.name, error=exc, firing=firing))
+                raise StepError(sr.name, exc) from exc
             if sink is not None:
                 sink(
                     StepFinished(
@@ -412,6 +541,7 @@ class Run:
                         step=sr.name,
                         outputs=dict(result) if result else {},
                         duration=time.perf_counter() - started,
+                        firing=firing,
                     )
                 )
         finally:
@@ -468,23 +598,24 @@ class Run:
             snap = sr.trigger.offer(route.port, unit._value)
             if snap is None:
                 continue
+            sr.fired += 1
             if sr.running < sr.concurrency:
                 sr.running += 1
-                self._ready.append((sr, snap))
-            elif sr.capacity is None or len(sr.pending) < sr.capacity:
-                sr.pending.append(snap)
+                self._ready.append((sr, sr.fired, snap))
+            elif sr.capacity is None or len(sr.pending) < sr.capacity or self._replaying:
+                sr.pending.append((sr.fired, snap))
             else:
-                await self._wait_for_room(sr, snap)
+                await self._wait_for_room(sr, sr.fired, snap)
 
-    async def _wait_for_room(self, sr: StepRuntime, snap: Snapshot) -> None:
+    async def _wait_for_room(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         # Steps made ready by this worker must not wait for it while it waits for them.
         self.drain_ready()
         waiter = asyncio.get_running_loop().create_future()
-        sr.blocked.append((snap, waiter))
+        sr.blocked.append((firing, snap, waiter))
         try:
             await waiter
         except asyncio.CancelledError:
-            for i, (_, w) in enumerate(sr.blocked):
+            for i, (_, _, w) in enumerate(sr.blocked):
                 if w is waiter:
                     del sr.blocked[i]
                     break
@@ -507,7 +638,11 @@ def _report_retry(attempt: int, error: BaseException) -> None:
     """A failed attempt that will be retried becomes a `step_failed` event with its attempt number."""
     context = _current.get()
     if context is not None and context.sink is not None:
-        context.sink(StepFailedEvent(context.run_id, context.run_path, step=context.step, error=error, attempt=attempt))
+        context.sink(
+            StepFailed(
+                context.run_id, context.run_path, step=context.step, error=error, attempt=attempt, firing=context.firing
+            )
+        )
 
 
 def wrap_invoke(step: Step, clock: Clock | None) -> Invoke:

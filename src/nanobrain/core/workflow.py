@@ -10,12 +10,15 @@ from typing import Any
 from .clock import Clock
 from .context import current_context
 from .data_units import MISSING, DataUnit
+from .durable import nested_journal, resolve_store, resume_durable, run_durable
 from .errors import RunError, WorkflowValidationError
 from .events import EventSink, RunEvent
 from .executors import DEFAULT_EXECUTOR, Executor
+from .journal import JournalStore, RunJournal
 from .links import ConditionalLink, Link, QueueLink, TransformLink
 from .plan import Plan, compile_plan
-from .run import Run
+from .run import Run, new_run_id
+from .sinks import fan_out
 from .steps import FunctionStep, Step, UnitSpec
 from .validation import find_problems
 
@@ -38,9 +41,14 @@ class Workflow(Step):
         steps: Sequence[Step] = (),
         links: Sequence[Link] = (),
         clock: Clock | None = None,
+        durable: bool | JournalStore | None = None,
         **options: Any,
     ) -> None:
         super().__init__(name, inputs=inputs or {}, outputs=outputs or {}, **options)
+        #: Journal every run (True: the default store under NANOBRAIN_HOME; or a JournalStore).
+        self.durable = durable
+        #: Where the workflow was loaded from (a file path), recorded with durable runs.
+        self.source = ""
         self.steps: dict[str, Step] = {}
         self.links: list[Link] = []
         self.clock = clock
@@ -168,7 +176,7 @@ class Workflow(Step):
         return self._plan
 
     # -- running ---------------------------------------------------------------------------
-    async def _complete_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    async def _complete_inputs(self, inputs: Mapping[str, Any], *, allow_missing: bool = False) -> dict[str, Any]:
         """The given inputs plus the value of every input not given (its stored value or default)."""
         unknown = [name for name in inputs if name not in self.inputs]
         if unknown:
@@ -187,13 +195,15 @@ class Workflow(Step):
             if value is not MISSING:
                 values[name] = value
         missing = [name for name in self.inputs if name not in values]
-        if missing:
+        if missing and not allow_missing:
             raise RunError(f"workflow {self.name!r} needs input {', '.join(map(repr, missing))}")
         return values
 
     def new_run(
         self,
         *,
+        run_id: str | None = None,
+        sinks: Sequence[EventSink] = (),
         on_event: EventSink | None = None,
         path: str = "",
         usage: dict[str, int] | None = None,
@@ -201,31 +211,108 @@ class Workflow(Step):
     ) -> Run:
         """A fresh run with its own state (for callers that drive it themselves).
 
-        `clock` replaces the workflow's own (a nested workflow runs on its parent's clock).
+        Events go to `on_event`, each of `sinks` and the process-wide instruments; a sink that
+        raises is logged and disabled for this run. `clock` replaces the workflow's own.
         """
+        run_id = run_id or new_run_id()
+        return self._make_run(fan_out((on_event, *sinks), run_id), run_id=run_id, path=path, usage=usage, clock=clock)
+
+    def _make_run(
+        self,
+        sink: EventSink | None,
+        *,
+        run_id: str,
+        path: str = "",
+        usage: dict[str, int] | None = None,
+        clock: Clock | None = None,
+        parent_run_id: str | None = None,
+        journal: RunJournal | None = None,
+    ) -> Run:
         return Run(
             self.plan(),
             inputs=self.inputs,
             outputs=self.outputs,
-            sink=on_event,
+            sink=sink,
             path=path or self.name,
             clock=clock or self.clock,
+            run_id=run_id,
+            parent_run_id=parent_run_id,
             usage=usage,
+            journal=journal,
         )
 
-    async def invoke(self, inputs: Mapping[str, Any], *, on_event: EventSink | None = None) -> dict[str, Any]:
-        """Run once with `inputs`; return the outputs that were set. Events go to `on_event`."""
+    async def invoke(
+        self,
+        inputs: Mapping[str, Any],
+        *,
+        on_event: EventSink | None = None,
+        run_id: str | None = None,
+        sinks: Sequence[EventSink] = (),
+        durable: bool | JournalStore | None = None,
+    ) -> dict[str, Any]:
+        """Run once with `inputs`; return the outputs that were set. Events go to `on_event` and `sinks`.
+
+        `durable` (True for the default store, or a JournalStore; default: the workflow's own
+        setting) journals the run so that `resume` can continue it after a crash.
+        """
+        store = resolve_store(self.durable if durable is None else durable)
+        if store is not None:
+            listeners = [s for s in (on_event, *sinks) if s is not None]
+            return await run_durable(self, inputs, store=store, run_id=run_id, sinks=listeners, source=self.source)
         values = await self._complete_inputs(inputs)
-        return await self.new_run(on_event=on_event).execute(values)
+        return await self.new_run(on_event=on_event, run_id=run_id, sinks=sinks).execute(values)
 
-    async def run(self, **inputs: Any) -> dict[str, Any]:
-        """Run once; return the outputs that were set, by name."""
-        return await self.invoke(inputs)
+    async def run(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        /,
+        *,
+        run_id: str | None = None,
+        sinks: Sequence[EventSink] = (),
+        durable: bool | JournalStore | None = None,
+        **more_inputs: Any,
+    ) -> dict[str, Any]:
+        """Run once; return the outputs that were set, by name.
 
-    async def stream(self, **inputs: Any) -> AsyncIterator[RunEvent]:
+        Inputs come as keywords (`wf.run(text="hi")`) or as a mapping (`wf.run({"text": "hi"})`),
+        the form to use for an input named like a keyword of this method (`run_id`, `sinks`).
+        """
+        values = self._merge_inputs(inputs, more_inputs, run_id=run_id, sinks=sinks, durable=durable)
+        return await self.invoke(values, run_id=run_id, sinks=sinks, durable=durable)
+
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        durable: bool | JournalStore | None = None,
+        sinks: Sequence[EventSink] = (),
+        send: Mapping[str, Any] | None = None,
+        fire: Sequence[str] = (),
+        force: bool = False,
+    ) -> dict[str, Any]:
+        """Continue a durable run (after a crash, or when it waits for input: `send`, `fire`).
+
+        Completed firings are not executed again; a firing that was in flight runs again
+        (at-least-once: use `current_context().idempotency_key` for side effects).
+        """
+        chosen = durable if durable is not None else self.durable
+        store = resolve_store(True if chosen is None or chosen is False else chosen)
+        assert store is not None
+        return await resume_durable(self, run_id, store=store, sinks=sinks, send=send, fire=fire, force=force)
+
+    async def stream(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        /,
+        *,
+        run_id: str | None = None,
+        sinks: Sequence[EventSink] = (),
+        **more_inputs: Any,
+    ) -> AsyncIterator[RunEvent]:
         """Run once, yielding run events as they happen. A failed run raises after its events."""
+        values = self._merge_inputs(inputs, more_inputs, run_id=run_id, sinks=sinks)
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        task = asyncio.ensure_future(self.invoke(inputs, on_event=queue.put_nowait))
+        task = asyncio.ensure_future(self.invoke(values, on_event=queue.put_nowait, run_id=run_id, sinks=sinks))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while True:
@@ -239,15 +326,49 @@ class Workflow(Step):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
+    def _merge_inputs(self, inputs: Mapping[str, Any] | None, more: dict[str, Any], **keywords: Any) -> dict[str, Any]:
+        # An input named like one of our keywords would silently become the keyword: refuse that.
+        shadowed = [k for k, v in keywords.items() if k in self.inputs and v and (inputs is None or k not in inputs)]
+        if shadowed:
+            name = shadowed[0]
+            raise RunError(
+                f"workflow {self.name!r} has an input named {name!r}, which is also a keyword of run() and "
+                f"stream(): pass inputs as a mapping, e.g. run({{{name!r}: ...}})"
+            )
+        if inputs is None:
+            return more
+        both = [name for name in more if name in inputs]
+        if both:
+            raise RunError(f"workflow {self.name!r}: input {', '.join(map(repr, both))} given twice")
+        return {**inputs, **more}
+
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any] | None:
-        """Run as a step of another workflow; events join the parent's stream."""
+        """Run as a step of another workflow; events join the parent's stream.
+
+        The nested run's id derives from the parent's firing (`parent.step.firing`), so it is the
+        same when a durable parent re-runs that firing.
+        """
         context = current_context()
-        run = self.new_run(
-            on_event=context.sink if context else None,
-            path=context.path if context else self.name,
-            usage=context.usage if context else None,
-            clock=self.clock or (context.clock if context else None),
-        )
+        if context is None:
+            run = self.new_run()
+        else:
+            run_id = f"{context.run_id}.{context.step}.{context.firing}"
+            parent_journal = context.journal
+            journal = None
+            replay = None
+            if parent_journal is not None:
+                journal, replay = await nested_journal(parent_journal.store, run_id, self, context.run_id)
+            run = self._make_run(
+                context.sink,
+                run_id=run_id,
+                path=context.path,
+                usage=context.usage,
+                clock=self.clock or context.clock,
+                parent_run_id=context.run_id,
+                journal=journal,
+            )
+            if replay:
+                return await run.execute(inputs, replay=replay)
         return await run.execute(await self._complete_inputs(inputs))
 
     async def aclose(self) -> None:
@@ -276,21 +397,35 @@ class Workflow(Step):
                 found.append(step_)
         return found
 
-    def start(self, *, on_event: EventSink | None = None) -> WorkflowHandle:
+    def start(
+        self, *, on_event: EventSink | None = None, run_id: str | None = None, sinks: Sequence[EventSink] = ()
+    ) -> WorkflowHandle:
         """A long-lived run: triggers stay armed until stopped. Use `async with wf.start() as h:`."""
-        return WorkflowHandle(self, on_event)
+        return WorkflowHandle(self, on_event, run_id=run_id, sinks=sinks)
 
 
 class WorkflowHandle:
     """A long-lived run: send inputs, fire manual steps, watch outputs, stop."""
 
-    def __init__(self, workflow: Workflow, on_event: EventSink | None) -> None:
+    def __init__(
+        self,
+        workflow: Workflow,
+        on_event: EventSink | None = None,
+        *,
+        run_id: str | None = None,
+        sinks: Sequence[EventSink] = (),
+    ) -> None:
         self.workflow = workflow
-        self._listeners: list[EventSink] = [on_event] if on_event else []
-        self.run = workflow.new_run(on_event=self._dispatch)
+        # `events()` iterators come and go while the run lives: they hang off one dispatching sink.
+        self._listeners: list[EventSink] = []
+        self.run = workflow.new_run(on_event=on_event, sinks=(*sinks, self._dispatch), run_id=run_id)
         self._started = False
         self._stopped = False
         self._stoppers: list[asyncio.Queue[RunEvent | None]] = []
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
 
     def _dispatch(self, event: RunEvent) -> None:
         for listener in tuple(self._listeners):

@@ -131,9 +131,9 @@ def _loop(runner: asyncio.Runner, state: ChatState) -> int:
 
 def _describe(exc: BaseException) -> str:
     """The original error behind nested step failures, in one line."""
-    from ..core.errors import StepFailed
+    from ..core.errors import StepError
 
-    while isinstance(exc, StepFailed) and exc.__cause__ is not None:
+    while isinstance(exc, StepError) and exc.__cause__ is not None:
         exc = exc.__cause__
     return f"{type(exc).__name__}: {exc}" if not isinstance(exc, NanoBrainError) else str(exc)
 

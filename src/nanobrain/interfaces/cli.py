@@ -26,7 +26,7 @@ from rich.live import Live
 from rich.text import Text
 
 from .. import __version__
-from ..core.errors import NanoBrainError, ProblemsError, StepFailed
+from ..core.errors import NanoBrainError, ProblemsError, StepError
 from .run_display import EventLines, Progress, Where, dumps, print_outputs, unwrap
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _print_problems(err: Console, exc: ProblemsError, file: Path | None) -> None
 
 def _describe(exc: BaseException) -> tuple[str, bool]:
     """The message for an error, and whether a traceback could help (the user's code raised)."""
-    if isinstance(exc, StepFailed):
+    if isinstance(exc, StepError):
         path, cause = unwrap(exc)
         return f"step {path!r} failed: {type(cause).__name__}: {cause}", True
     if isinstance(exc, UsageProblem | NanoBrainError):

@@ -18,24 +18,24 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from ..core.errors import StepFailed
+from ..core.errors import StepError
 
 if TYPE_CHECKING:
     from ..core.events import RunEvent
 
 
 # -- failures -------------------------------------------------------------------------------------
-def unwrap(exc: StepFailed) -> tuple[str, BaseException]:
+def unwrap(exc: StepError) -> tuple[str, BaseException]:
     """Nested workflows wrap a failure once per level: the whole step path, and the original error."""
     path, cause = [exc.step], exc.error
-    while isinstance(cause, StepFailed):
+    while isinstance(cause, StepError):
         path.append(cause.step)
         cause = cause.error
     return "/".join(path), cause
 
 
 def error_text(error: BaseException | None) -> str:
-    if isinstance(error, StepFailed):
+    if isinstance(error, StepError):
         path, cause = unwrap(error)
         return f"{type(cause).__name__}: {cause} (in step {path!r})"
     return f"{type(error).__name__}: {error}"

@@ -92,16 +92,9 @@ class Tool:
     @classmethod
     def from_step(cls, step: Step, *, name: str | None = None, description: str | None = None) -> Tool:
         """A step, workflow or agent as a tool: its inputs are the arguments, its outputs the result."""
-        from pydantic import Field
+        from ..core.schemas import units_model
 
-        fields: dict[str, Any] = {}
-        for port, unit in step.inputs.items():
-            annotation = unit.type if unit.type is not None else Any
-            default = ... if unit.default is _missing() else unit.default
-            fields[port] = (annotation, Field(default))
-        model = create_model(  # type: ignore[call-overload]
-            f"{step.name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
-        )
+        model = units_model(f"{step.name}_arguments", step.inputs)
 
         async def run(**inputs: Any) -> Any:
             from ..core.workflow import Workflow
@@ -115,12 +108,6 @@ class Tool:
             return next(iter(values.values())) if len(values) == 1 else values
 
         return cls(name or step.name, description or step.description or step.name, model, run)
-
-
-def _missing() -> Any:
-    from ..core.data_units import MISSING
-
-    return MISSING
 
 
 def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None) -> Any:

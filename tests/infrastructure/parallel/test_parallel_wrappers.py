@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from tests.infrastructure.parallel.parallel_helpers import drive
 
-from nanobrain import StepFailed, VirtualClock, Workflow
+from nanobrain import StepError, VirtualClock, Workflow
 from nanobrain.infrastructure.parallel import (
     BreakerPolicy,
     BreakerState,
@@ -30,7 +30,7 @@ async def test_a_breaker_step_fails_fast_while_open_and_recovers() -> None:
     assert guarded.name == "api" and list(guarded.inputs) == ["request"]
     causes = []
     for _ in range(3):
-        with pytest.raises(StepFailed) as caught:
+        with pytest.raises(StepError) as caught:
             await workflow.run(request=1)
         causes.append(type(caught.value.__cause__))
     assert causes == [InjectedFault, InjectedFault, CircuitOpen]

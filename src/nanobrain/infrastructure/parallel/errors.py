@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...core.errors import NanoBrainError, StepFailed
+from ...core.errors import NanoBrainError, StepError
 
 
 class ParallelError(NanoBrainError):
@@ -79,7 +79,7 @@ def is_retryable(error: BaseException) -> bool:
             return flag
         if isinstance(current, TimeoutError):
             return True
-        if isinstance(current, StepFailed):
+        if isinstance(current, StepError):
             current = current.error
             continue
         current = current.__cause__
