@@ -135,3 +135,54 @@ def test_a_signal_stops_the_server_cleanly_and_keeps_the_partial_answer(tmp_path
     assert [m.message.role for m in stored] == ["user", "assistant"]
     assert stored[1].metadata.get("interrupted") is True
     assert stored[1].message.content.startswith(streamed)  # at least what the client saw was kept
+
+
+@pytest.mark.slow
+def test_serve_a_workflow_file_with_a_key_made_by_the_cli(home: Path, tmp_path: Path) -> None:
+    flow = tmp_path / "shout.yaml"
+    flow.write_text(textwrap.dedent("""
+        name: shout
+        inputs: {text: str}
+        outputs: {loud: str}
+        steps:
+          title: {function: "string:capwords"}
+        links:
+          - {from: inputs.text, to: title.s}
+          - {from: title.result, to: outputs.loud}
+    """))
+    env = {**os.environ, "NANOBRAIN_HOME": str(home)}
+    created = subprocess.run([sys.executable, "-m", "nanobrain", "keys", "create", "tester", "--role", "run"],
+                             capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nanobrain", "serve", str(flow), "--no-chat", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
+            time.sleep(0.1)
+        assert httpx.post(f"{url}/v1/workflows/shout/runs", json={"inputs": {"text": "hi"}}).status_code == 401
+        ran = httpx.post(
+            f"{url}/v1/workflows/shout/runs", json={"inputs": {"text": "hi there"}}, headers={"X-API-Key": key}
+        )
+        assert ran.status_code == 200, ran.text
+        assert ran.json()["outputs"] == {"loud": "Hi There"}
+        assert httpx.get(f"{url}/v1/models", headers={"X-API-Key": key}).json()["data"] == []
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "serving shout on http://127.0.0.1:" in err and "1 API key" in err
