@@ -286,3 +286,26 @@ async def test_run_error_is_kept_on_the_run():
     with pytest.raises(Exception, match=r"nope") as info:
         await run.execute({"x": 1})
     assert run.error is info.value
+
+
+async def test_a_failing_branch_stops_siblings_that_had_not_started_without_hanging():
+    """A worker task cancelled before it ever ran used to keep the run waiting forever."""
+    from nanobrain import StepError
+
+    def build() -> Workflow:
+        wf = Workflow("fan", inputs={"x": int}, outputs={"y": int})
+        for name in ("first", "second", "third", "fourth"):
+
+            def body(x: int, _name: str = name) -> int:
+                if _name == "second":
+                    raise ValueError("second failed")
+                return x
+
+            body.__name__ = name
+            wf.add(step(body))
+            wf.link("inputs.x", f"{name}.x")
+        wf.link("fourth.result", "outputs.y")
+        return wf
+
+    with pytest.raises(StepError, match="second failed"):
+        await asyncio.wait_for(build().run(x=1), 5)

@@ -358,3 +358,24 @@ def test_interval_arguments_are_checked():
     with pytest.raises(ValueError, match=r"count"):
         Interval(1, count=0)
     assert Interval(1.5, count=2).describe() == "interval(1.5s, count=2)"
+
+
+def test_join_state_dumps_and_loads_the_values_that_ran_ahead():
+    from nanobrain.core.data_units import DataUnit as Unit
+
+    def armed():
+        units = {"a": Unit("a", int), "b": Unit("b", int)}
+        return AllDataReceived().arm(units, ("a", "b"), ("a", "b"))
+
+    state = armed()
+    assert state.offer("a", 1) is None
+    assert state.offer("a", 2) is None
+    dumped = state.dump()
+    assert dumped == {"waiting": {"a": [1, 2]}}
+    restored = armed()
+    restored.load(dumped)
+    assert restored.offer("b", 10) == {"a": 1, "b": 10}
+    assert restored.offer("b", 20) == {"a": 2, "b": 20}
+    assert restored.dump() == {}
+    with pytest.raises(ValueError, match="no linked input 'c'"):
+        armed().load({"waiting": {"c": [1]}})

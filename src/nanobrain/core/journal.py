@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -100,11 +99,15 @@ class JournalStore(Protocol):
 
 def process_owner() -> str:
     """An owner id for leases: host, pid and a random part (pids are reused)."""
+    import socket
+
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 def owner_alive(owner: str) -> bool:
     """Whether a lease's owner may still run: unknown hosts count as alive; on this host, the pid."""
+    import socket
+
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname() or not pid_text.isdigit():

@@ -165,7 +165,7 @@ class Run:
                     # Firings waiting for the step (their input snapshots), oldest first.
                     "pending": [dict(snapshot) for _, snapshot in sr.pending],
                     # Values a join holds for inputs that ran ahead of the others.
-                    "waiting": {p: list(q) for p, q in getattr(sr.trigger, "waiting", {}).items() if q},
+                    "waiting": sr.trigger.dump().get("waiting", {}),
                 }
                 for sr in self.steps
             },

@@ -40,6 +40,13 @@ class TriggerState:
     def offer(self, port: str, value: Any) -> Snapshot | None:
         raise NotImplementedError
 
+    def dump(self) -> dict[str, Any]:
+        """What this state holds besides the unit values (empty for stateless triggers)."""
+        return {}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        """Take back what `dump` returned."""
+
 
 class Trigger:
     """Base class. Subclasses say how offered values turn into firings."""
@@ -111,6 +118,20 @@ class _AllDataState(TriggerState):
             if not q:
                 self.empty += 1
         return snap
+
+    def dump(self) -> dict[str, Any]:
+        """Values that arrived ahead of the other inputs, per input, oldest first."""
+        waiting = {name: list(q) for name, q in self.waiting.items() if q}
+        return {"waiting": waiting} if waiting else {}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        for name, values in state.get("waiting", {}).items():
+            queue = self.waiting.get(name)
+            if queue is None:
+                raise ValueError(f"a join has no linked input {name!r} to hold waiting values")
+            queue.clear()
+            queue.extend(values)
+        self.empty = sum(1 for q in self.waiting.values() if not q)
 
 
 class AllDataReceived(Trigger):

@@ -10,7 +10,6 @@ from typing import Any
 from .clock import Clock
 from .context import current_context
 from .data_units import MISSING, DataUnit
-from .durable import nested_journal, resolve_store, resume_durable, run_durable
 from .errors import RunError, WorkflowValidationError
 from .events import EventSink, RunEvent
 from .executors import DEFAULT_EXECUTOR, Executor
@@ -255,8 +254,12 @@ class Workflow(Step):
         `durable` (True for the default store, or a JournalStore; default: the workflow's own
         setting) journals the run so that `resume` can continue it after a crash.
         """
-        store = resolve_store(self.durable if durable is None else durable)
-        if store is not None:
+        chosen = self.durable if durable is None else durable
+        if chosen:
+            from .durable import resolve_store, run_durable
+
+            store = resolve_store(chosen)
+            assert store is not None
             listeners = [s for s in (on_event, *sinks) if s is not None]
             return await run_durable(self, inputs, store=store, run_id=run_id, sinks=listeners, source=self.source)
         values = await self._complete_inputs(inputs)
@@ -295,6 +298,8 @@ class Workflow(Step):
         Completed firings are not executed again; a firing that was in flight runs again
         (at-least-once: use `current_context().idempotency_key` for side effects).
         """
+        from .durable import resolve_store, resume_durable
+
         chosen = durable if durable is not None else self.durable
         store = resolve_store(True if chosen is None or chosen is False else chosen)
         assert store is not None
@@ -357,6 +362,8 @@ class Workflow(Step):
             journal = None
             replay = None
             if parent_journal is not None:
+                from .durable import nested_journal
+
                 journal, replay = await nested_journal(parent_journal.store, run_id, self, context.run_id)
             run = self._make_run(
                 context.sink,
