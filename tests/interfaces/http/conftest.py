@@ -108,6 +108,11 @@ async def nap(seconds: float) -> str:
 
 
 @nb.step
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@nb.step
 def explode(x: int) -> int:
     raise ValueError(f"cannot handle {x}")
 
@@ -127,6 +132,7 @@ def served_workflows() -> list[nb.Workflow]:
     acc.link("echo.result", "outputs.last")
     return [
         nb.Workflow.sequence(double, name="double"),
+        nb.Workflow.sequence(add, name="add"),
         nb.Workflow.sequence(nap, name="nap"),
         nb.Workflow.sequence(explode, name="explode"),
         nb.Workflow.sequence(upstream, name="upstream"),
@@ -153,6 +159,7 @@ def start_server(
     keys: dict[str, str] = {}
 
     async def build() -> tuple[Any, list[Any]]:
+        from nanobrain.infrastructure.data.journal import SqlJournalStore
         from nanobrain.interfaces.http.audit import AuditLog
 
         chat = await ChatApp.open(model=model, database_url=f"sqlite+aiosqlite:///{tmp_path / 'server.db'}")
@@ -170,8 +177,9 @@ def start_server(
             auth=authenticator,
             config=config or ServerConfig(heartbeat_seconds=0.2),
             audit=AuditLog(tmp_path / "audit.log"),
+            journal=(journal := SqlJournalStore(chat.database)),
         )
-        return app, [chat]
+        return app, [chat, journal]
 
     server = LiveServer(build).start()
     server.keys = keys  # type: ignore[attr-defined]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.interfaces.http.conftest import LiveServer, headers
+from tests.interfaces.http.conftest import LiveServer, headers, start_server
 
 from nanobrain.llm import ScriptedModel
 
@@ -201,3 +202,27 @@ async def test_the_registry_forgets_the_oldest_finished_runs_beyond_its_limit() 
         await run.done.wait()
     assert list(registry.runs) == [runs[2].id, runs[3].id]
     assert runs[3].outputs == {"result": 3}
+
+
+def test_a_durable_run_waits_for_input_across_a_restart_of_the_server(tmp_path: Path, model: ScriptedModel) -> None:
+    first = start_server(tmp_path, model)
+    try:
+        started = post(first, "/v1/workflows/add/runs", {"inputs": {"a": 1}, "durable": True})
+        assert started.status_code == 200, started.text
+        run = started.json()
+        assert run["status"] == "waiting" and run["durable"] and "input b" in run["waiting_for"]
+        not_durable = post(first, "/v1/workflows/add/runs", {"inputs": {"a": 1}})
+        assert not_durable.status_code == 422 and not_durable.json()["errors"][0]["field"] == "inputs.b"
+    finally:
+        first.close()
+    second = start_server(tmp_path, model)  # a new process would see the same: the journal is in the database
+    try:
+        recalled = get(second, f"/v1/runs/{run['run_id']}").json()
+        assert recalled["status"] == "waiting" and recalled["workflow"] == "add"
+        finished = post(second, f"/v1/runs/{run['run_id']}/input", {"inputs": {"b": 2}, "wait": True})
+        assert finished.status_code == 200, finished.text
+        assert finished.json()["status"] == "succeeded" and finished.json()["outputs"] == {"result": 3}
+        again = post(second, f"/v1/runs/{run['run_id']}/input", {"inputs": {"b": 5}})
+        assert again.status_code == 409
+    finally:
+        second.close()

@@ -20,6 +20,7 @@ from .problems import install as install_problem_handlers
 from .runs import RunRegistry
 
 if TYPE_CHECKING:
+    from ...core.journal import JournalStore
     from ...core.workflow import Workflow
     from ...workflows.chat.app import ChatApp
 
@@ -64,11 +65,13 @@ def create_app(
     auth: Authenticator | None = None,
     config: ServerConfig | None = None,
     audit: AuditLog | None = None,
+    journal: JournalStore | None = None,
     close_on_shutdown: bool = False,
 ) -> FastAPI:
     """The ASGI app serving `workflows` and `chat` (also listed as a workflow).
 
-    `auth` defaults to open mode (a local admin): `nanobrain serve` passes API keys. With
+    `auth` defaults to open mode (a local admin): `nanobrain serve` passes API keys. Durable runs
+    are journaled in `journal` (default: the SQL journal under NANOBRAIN_HOME). With
     `close_on_shutdown` the app closes the chat and the workflows when it stops.
     """
     from .routes import health, openai_chat, run_routes, sessions, workflow_routes
@@ -87,7 +90,9 @@ def create_app(
         chat=chat,
         config=config,
         audit=audit or AuditLog(),
-        runs=RunRegistry(keep_finished=config.keep_finished_runs, max_events=config.max_events_per_run),
+        runs=RunRegistry(
+            keep_finished=config.keep_finished_runs, max_events=config.max_events_per_run, journal=journal
+        ),
     )
 
     @asynccontextmanager

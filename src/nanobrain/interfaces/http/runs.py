@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ...core.events import RunEvent
@@ -20,6 +20,7 @@ from ..run_display import jsonable
 from .problems import ApiProblem, problem_for_failure
 
 if TYPE_CHECKING:
+    from ...core.journal import JournalStore
     from ...core.workflow import Workflow, WorkflowHandle
 
 #: (sequence number, event type, event) as kept; readers get the event as JSON text.
@@ -59,6 +60,10 @@ class ServerRun:
         self.problem: ApiProblem | None = None
         self.task: asyncio.Task[Any] | None = None
         self.handle: WorkflowHandle | None = None
+        #: Where a durable run is journaled (it can wait for input and outlive the server).
+        self.journal: JournalStore | None = None
+        #: What a waiting durable run waits for (from the journal).
+        self.where = ""
         self._events: deque[Kept] = deque(maxlen=max_events)
         self._seq = 0
         self._readers: list[asyncio.Queue[Kept]] = []
@@ -91,6 +96,11 @@ class ServerRun:
             reader.put_nowait(_END)
         if self.on_finish is not None:
             self.on_finish(self)
+
+    def reopen(self) -> None:
+        """A waiting durable run goes on (it was given input)."""
+        self.status, self.finished, self.where, self.problem = "running", None, "", None
+        self.done.clear()
 
     @property
     def state(self) -> str:
@@ -162,10 +172,17 @@ class ServerRun:
             "usage": self.usage,
             "events": self._seq,
             "owner": self.owner,
+            "durable": self.journal is not None,
         }
+        if self.where:
+            data["waiting_for"] = self.where
         if self.problem is not None:
             data["error"] = {"status": self.problem.status, "detail": self.problem.detail}
         return json.loads(encode(data))
+
+
+def _looks_like_id(run_id: str) -> bool:
+    return 0 < len(run_id) <= 64 and all(c.isalnum() or c in "-_" for c in run_id)
 
 
 def _json(record: Kept) -> Record:
@@ -177,8 +194,11 @@ def _json(record: Kept) -> Record:
 class RunRegistry:
     """Every run the server knows, by id; finished ones are dropped oldest first past `keep_finished`."""
 
-    def __init__(self, *, keep_finished: int = 1000, max_events: int = 10_000) -> None:
+    def __init__(
+        self, *, keep_finished: int = 1000, max_events: int = 10_000, journal: JournalStore | None = None
+    ) -> None:
         self.runs: OrderedDict[str, ServerRun] = OrderedDict()
+        self._journal = journal
         self._finished: deque[str] = deque()
         self.keep_finished = keep_finished
         self.max_events = max_events
@@ -204,29 +224,88 @@ class RunRegistry:
         while len(self._finished) > self.keep_finished:
             self.runs.pop(self._finished.popleft(), None)
 
+    @property
+    def journal(self) -> JournalStore:
+        """Where durable runs are journaled (default: the SQL journal under NANOBRAIN_HOME)."""
+        if self._journal is None:
+            from ...core.durable import default_store
+
+            self._journal = default_store()
+        return self._journal
+
     def start(
-        self, workflow: Workflow, inputs: Mapping[str, Any], *, mode: str, owner: str, run_id: str | None = None
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any],
+        *,
+        mode: str,
+        owner: str,
+        run_id: str | None = None,
+        durable: bool = False,
     ) -> ServerRun:
-        """Start a request/response run in a task of its own (it outlives the request in background mode)."""
+        """Start a request/response run in a task of its own (it outlives the request in background mode).
+
+        A durable run is journaled: given too few inputs it waits for them, and it can be continued
+        (`resume`) by this server or, after a restart, the next one.
+        """
         self._check_accepting()
         from ...core.run import new_run_id
 
         run = ServerRun(
             run_id or new_run_id(), workflow, mode=mode, owner=owner, inputs=inputs, max_events=self.max_events
         )
+        run.journal = self.journal if durable else None
+        sinks = (run.on_event,)
+        run.task = asyncio.ensure_future(
+            self._drive(run, lambda: workflow.run(dict(inputs), run_id=run.id, sinks=sinks, durable=run.journal))
+        )
+        return self._add(run)
 
-        async def drive() -> None:
-            try:
-                outputs = await workflow.run(dict(inputs), run_id=run.id, sinks=(run.on_event,))
-            except asyncio.CancelledError:
-                run.finish("cancelled")
-                raise
-            except Exception as exc:
-                run.finish("failed", error=exc)
-            else:
-                run.finish("succeeded", outputs=outputs)
+    def resume(self, run: ServerRun, send: Mapping[str, Any], fire: list[str]) -> None:
+        """Give a waiting (or interrupted) durable run its input; it goes on in a task of its own."""
+        self._check_accepting()
+        run.reopen()
+        workflow, sinks = run.workflow, (run.on_event,)
+        run.task = asyncio.ensure_future(
+            self._drive(run, lambda: workflow.resume(run.id, durable=run.journal, sinks=sinks, send=send, fire=fire))
+        )
 
-        run.task = asyncio.ensure_future(drive())
+    async def _drive(self, run: ServerRun, work: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        try:
+            outputs = await work()
+        except asyncio.CancelledError:
+            run.finish("cancelled")
+            raise
+        except Exception as exc:
+            run.finish("failed", error=exc)
+            return
+        status = "succeeded"
+        if run.journal is not None:
+            record = await run.journal.get(run.id)
+            if record is not None and record.status == "waiting":
+                status, run.where = "waiting", record.where
+        run.finish(status, outputs=outputs)
+
+    async def find(self, run_id: str, workflows: Mapping[str, Workflow]) -> ServerRun:
+        """The run, from memory or, for a durable run of an earlier server, from the journal."""
+        run = self.runs.get(run_id)
+        if run is not None:
+            return run
+        record = await self.journal.get(run_id) if _looks_like_id(run_id) else None
+        if record is None or record.parent_run_id:
+            return self.get(run_id)  # the 404
+        workflow = workflows.get(record.workflow)
+        if workflow is None:
+            served = f"run {run_id!r} belongs to workflow {record.workflow!r}, which this server does not serve"
+            raise ApiProblem.field(404, "run_id", served)
+        run = ServerRun(run_id, workflow, mode="durable", owner="", inputs={}, max_events=self.max_events)
+        run.journal = self.journal
+        run.created = record.created
+        status = {"finished": "succeeded", "waiting": "waiting", "failed": "failed"}.get(record.status, "interrupted")
+        run.where = record.where if status == "waiting" else ""
+        run.finish(status)
+        if record.error:
+            run.problem = ApiProblem(500, record.error, title="Run failed")
         return self._add(run)
 
     async def start_long_lived(

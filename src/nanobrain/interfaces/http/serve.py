@@ -126,6 +126,7 @@ async def open_app(options: ServeOptions, *, report: Callable[[str], None] = pri
     """The app for `options`, checked (workflows valid, model loadable, safe bind); and what to close after."""
     from ...config.loader import load_workflow
     from ...infrastructure.data.database import Database
+    from ...infrastructure.data.journal import SqlJournalStore
     from ...infrastructure.security.api_keys import ApiKeyStore
     from ...workflows.chat.app import ChatApp
     from .app import ServerConfig, create_app
@@ -158,7 +159,9 @@ async def open_app(options: ServeOptions, *, report: Callable[[str], None] = pri
         auth = Authenticator(keys, jwt=options.jwt, required=auth_configured, rate_limits=limits)
         audit = AuditLog(options.audit_log) if options.audit_log else AuditLog()
         config = ServerConfig(max_body_bytes=options.max_body_bytes, cors_origins=tuple(options.cors_origins))
-        app = create_app(workflows=workflows, chat=chat, auth=auth, config=config, audit=audit)
+        journal = SqlJournalStore(database)  # durable runs live beside the keys and the history
+        closing.append(journal)
+        app = create_app(workflows=workflows, chat=chat, auth=auth, config=config, audit=audit, journal=journal)
     except BaseException:
         for resource in reversed(closing):
             await resource.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -9,6 +10,7 @@ from fastapi import Header, Path, Request
 from pydantic import BaseModel, Field
 
 from ..auth import needs, protected_router
+from ..disconnect import unless_disconnected
 from ..problems import FAILURES, PROBLEM_JSON, ApiProblem
 from ..runs import HEARTBEAT, ServerRun, encode
 from ..sse import COMMENT_HEARTBEAT, EventStreamResponse, frame
@@ -26,6 +28,16 @@ class InputRequest(BaseModel):
 
 def _state(request: Request) -> Any:
     return request.app.state.nanobrain
+
+
+async def wait_for(request: Request, run: ServerRun) -> None:
+    """Wait until the run ends (or waits for input); a client that goes away cancels it."""
+    waiting = asyncio.ensure_future(run.done.wait())
+    try:
+        await unless_disconnected(request, waiting)
+    except asyncio.CancelledError:
+        await run.cancel()
+        raise
 
 
 def event_frames(state: Any, run: ServerRun, *, after: int, cancel_on_close: bool) -> EventStreamResponse:
@@ -56,7 +68,7 @@ async def list_runs(request: Request) -> dict[str, Any]:
 @router.get("/v1/runs/{run_id}", summary="A run's state and, once finished, its result", **needs("read"))
 async def get_run(request: Request, run_id: RunId) -> dict[str, Any]:
     state = _state(request)
-    run = state.runs.get(run_id)
+    run = await state.runs.find(run_id, state.workflows)
     state.audit.record(request.state.principal, "read", f"run:{run_id}")
     return run.view()
 
@@ -76,7 +88,7 @@ async def run_events(
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> Any:
     state = _state(request)
-    run = state.runs.get(run_id)
+    run = await state.runs.find(run_id, state.workflows)
     after = 0
     if last_event_id is not None:
         if not last_event_id.isdigit():
@@ -92,9 +104,9 @@ async def run_events(
 
 @router.post(
     "/v1/runs/{run_id}/input",
-    summary="Send input to a waiting (long-lived) run, or fire its manual steps",
+    summary="Send input to a waiting run (long-lived, or durable and waiting), or fire its manual steps",
     responses={
-        409: {"description": "The run is not long-lived, or has ended", "content": {PROBLEM_JSON: {}}},
+        409: {"description": "The run takes no input (not waiting, or has ended)", "content": {PROBLEM_JSON: {}}},
         **FAILURES,
     },
     **needs("run"),
@@ -103,15 +115,24 @@ async def send_input(request: Request, run_id: RunId, body: InputRequest) -> dic
     from .workflow_routes import check_inputs
 
     state = _state(request)
-    run = state.runs.get(run_id)
-    if run.handle is None:
-        raise ApiProblem.field(409, "run_id", f"run {run_id!r} is not long-lived: it takes no more input")
-    if run.done.is_set():
-        raise ApiProblem.field(409, "run_id", f"run {run_id!r} has ended ({run.status})")
+    run = await state.runs.find(run_id, state.workflows)
     inputs = check_inputs(run.workflow, body.inputs, partial=True)
     for index, name in enumerate(body.fire):
         if name not in run.workflow.steps:
             raise ApiProblem.field(422, f"fire.{index}", f"no step {name!r} in workflow {run.workflow.name!r}")
+    if run.handle is None:
+        if run.journal is None:
+            why = f"run {run_id!r} is neither long-lived nor durable: it takes no input"
+            raise ApiProblem.field(409, "run_id", why)
+        if not run.done.is_set() or run.status not in ("waiting", "interrupted"):
+            raise ApiProblem.field(409, "run_id", f"run {run_id!r} is {run.state}: only a waiting run takes input")
+        state.audit.record(request.state.principal, "input", f"run:{run_id}", inputs=sorted(inputs), fire=body.fire)
+        state.runs.resume(run, inputs, list(body.fire))
+        if body.wait:
+            await wait_for(request, run)
+        return run.view()
+    if run.done.is_set():
+        raise ApiProblem.field(409, "run_id", f"run {run_id!r} has ended ({run.status})")
     state.audit.record(request.state.principal, "input", f"run:{run_id}", inputs=sorted(inputs), fire=body.fire)
     try:
         if inputs:

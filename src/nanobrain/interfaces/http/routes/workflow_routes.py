@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -12,10 +11,8 @@ from pydantic import BaseModel, Field
 
 from ....core.errors import UnitTypeError
 from ..auth import needs, protected_router
-from ..disconnect import unless_disconnected
 from ..problems import FAILURES, ApiProblem
-from ..runs import ServerRun
-from .run_routes import event_frames
+from .run_routes import event_frames, wait_for
 
 router = protected_router("workflows")
 
@@ -28,6 +25,11 @@ class RunRequest(BaseModel):
         "wait",
         description="wait: answer with the result; background: answer 202 with the run id at once; "
         "long_lived: keep the run's triggers armed for more input (POST /v1/runs/{id}/input)",
+    )
+    durable: bool = Field(
+        False,
+        description="Journal the run: it may be given fewer inputs and wait for the rest "
+        "(POST /v1/runs/{id}/input), even across a restart of the server",
     )
 
 
@@ -110,30 +112,23 @@ async def start_run(request: Request, name: WorkflowName, body: RunRequest) -> A
     workflow = _workflow(request, name)
     principal = request.state.principal
     if body.mode == "long_lived":
+        if body.durable:
+            why = "a long-lived run cannot be durable: use mode wait or background"
+            raise ApiProblem.field(422, "body.durable", why)
         inputs = check_inputs(workflow, body.inputs, partial=True)
         run = await state.runs.start_long_lived(workflow, inputs, owner=principal.name)
         state.audit.record(principal, "start", f"run:{run.id}", workflow=name, mode=body.mode)
         return JSONResponse(run.view(), status_code=201, headers={"Location": f"/v1/runs/{run.id}"})
-    inputs = check_inputs(workflow, body.inputs)
-    run = state.runs.start(workflow, inputs, mode=body.mode, owner=principal.name)
-    state.audit.record(principal, "start", f"run:{run.id}", workflow=name, mode=body.mode)
+    inputs = check_inputs(workflow, body.inputs, partial=body.durable)
+    run = state.runs.start(workflow, inputs, mode=body.mode, owner=principal.name, durable=body.durable)
+    state.audit.record(principal, "start", f"run:{run.id}", workflow=name, mode=body.mode, durable=body.durable)
     if body.mode == "background":
         return JSONResponse(run.view(), status_code=202, headers={"Location": f"/v1/runs/{run.id}"})
-    await _wait(request, run)
+    await wait_for(request, run)
     if run.problem is not None:
         problem = run.problem
         raise ApiProblem(problem.status, problem.detail, title=problem.title, extra={"run_id": run.id, **problem.extra})
     return run.view()
-
-
-async def _wait(request: Request, run: ServerRun) -> None:
-    """Wait for the run; a client that goes away cancels it."""
-    waiting = asyncio.ensure_future(run.done.wait())
-    try:
-        await unless_disconnected(request, waiting)
-    except asyncio.CancelledError:
-        await run.cancel()
-        raise
 
 
 @router.post(
