@@ -96,6 +96,9 @@ def test_a_background_run_answers_at_once_and_is_polled(server: LiveServer) -> N
     done = wait_for(server, run["run_id"], "succeeded")
     assert done["status"] == "succeeded" and done["outputs"] == {"result": "rested"}
     assert run["run_id"] in [r["run_id"] for r in get(server, "/v1/runs").json()["runs"]]
+    naps = get(server, "/v1/runs", params={"workflow": "nap", "status": "succeeded", "limit": 1}).json()["runs"]
+    assert [r["run_id"] for r in naps] == [run["run_id"]]
+    assert get(server, "/v1/runs", params={"status": "sleeping"}).status_code == 422
 
 
 def test_a_streamed_run_sends_its_events_in_order(server: LiveServer) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ...core.events import RunFinished, StepFinished, StepStarted, Token
 from ...workflows.chat.app import ChatApp
+from ...workflows.chat.steps import PersistTurn
 
 
 @dataclass
@@ -52,6 +53,8 @@ class ChatTurnTask:
         chat = self.chat
         top = chat.workflow.name
         agents = {a.name for a in chat.agents()}
+        # Once the turn is persisted, a cancel must not store it a second time.
+        persisting = {name for name, step in chat.workflow.steps.items() if isinstance(step, PersistTurn)}
         partial: list[str] = []
         agent = ""
         persisted = False
@@ -64,7 +67,7 @@ class ChatTurnTask:
                         self.tokens.put_nowait(event.text)
                     elif isinstance(event, StepStarted) and event.path == top and event.step in agents:
                         agent = event.step
-                    elif isinstance(event, StepFinished) and event.path == top and event.step == "persist":
+                    elif isinstance(event, StepFinished) and event.path == top and event.step in persisting:
                         persisted = True
                     elif isinstance(event, RunFinished) and event.path == top:
                         self.outcome.reply = str(event.outputs.get("reply", ""))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Header, Path, Request
+from fastapi import Header, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from ..auth import needs, protected_router
@@ -60,9 +60,22 @@ def event_frames(state: Any, run: ServerRun, *, after: int, cancel_on_close: boo
     return EventStreamResponse(frames(), headers={"X-Run-Id": run.id})
 
 
-@router.get("/v1/runs", summary="Runs the server knows, newest last", **needs("read"))
-async def list_runs(request: Request) -> dict[str, Any]:
-    return {"runs": [run.view() for run in _state(request).runs.runs.values()]}
+RunStatus = Literal["running", "waiting", "succeeded", "failed", "cancelled", "interrupted"]
+
+
+@router.get("/v1/runs", summary="Runs the server knows (the newest `limit`), oldest first", **needs("read"))
+async def list_runs(
+    request: Request,
+    status: Annotated[RunStatus | None, Query(description="Only runs in this state")] = None,
+    workflow: Annotated[str | None, Query(max_length=200, description="Only runs of this workflow")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    runs = [
+        run
+        for run in _state(request).runs.runs.values()
+        if (status is None or run.state == status) and (workflow is None or run.workflow.name == workflow)
+    ]
+    return {"runs": [run.view() for run in runs[-limit:]]}
 
 
 @router.get("/v1/runs/{run_id}", summary="A run's state and, once finished, its result", **needs("read"))
