@@ -4,11 +4,13 @@ long-lived runs that take input, cancelling, and clients that go away."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from tests.interfaces.http.conftest import LiveServer, headers, start_server
 
 from nanobrain.llm import ScriptedModel
@@ -163,7 +165,9 @@ def test_cancelling_a_background_run_stops_it(server: LiveServer) -> None:
     assert server.task_count() <= idle
 
 
-def test_a_client_leaving_a_streamed_or_waited_run_cancels_it_and_nothing_leaks(server: LiveServer) -> None:
+def test_a_client_leaving_a_streamed_or_waited_run_cancels_it_and_nothing_leaks(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
     idle = server.task_count()
     with httpx.stream(
         "POST", f"{server.url}/v1/workflows/nap/stream", json={"inputs": {"seconds": 60}}, headers=headers(server)
@@ -184,6 +188,7 @@ def test_a_client_leaving_a_streamed_or_waited_run_cancels_it_and_nothing_leaks(
     while server.task_count() > idle and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.task_count() <= idle
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a client leaving is not a server error"
 
 
 def test_the_chat_workflow_runs_through_the_generic_endpoint(server: LiveServer, model: ScriptedModel) -> None:

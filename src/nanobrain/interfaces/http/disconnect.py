@@ -7,11 +7,20 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
+from .problems import ApiProblem
+
 T = TypeVar("T")
 
 
+class ClientDisconnected(ApiProblem):
+    """The client went away before the answer: nobody reads this problem (nginx's 499)."""
+
+    def __init__(self) -> None:
+        super().__init__(499, "the client closed the connection before the answer", title="Client closed request")
+
+
 async def unless_disconnected(request: Request, work: asyncio.Future[T]) -> T:
-    """Await `work`; if the client disconnects first, cancel it and raise CancelledError.
+    """Await `work`; if the client disconnects first, cancel it and raise ClientDisconnected.
 
     The request body has been read by then, so the next ASGI message is the disconnect.
     """
@@ -33,5 +42,5 @@ async def unless_disconnected(request: Request, work: asyncio.Future[T]) -> T:
     if not work.done():
         work.cancel()
         await asyncio.gather(work, return_exceptions=True)
-        raise asyncio.CancelledError("the client disconnected")
+        raise ClientDisconnected()
     return work.result()

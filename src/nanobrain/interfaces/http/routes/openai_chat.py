@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..auth import Principal, needs, protected_router
 from ..chat_turns import ChatTurnTask
-from ..disconnect import unless_disconnected
+from ..disconnect import ClientDisconnected, unless_disconnected
 from ..problems import PROBLEM_JSON, ApiProblem, problem_for_failure
 from ..runs import encode
 from ..sse import EventStreamResponse
@@ -151,7 +151,7 @@ async def chat_completions(
     if not body.stream:
         try:
             await unless_disconnected(request, turn.task)  # type: ignore[arg-type]
-        except asyncio.CancelledError:
+        except (ClientDisconnected, asyncio.CancelledError):
             await turn.cancel()
             raise
         _raise_for(turn, field)

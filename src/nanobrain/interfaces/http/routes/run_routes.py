@@ -10,7 +10,7 @@ from fastapi import Header, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from ..auth import needs, protected_router
-from ..disconnect import unless_disconnected
+from ..disconnect import ClientDisconnected, unless_disconnected
 from ..problems import FAILURES, PROBLEM_JSON, ApiProblem
 from ..runs import HEARTBEAT, ServerRun, encode
 from ..sse import COMMENT_HEARTBEAT, EventStreamResponse, frame
@@ -35,7 +35,7 @@ async def wait_for(request: Request, run: ServerRun) -> None:
     waiting = asyncio.ensure_future(run.done.wait())
     try:
         await unless_disconnected(request, waiting)
-    except asyncio.CancelledError:
+    except (ClientDisconnected, asyncio.CancelledError):
         await run.cancel()
         raise
 
