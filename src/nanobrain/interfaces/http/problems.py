@@ -178,8 +178,28 @@ def provider_status(error: llm_errors.ProviderError) -> int:
     return 502
 
 
+def busy_database(exc: BaseException) -> ApiProblem | None:
+    """A 503 when the failure is the database being busy or out of reach: retrying helps, it is no bug."""
+    from ...infrastructure.data.database import DatabaseError
+
+    seen: BaseException | None = exc
+    for _ in range(20):
+        if seen is None:
+            break
+        if isinstance(seen, DatabaseError) or "database is locked" in str(seen):
+            locked = "locked" in str(seen)
+            reason = f"the database is busy ({seen})" if locked else f"the database is unavailable: {seen}"
+            return ApiProblem(503, scrub(f"{reason}; retry shortly"), headers={"Retry-After": "1"})
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "error", None)
+    return None
+
+
 def problem_for_failure(exc: BaseException, *, what: str = "the run") -> ApiProblem:
-    """The problem for a failed run or chat turn: provider failures 502/503/504, the rest 500."""
+    """The problem for a failed run or chat turn: provider failures 502/503/504, a busy database 503,
+    the rest 500."""
+    busy = busy_database(exc)
+    if busy is not None:
+        return busy
     cause = root_error(exc)
     if isinstance(cause, llm_errors.ProviderError):
         status = provider_status(cause)
@@ -231,6 +251,10 @@ def install(app: FastAPI) -> None:
         return problem_response(request, problem_for_error(exc))
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        busy = busy_database(exc)
+        if busy is not None:
+            log.warning("%s %s: %s", request.method, request.url.path, busy.detail)
+            return problem_response(request, busy)
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return problem_response(
             request, ApiProblem(500, "the server failed unexpectedly; the error is in its log")
