@@ -8,7 +8,8 @@ import itertools
 import nanobrain as nb
 from nanobrain.agents.agent import Agent
 from nanobrain.infrastructure.parallel import BreakerPolicy, FailoverRetry, FaultyStep, ParallelStep, SimulatedProcessor
-from nanobrain.llm import ScriptedModel, call
+from nanobrain.llm import ChatRequest, ScriptedModel, call
+from nanobrain.llm.scripted import Reply
 
 
 def lookup(city: str) -> str:
@@ -18,7 +19,7 @@ def lookup(city: str) -> str:
 
 def nested_agent_workflow(model_name: str = "tiny") -> nb.Workflow:
     """outer: prepare -> inner(agent with a tool) -> polish."""
-    model = ScriptedModel(respond=_alternating(), chunk_size=4, model=model_name)
+    model = ScriptedModel(respond=_tool_then_answer, chunk_size=4, model=model_name)
     agent = Agent("weather", model=model, tools=[lookup])
 
     @nb.step
@@ -33,16 +34,11 @@ def nested_agent_workflow(model_name: str = "tiny") -> nb.Workflow:
     return nb.Workflow.sequence(prepare, inner, polish, name="outer")
 
 
-def _alternating():  # type: ignore[no-untyped-def]
-    """Each turn: first a tool call, then an answer."""
-    turns = itertools.count()
-
-    def respond(request):  # type: ignore[no-untyped-def]
-        if next(turns) % 2 == 0:
-            return call("lookup", city="Oslo")
+def _tool_then_answer(request: ChatRequest) -> Reply:
+    """Calls the tool first, answers once the tool's result is in (per request: safe under concurrency)."""
+    if request.messages[-1].role == "tool":
         return "It is sunny."
-
-    return respond
+    return call("lookup", city="Oslo")
 
 
 def failing_workflow() -> nb.Workflow:
