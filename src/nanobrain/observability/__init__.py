@@ -22,7 +22,6 @@ _EXPORTS = {
     "RunLogSink": "logs",
     "JsonFormatter": "logs",
     "enable_run_logs": "logs",
-    "redact": "redaction",
     "HealthMonitor": "health",
     "HealthReport": "health",
     "AlertManager": "alerts",

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 CONTENT_LIMIT = 4096
+RECENT_RUNS = 1024
 
 
 class _RunSpans:
@@ -67,6 +68,8 @@ class TracingSink:
         self.tracer = provider.get_tracer("nanobrain", __version__)
         self.capture_content = _capture_from_env() if capture_content is None else capture_content
         self._runs: dict[str, _RunSpans] = {}
+        # Trace ids of runs that just ended: consumers called after this sink (logs) still find them.
+        self._ended: dict[str, str] = {}
         self._handlers: dict[type, Callable[[Any], None]] = {
             StepStarted: self._step_started,
             StepFinished: self._step_finished,
@@ -97,9 +100,11 @@ class TracingSink:
         return run.firings.get((step, firing)) or run.span
 
     def trace_id(self, run_id: str) -> str | None:
-        """The hex trace id of a run that is going on (for logs)."""
+        """The hex trace id of a run going on or recently ended (for logs)."""
         run = self._runs.get(run_id)
-        return f"{run.span.get_span_context().trace_id:032x}" if run is not None else None
+        if run is None:
+            return self._ended.get(run_id)
+        return f"{run.span.get_span_context().trace_id:032x}"
 
     def current_span(self) -> Span | None:
         """The span of the step firing running now (to propagate its context on outgoing calls)."""
@@ -153,6 +158,10 @@ class TracingSink:
         run = self._runs.pop(run_id, None)
         if run is None:
             return None
+        ended = self._ended
+        ended[run_id] = f"{run.span.get_span_context().trace_id:032x}"
+        if len(ended) > RECENT_RUNS:
+            del ended[next(iter(ended))]
         for firing in run.firings.values():
             firing.set_status(Status(StatusCode.ERROR, "ended with its run"))
             firing.end(_ns(time))
