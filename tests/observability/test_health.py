@@ -120,3 +120,26 @@ def test_bad_monitor_settings_are_clear_errors() -> None:
     monitor = HealthMonitor().add("a", ok)
     with pytest.raises(ValueError, match="already a health check named 'a'"):
         monitor.add("a", ok)
+
+
+def test_nanobrain_health_command(tmp_path: Path, peer: str) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from nanobrain.interfaces.cli import app
+
+    runner = CliRunner()
+    database = f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"
+    good = runner.invoke(app, ["health", "--database", database, "--remote", f"{peer}/ok", "--json"])
+    assert good.exit_code == 0, good.output
+    report = json.loads(good.stdout)
+    assert report["status"] == "ok" and set(report["checks"]) == {"database", "remote"}
+    bad = runner.invoke(
+        app, ["health", "--database", database, "--redis", f"redis://:pw-s3cret@127.0.0.1:{free_port()}/0"]
+    )
+    assert bad.exit_code == 1
+    assert "FAIL" in bad.stdout and "unhealthy: redis" in bad.stderr
+    assert "pw-s3cret" not in bad.stdout + bad.stderr and "Traceback" not in bad.stdout + bad.stderr
+    nothing = runner.invoke(app, ["health", "--no-database"])
+    assert nothing.exit_code == 1 and "nothing to check" in nothing.stderr

@@ -4,8 +4,11 @@ prometheus-client's own parser."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +167,49 @@ def _local(metrics: RunMetrics) -> dict:  # type: ignore[type-arg]
     from prometheus_client import generate_latest
 
     return parse(generate_latest(metrics.registry).decode())
+
+
+HELPER = '''
+import urllib.request
+
+
+def scrape(port: int) -> str:
+    """Read this process's own metrics while the run is going on."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return "\\n".join(line for line in text.splitlines() if line.startswith("nanobrain_runs_"))
+'''
+
+
+def test_nanobrain_run_serves_metrics_during_the_run(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    (tmp_path / "nb_metrics_helper.py").write_text(HELPER)
+    (tmp_path / "scrape.yaml").write_text(
+        "name: scraper\ninputs: {port: int}\noutputs: {result: str}\n"
+        "steps:\n  scrape: {function: nb_metrics_helper:scrape}\n"
+        "links:\n  - {from: inputs.port, to: scrape.port}\n  - {from: scrape.result, to: outputs.result}\n"
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-m", "nanobrain", "run", "scrape.yaml", "--json", "--metrics-port", str(port)]
+    done = subprocess.run([*command, "-i", f"port={port}"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    families = parse(json.loads(done.stdout)["result"] + "\n")
+    assert value(families, "nanobrain_runs_started_total", workflow="scraper") == 1
+    assert value(families, "nanobrain_runs_in_flight", workflow="scraper") == 1
+    # A port that is taken is a clear error, not a traceback.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        failed = subprocess.run(
+            [*command[:-1], str(taken), "-i", "port=1"], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+    assert failed.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{taken}" in failed.stderr
+    assert "Traceback" not in failed.stderr

@@ -316,9 +316,16 @@ def run(
                      "so that `nanobrain runs resume` continues it after a crash; inputs may be sent later."),
     ] = False,
     run_id: Annotated[str | None, typer.Option("--run-id", help="The run's id (default: a new random id).")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics during the run."),
+    ] = None,
 ) -> None:
-    """Run a workflow once and print its outputs."""
+    """Run a workflow once and print its outputs (traced when OTEL_EXPORTER_OTLP_ENDPOINT is set)."""
     with _reporting(ctx, file):
+        from ..observability.setup import observe_process
+
+        observe_process(metrics_port=metrics_port)
         values = parse_inputs(input_pairs or [], input_json)
         workflow = _load(file)
         if durable:
@@ -491,9 +498,11 @@ def chat(
 
 
 def _register_subcommands() -> None:
+    from ..observability.cli import health
     from .runs_cli import runs_app
 
     app.add_typer(runs_app, name="runs")
+    app.command(name="health")(health)
 
 
 _register_subcommands()

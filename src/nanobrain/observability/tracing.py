@@ -37,6 +37,7 @@ from ..core.events import (
 )
 from ..core.sinks import instrument
 from .labels import error_type
+from .setup import tracing_requested
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -298,17 +299,6 @@ def _capture_from_env() -> bool:
 # -- configuration -----------------------------------------------------------------------------------
 class TracingConfigError(ValueError):
     """An `OTEL_*` variable asks for something this process cannot do."""
-
-
-def tracing_requested(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the `OTEL_*` variables ask for traces (an endpoint or an exporter, SDK not disabled)."""
-    env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter:
-        return exporter != "none"
-    return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
 def tracer_provider_from_env(environ: Mapping[str, str] | None = None) -> TracerProvider:
