@@ -143,3 +143,19 @@ def test_nanobrain_health_command(tmp_path: Path, peer: str) -> None:
     assert "pw-s3cret" not in bad.stdout + bad.stderr and "Traceback" not in bad.stdout + bad.stderr
     nothing = runner.invoke(app, ["health", "--no-database"])
     assert nothing.exit_code == 1 and "nothing to check" in nothing.stderr
+
+
+async def test_the_servers_monitor_checks_each_pool_of_its_workflows() -> None:
+    from tests.observability.workloads import nested_agent_workflow, parallel_workflow
+
+    from nanobrain.observability.http import server_health
+
+    workflow = parallel_workflow()
+    monitor = server_health([workflow, nested_agent_workflow()])
+    assert monitor.names == ["pool fan"]
+    assert (await monitor.check()).ok
+    pool = workflow.steps["fan"].pool  # type: ignore[attr-defined]
+    for processor in pool.processors:
+        pool.set_healthy(processor, False)
+    report = await monitor.check()
+    assert report.failing == ["pool fan"] and report.checks["pool fan"].detail.startswith("0 of 2")

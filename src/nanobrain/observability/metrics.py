@@ -288,27 +288,66 @@ class _PoolCollector(Collector):
 
 _default: RunMetrics | None = None
 _default_lock = threading.Lock()
+_users = 0
+_remove: Callable[[], None] | None = None
 
 
-def enable_metrics(registry: CollectorRegistry | None = None) -> RunMetrics:
-    """The process-wide `RunMetrics`, installed as an instrument on first call (later calls return it).
-
-    It records into prometheus-client's default registry unless `registry` is given, so process
-    figures (CPU, memory) are served beside it.
-    """
+def shared_metrics() -> RunMetrics:
+    """The process-wide `RunMetrics` (in prometheus-client's default registry, beside the process
+    figures), created on first use; it counts runs only while enabled."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = RunMetrics(registry if registry is not None else REGISTRY)
-            _default.install()
+            _default = RunMetrics(REGISTRY)
         return _default
+
+
+def use_metrics() -> Callable[[], None]:
+    """Count runs with the shared metrics until the returned function is called.
+
+    Users are counted: the sink is installed once, however many servers use it, and removed when
+    the last one stops (so a test's server does not leave every later run instrumented).
+    """
+    global _users, _remove
+    metrics = shared_metrics()
+    with _default_lock:
+        _users += 1
+        if _users == 1:
+            _remove = metrics.install()
+    released = False
+
+    def release() -> None:
+        global _users, _remove
+        nonlocal released
+        with _default_lock:
+            if released:
+                return
+            released = True
+            _users -= 1
+            if _users == 0 and _remove is not None:
+                _remove()
+                _remove = None
+
+    return release
+
+
+def enable_metrics() -> RunMetrics:
+    """Count every run from now on with the shared metrics, for the life of the process (the CLI)."""
+    global _enabled
+    if not _enabled:
+        use_metrics()
+        _enabled = True
+    return shared_metrics()
+
+
+_enabled = False
 
 
 def metrics_app(registry: CollectorRegistry | None = None) -> Any:
     """An ASGI app answering with the registry's metrics in the Prometheus text format."""
     from prometheus_client import make_asgi_app
 
-    return make_asgi_app(registry if registry is not None else enable_metrics().registry)
+    return make_asgi_app(registry if registry is not None else shared_metrics().registry)
 
 
 def start_metrics_server(
@@ -326,4 +365,13 @@ def start_metrics_server(
     return server, thread
 
 
-__all__ = ["LLM_BUCKETS", "STEP_BUCKETS", "RunMetrics", "enable_metrics", "metrics_app", "start_metrics_server"]
+__all__ = [
+    "LLM_BUCKETS",
+    "STEP_BUCKETS",
+    "RunMetrics",
+    "enable_metrics",
+    "metrics_app",
+    "shared_metrics",
+    "start_metrics_server",
+    "use_metrics",
+]

@@ -66,6 +66,7 @@ class TracingSink:
 
     def __init__(self, tracer_provider: Any = None, *, capture_content: bool | None = None) -> None:
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        self.provider = provider
         self.tracer = provider.get_tracer("nanobrain", __version__)
         self.capture_content = _capture_from_env() if capture_content is None else capture_content
         self._runs: dict[str, _RunSpans] = {}
@@ -343,6 +344,7 @@ def tracer_provider_from_env(environ: Mapping[str, str] | None = None) -> Tracer
 
 
 _default: TracingSink | None = None
+_remove: Callable[[], None] | None = None
 _default_lock = threading.Lock()
 
 
@@ -351,13 +353,25 @@ def enable_tracing(tracer_provider: Any = None, *, capture_content: bool | None 
 
     Without a `tracer_provider`, one is built from the `OTEL_*` variables.
     """
-    global _default
+    global _default, _remove
     with _default_lock:
         if _default is None:
             provider = tracer_provider if tracer_provider is not None else tracer_provider_from_env()
             _default = TracingSink(provider, capture_content=capture_content)
-            _default.install()
+            _remove = _default.install()
         return _default
+
+
+def disable_tracing() -> None:
+    """Stop the process-wide tracing: flush what it holds and remove its sink."""
+    global _default, _remove
+    with _default_lock:
+        sink, remove = _default, _remove
+        _default = _remove = None
+    if remove is not None:
+        remove()
+    if sink is not None and hasattr(sink.provider, "shutdown"):
+        sink.provider.shutdown()
 
 
 def tracing_from_env() -> TracingSink | None:
@@ -377,8 +391,8 @@ __all__ = [
     "TracingConfigError",
     "TracingSink",
     "active_tracing",
+    "disable_tracing",
     "enable_tracing",
     "tracer_provider_from_env",
     "tracing_from_env",
-    "tracing_requested",
 ]
