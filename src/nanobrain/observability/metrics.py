@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from ..core.events import (
@@ -31,6 +31,7 @@ from ..core.events import (
 )
 from ..core.sinks import instrument
 from .labels import BoundedLabel, error_type
+from .stats import Distribution
 
 if TYPE_CHECKING:
     from ..infrastructure.parallel.pool import ProcessorPool
@@ -53,6 +54,8 @@ POOL_EVENTS = frozenset(
         "session_moved",
     }
 )
+#: Raw paths remembered for fast lookup; beyond that, each event maps its path to a label again.
+MAX_CACHED_KEYS = 10_000
 BREAKER_STATES = {"breaker_closed": 0.0, "breaker_half_open": 1.0, "breaker_opened": 2.0}
 
 
@@ -68,21 +71,16 @@ class RunMetrics:
         self._model = BoundedLabel(max_label_values)
         self._tool = BoundedLabel(max_label_values)
         self._pool = BoundedLabel(max_label_values)
-        self.runs_started = Counter("nanobrain_runs_started", "Runs started", ["workflow"], registry=r)
-        self.runs_finished = Counter("nanobrain_runs_finished", "Runs that finished", ["workflow"], registry=r)
+        # Runs and steps are counted in plain Python and read at scrape time: they happen on every
+        # step, and a prometheus-client child costs a lock per update.
+        self._run_stats: dict[str, _RunStats] = {}
+        self._run_stats_by_label: dict[str, _RunStats] = {}
+        self._step_stats: dict[tuple[str, str], Distribution] = {}
+        self._step_stats_by_label: dict[tuple[str, str], Distribution] = {}
+        self._open: dict[str, int] = {}
+        self._firings = [0, 0]  # started, ended
         self.runs_failed = Counter("nanobrain_runs_failed", "Runs that failed", ["workflow", "error"], registry=r)
-        self.run_duration = Histogram(
-            "nanobrain_run_duration_seconds", "Run durations", ["workflow"], buckets=STEP_BUCKETS, registry=r
-        )
-        self.runs_in_flight = Gauge("nanobrain_runs_in_flight", "Runs going on", ["workflow"], registry=r)
-        self.firings_in_flight = Gauge("nanobrain_step_firings_in_flight", "Step firings going on", registry=r)
-        self.step_duration = Histogram(
-            "nanobrain_step_duration_seconds",
-            "Durations of step firings that finished",
-            ["workflow", "step"],
-            buckets=STEP_BUCKETS,
-            registry=r,
-        )
+        r.register(_EngineCollector(self))
         self.step_failures = Counter(
             "nanobrain_step_failures",
             "Failed attempts of step firings (attempts that were retried included)",
@@ -119,10 +117,6 @@ class RunMetrics:
         )
         self._pools = _PoolCollector()
         r.register(self._pools)
-        # Label children are looked up once per (workflow, step): `labels()` costs more than an observation.
-        self._steps: dict[tuple[str, str], Any] = {}
-        self._open: dict[str, int] = {}
-        self._lock = threading.Lock()
         self._handlers: dict[type, Callable[[Any], None]] = {
             StepStarted: self._step_started,
             StepFinished: self._step_finished,
@@ -155,42 +149,67 @@ class RunMetrics:
         self._pools.add(pool)
 
     # -- runs and steps ---------------------------------------------------------------------------
+    # Called on the run's event loop thread (events from worker threads are handed to it).
+    def _runs_of(self, path: str) -> _RunStats:
+        stats = self._run_stats.get(path)
+        if stats is None:
+            label = self._workflow(path)
+            stats = self._run_stats_by_label.get(label)
+            if stats is None:
+                stats = self._run_stats_by_label[label] = _RunStats()
+            if len(self._run_stats) < MAX_CACHED_KEYS:
+                self._run_stats[path] = stats
+        return stats
+
     def _run_started(self, event: RunStarted) -> None:
-        workflow = self._workflow(event.path)
-        self.runs_started.labels(workflow).inc()
-        self.runs_in_flight.labels(workflow).inc()
+        self._runs_of(event.path).started += 1
 
     def _run_finished(self, event: RunFinished) -> None:
-        workflow = self._workflow(event.path)
-        self.runs_finished.labels(workflow).inc()
-        self._run_ended(workflow, event)
+        stats = self._runs_of(event.path)
+        stats.finished += 1
+        stats.duration.observe(event.duration)
+        self._close_firings(event.run_id)
 
     def _run_failed(self, event: RunFailed) -> None:
-        workflow = self._workflow(event.path)
-        self.runs_failed.labels(workflow, self._error(error_type(event.error))).inc()
-        self._run_ended(workflow, event)
+        stats = self._runs_of(event.path)
+        stats.failed += 1
+        stats.duration.observe(event.duration)
+        self.runs_failed.labels(self._workflow(event.path), self._error(error_type(event.error))).inc()
+        self._close_firings(event.run_id)
 
-    def _run_ended(self, workflow: str, event: RunFinished | RunFailed) -> None:
-        self.run_duration.labels(workflow).observe(event.duration)
-        self.runs_in_flight.labels(workflow).dec()
-        # Firings cancelled when the run failed report nothing: they end with their run.
-        with self._lock:
-            left = self._open.pop(event.run_id, 0)
+    def _close_firings(self, run_id: str) -> None:
+        # Firings cancelled when a run fails report nothing: they end with their run.
+        left = self._open.pop(run_id, 0)
         if left:
-            self.firings_in_flight.dec(left)
+            self._firings[1] += left
 
     def _step_started(self, event: StepStarted) -> None:
-        with self._lock:
-            self._open[event.run_id] = self._open.get(event.run_id, 0) + 1
-        self.firings_in_flight.inc()
+        open_ = self._open
+        run_id = event.run_id
+        open_[run_id] = open_.get(run_id, 0) + 1
+        self._firings[0] += 1
 
     def _step_finished(self, event: StepFinished) -> None:
-        self._firing_ended(event.run_id)
+        open_ = self._open
+        run_id = event.run_id
+        left = open_.get(run_id, 0)
+        if left > 0:
+            open_[run_id] = left - 1
+            self._firings[1] += 1
         key = (event.path, event.step)
-        child = self._steps.get(key)
-        if child is None:
-            child = self._steps[key] = self.step_duration.labels(self._workflow(event.path), self._step(event.step))
-        child.observe(event.duration)
+        stats = self._step_stats.get(key)
+        if stats is None:
+            stats = self._step_distribution(key)
+        stats.observe(event.duration)
+
+    def _step_distribution(self, key: tuple[str, str]) -> Distribution:
+        label = (self._workflow(key[0]), self._step(key[1]))
+        stats = self._step_stats_by_label.get(label)
+        if stats is None:
+            stats = self._step_stats_by_label[label] = Distribution(STEP_BUCKETS)
+        if len(self._step_stats) < MAX_CACHED_KEYS:
+            self._step_stats[key] = stats
+        return stats
 
     def _step_failed(self, event: StepFailed) -> None:
         # A retried attempt and the final failure look alike here; the final one is followed by the
@@ -198,17 +217,6 @@ class RunMetrics:
         self.step_failures.labels(
             self._workflow(event.path), self._step(event.step), self._error(error_type(event.error))
         ).inc()
-
-    def _firing_ended(self, run_id: str) -> None:
-        with self._lock:
-            left = self._open.get(run_id, 0)
-            if left <= 0:
-                return
-            if left == 1:
-                del self._open[run_id]
-            else:
-                self._open[run_id] = left - 1
-        self.firings_in_flight.dec()
 
     # -- custom events ----------------------------------------------------------------------------
     def _custom(self, event: Custom) -> None:
@@ -257,6 +265,43 @@ class RunMetrics:
         state = BREAKER_STATES.get(event.name)
         if state is not None:
             self.breaker_state.labels(pool, self._step(data.get("processor", ""))).set(state)
+
+
+class _RunStats:
+    __slots__ = ("duration", "failed", "finished", "started")
+
+    def __init__(self) -> None:
+        self.started = self.finished = self.failed = 0
+        self.duration = Distribution(STEP_BUCKETS)
+
+
+class _EngineCollector(Collector):
+    """Runs and steps as Prometheus metrics, read from the plain counters when scraped."""
+
+    def __init__(self, metrics: RunMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Any]:
+        metrics = self._metrics
+        runs = sorted(metrics._run_stats_by_label.items())
+        started = CounterMetricFamily("nanobrain_runs_started", "Runs started", labels=["workflow"])
+        finished = CounterMetricFamily("nanobrain_runs_finished", "Runs that finished", labels=["workflow"])
+        in_flight = GaugeMetricFamily("nanobrain_runs_in_flight", "Runs going on", labels=["workflow"])
+        durations = HistogramMetricFamily("nanobrain_run_duration_seconds", "Run durations", labels=["workflow"])
+        for workflow, stats in runs:
+            started.add_metric([workflow], stats.started)
+            finished.add_metric([workflow], stats.finished)
+            in_flight.add_metric([workflow], stats.started - stats.finished - stats.failed)
+            durations.add_metric([workflow], stats.duration.buckets(), stats.duration.sum)
+        yield from (started, finished, in_flight, durations)
+        steps = HistogramMetricFamily(
+            "nanobrain_step_duration_seconds", "Durations of step firings that finished", labels=["workflow", "step"]
+        )
+        for (workflow, step), distribution in sorted(metrics._step_stats_by_label.items()):
+            steps.add_metric([workflow, step], distribution.buckets(), distribution.sum)
+        yield steps
+        begun, ended = metrics._firings
+        yield GaugeMetricFamily("nanobrain_step_firings_in_flight", "Step firings going on", value=begun - ended)
 
 
 class _PoolCollector(Collector):

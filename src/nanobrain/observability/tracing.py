@@ -48,13 +48,17 @@ RECENT_RUNS = 1024
 
 
 class _RunSpans:
-    """A run's span and the spans of its firings going on."""
+    """A run's span, the context its firings start in, and the spans of its firings going on."""
 
-    __slots__ = ("firings", "span")
+    __slots__ = ("context", "firings", "span")
 
     def __init__(self, span: Span) -> None:
         self.span = span
+        self.context = trace.set_span_in_context(span)
         self.firings: dict[tuple[str, int], Span] = {}
+
+
+OK = Status(StatusCode.OK)
 
 
 def _ns(seconds: float) -> int:
@@ -174,16 +178,13 @@ class TracingSink:
         run = self._runs.get(event.run_id)
         if run is None:
             return
-        attributes: dict[str, Any] = {
-            "nanobrain.run_id": event.run_id,
-            "nanobrain.step": event.step,
-            "nanobrain.firing": event.firing,
-        }
+        # Few attributes: each one costs on every firing (the run id is on the run's span).
+        attributes: dict[str, Any] = {"nanobrain.step": event.step, "nanobrain.firing": event.firing}
         if self.capture_content:
             attributes["nanobrain.inputs"] = _content(event.inputs)
         span = self.tracer.start_span(
             f"step {event.step}",
-            context=trace.set_span_in_context(run.span),
+            context=run.context,
             attributes=attributes,
             start_time=_ns(event.time),
         )
@@ -196,7 +197,7 @@ class TracingSink:
             return
         if self.capture_content:
             span.set_attribute("nanobrain.outputs", _content(event.outputs))
-        span.set_status(Status(StatusCode.OK))  # an earlier retried attempt's error is overridden
+        span.set_status(OK)  # an earlier retried attempt's error is overridden
         span.end(_ns(event.time))
 
     def _step_failed(self, event: StepFailed) -> None:

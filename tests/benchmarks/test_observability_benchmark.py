@@ -1,0 +1,20 @@
+"""The observability benchmark runs and reports every figure (no performance assertions: that is its output's job)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.benchmarks.conftest import quick_run
+
+pytest.importorskip("prometheus_client")
+pytest.importorskip("opentelemetry.sdk")
+
+
+@pytest.mark.slow
+def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
+    keys = ["chain-off"] + [f"{w}-{m}" for w in ("chain", "fan") for m in ("metrics", "tracing", "both")]
+    figures, printed = quick_run("observability.py", tmp_path, keys)
+    for key, figure in figures.items():
+        assert isinstance(figure["target_met"], bool), key
+    assert "python_call_ns_before_after" in printed or "plain Python call" in printed
