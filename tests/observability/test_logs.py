@@ -96,3 +96,31 @@ def test_a_terminal_gets_readable_lines() -> None:
     finally:
         stop()
     assert stream.getvalue().strip() == "info nanobrain.runs: run x finished run_id=abc workflow=x"
+
+
+def test_nanobrain_run_logs_json_lines_when_asked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "w.yaml").write_text(
+        "name: shout\ninputs: {text: str}\noutputs: {result: str}\n"
+        "steps:\n  upper: {function: nb_logs_helper:upper}\n"
+        "links:\n  - {from: inputs.text, to: upper.text}\n  - {from: upper.result, to: outputs.result}\n"
+    )
+    (tmp_path / "nb_logs_helper.py").write_text("def upper(text: str) -> str:\n    return text.upper()\n")
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "NANOBRAIN_RUN_LOGS": "json",
+    }
+    command = [sys.executable, "-m", "nanobrain", "run", "w.yaml", "--json", "-i", "text=hi"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (line,) = [json.loads(x) for x in done.stderr.splitlines() if x.startswith("{")]
+    assert (line["level"], line["workflow"], line["message"][:16]) == ("info", "shout", "run shout finish")
+    assert len(line["run_id"]) == 16
+    bad = subprocess.run(
+        command, cwd=tmp_path, env={**env, "NANOBRAIN_RUN_LOGS": "loud"}, capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and "NANOBRAIN_RUN_LOGS='loud'" in bad.stderr and "Traceback" not in bad.stderr

@@ -199,8 +199,7 @@ def instrument_app(app: FastAPI, *, check_router: Callable[[APIRouter], None] | 
         app.add_middleware(TraceContextMiddleware)
 
     def start() -> Callable[[], None]:
-        if tracing:
-            observe_process()
+        observe_process()  # run logs and tracing, when the environment asks for them
         return use_metrics()
 
     return start

@@ -28,8 +28,33 @@ def tracing_requested(environ: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
+RUN_LOGS_VARIABLE = "NANOBRAIN_RUN_LOGS"
+_logs_enabled = False
+
+
+def run_logs_requested(environ: Mapping[str, str] | None = None) -> bool | None:
+    """What `NANOBRAIN_RUN_LOGS` asks for: None (off), True (JSON lines), False (text lines).
+
+    `json` or `text`; `1`/`on`/`auto` choose JSON unless stderr is a terminal.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(RUN_LOGS_VARIABLE, "").strip().lower()
+    if value in ("", "0", "off", "no", "false"):
+        return None
+    if value == "json":
+        return True
+    if value == "text":
+        return False
+    if value in ("1", "on", "yes", "true", "auto"):
+        import sys
+
+        return not sys.stderr.isatty()
+    raise ObservabilityError(f"{RUN_LOGS_VARIABLE}={value!r}: expected json, text, auto or off")
+
+
 def observe_process(*, metrics_port: int | None = None, metrics_host: str = "127.0.0.1") -> dict[str, Any]:
-    """Serve metrics on `metrics_port` (if given) and trace when the `OTEL_*` variables say so.
+    """Serve metrics on `metrics_port` (if given), log runs when `NANOBRAIN_RUN_LOGS` says so, and
+    trace when the `OTEL_*` variables say so.
 
     Returns what was started (`metrics_server`, `tracing`). A port that cannot be bound, a bad
     `OTEL_*` setting or a missing extra is an `ObservabilityError` saying which.
@@ -46,6 +71,15 @@ def observe_process(*, metrics_port: int | None = None, metrics_host: str = "127
                 f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror or exc}"
             ) from None
         started["metrics_server"] = server
+    logs = run_logs_requested()
+    if logs is not None:
+        global _logs_enabled
+        if not _logs_enabled:
+            from .logs import enable_run_logs
+
+            enable_run_logs(json_lines=logs)
+            _logs_enabled = True
+        started["run_logs"] = True
     if tracing_requested():
         tracing = _import("tracing")
         try:
@@ -66,4 +100,4 @@ def _import(module: str) -> Any:
         ) from None
 
 
-__all__ = ["ObservabilityError", "observe_process", "tracing_requested"]
+__all__ = ["RUN_LOGS_VARIABLE", "ObservabilityError", "run_logs_requested", "observe_process", "tracing_requested"]
