@@ -126,3 +126,48 @@ def test_a_callers_trace_continues_into_the_servers_runs(tmp_path: Path, monkeyp
     assert run.parent_span_id.hex() == parent_id
     step = next(s for s in spans if s.name == "step double")
     assert step.trace_id.hex() == trace_id and step.parent_span_id == run.span_id
+
+
+def test_a_served_app_evaluates_the_alert_rules_nanobrain_alerts_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from tests.observability.test_alerts import Webhook
+
+    hook = Webhook()
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text(
+        f"webhook: {hook.url}\nalerts:\n  - {{name: explosions, when: error_rate, above: 0, workflow: explode}}\n"
+    )
+    monkeypatch.setenv("NANOBRAIN_ALERTS", str(rules))
+    monkeypatch.setenv("NANOBRAIN_ALERTS_EVERY", "0.1")
+    server = start_server(tmp_path, ScriptedModel(model="tiny"))
+    try:
+        failed = httpx.post(
+            f"{server.url}/v1/workflows/explode/runs",
+            json={"inputs": {"x": 1}},
+            headers=headers(server, "run"),
+            timeout=30,
+        )
+        assert failed.status_code >= 400
+        deadline = time.monotonic() + 20
+        while not hook.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # several more evaluations: still one notification
+    finally:
+        server.close()
+        hook.server.shutdown()
+        hook.server.server_close()
+    assert [(b["alert"], b["state"]) for b in hook.received] == [("explosions", "firing")]
+
+
+def test_a_bad_alert_file_stops_the_app_being_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nanobrain as nb
+    from nanobrain.interfaces.http import create_app
+
+    rules = tmp_path / "alerts.yaml"
+    rules.write_text("alerts:\n  - {name: x, when: sometimes}\n")
+    monkeypatch.setenv("NANOBRAIN_ALERTS", str(rules))
+    with pytest.raises(nb.ConfigError, match=r"alerts\[0\]\.when"):
+        create_app()

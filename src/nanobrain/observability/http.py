@@ -8,7 +8,9 @@ carrying a W3C `traceparent` header runs its workflows inside that trace.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI
     from prometheus_client import CollectorRegistry
 
+    from .alerts import AlertManager
     from .health import HealthMonitor
 
 log = logging.getLogger("nanobrain.http")
@@ -173,6 +176,21 @@ def server_health(workflows: Any) -> HealthMonitor:
     return monitor
 
 
+ALERTS_VARIABLE = "NANOBRAIN_ALERTS"
+ALERTS_EVERY_VARIABLE = "NANOBRAIN_ALERTS_EVERY"
+
+
+def alerts_from_env() -> AlertManager | None:
+    """An `AlertManager` for the rules in the file `NANOBRAIN_ALERTS` names (a bad file is a `ConfigError`)."""
+    path = os.environ.get(ALERTS_VARIABLE)
+    if not path:
+        return None
+    from .alerts import AlertManager, load_alert_rules
+
+    rules, webhook = load_alert_rules(path)
+    return AlertManager(rules, webhook=webhook)
+
+
 def instrument_app(app: FastAPI, *, check_router: Callable[[APIRouter], None] | None = None) -> Callable[[], Any]:
     """Serve `/metrics`, count requests, and continue callers' traces when tracing is on.
 
@@ -194,19 +212,33 @@ def instrument_app(app: FastAPI, *, check_router: Callable[[APIRouter], None] | 
         check_router(router)
     app.include_router(router)
     app.add_middleware(HttpMetricsMiddleware, registry=registry)
-    tracing = tracing_requested()
-    if tracing:
+    if tracing_requested():
         app.add_middleware(TraceContextMiddleware)
+    alerts = alerts_from_env()
 
     def start() -> Callable[[], None]:
         observe_process()  # run logs and tracing, when the environment asks for them
-        return use_metrics()
+        stop_metrics = use_metrics()
+        if alerts is None:
+            return stop_metrics
+        stop_alerts = alerts.install()
+        evaluating = asyncio.ensure_future(alerts.run(every=float(os.environ.get(ALERTS_EVERY_VARIABLE) or 15)))
+
+        def stop() -> None:
+            evaluating.cancel()
+            stop_alerts()
+            stop_metrics()
+
+        return stop
 
     return start
 
 
 __all__ = [
+    "ALERTS_EVERY_VARIABLE",
+    "ALERTS_VARIABLE",
     "HttpMetricsMiddleware",
+    "alerts_from_env",
     "TraceContextMiddleware",
     "inject_trace_context",
     "instrument_app",
