@@ -213,3 +213,12 @@ def test_nanobrain_run_serves_metrics_during_the_run(tmp_path: Path) -> None:
     assert failed.returncode == 1
     assert f"cannot serve metrics on 127.0.0.1:{taken}" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_every_public_name_of_the_package_resolves() -> None:
+    import nanobrain.observability as observability
+
+    for name in observability.__all__:
+        assert getattr(observability, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        observability.nothing  # noqa: B018
