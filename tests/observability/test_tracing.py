@@ -225,3 +225,27 @@ async def test_spans_reach_an_otlp_http_receiver(monkeypatch: pytest.MonkeyPatch
     attributes = {a.key: a.value for a in chat.attributes}
     assert attributes["gen_ai.request.model"].string_value == "tiny"
     assert attributes["gen_ai.usage.input_tokens"].int_value > 0
+
+
+async def test_a_step_can_pass_its_trace_context_to_a_call_it_makes() -> None:
+    from nanobrain.observability.http import inject_trace_context
+    from nanobrain.observability.tracing import disable_tracing, enable_tracing
+
+    assert inject_trace_context({}) == {}  # tracing off: nothing to add
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    enable_tracing(provider)
+    try:
+
+        @nb.step
+        def call_out(x: int) -> str:
+            return inject_trace_context({})["traceparent"]
+
+        result = await nb.Workflow.sequence(call_out, name="caller").run(x=1)
+    finally:
+        disable_tracing()
+    step = next(s for s in memory.get_finished_spans() if s.name == "step call_out")
+    version, trace_id, span_id, flags = result["result"].split("-")
+    assert (version, trace_id, span_id) == ("00", f"{step.context.trace_id:032x}", f"{step.context.span_id:016x}")
+    assert int(flags, 16) & 1  # sampled
