@@ -171,3 +171,20 @@ def test_a_bad_alert_file_stops_the_app_being_built(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("NANOBRAIN_ALERTS", str(rules))
     with pytest.raises(nb.ConfigError, match=r"alerts\[0\]\.when"):
         create_app()
+
+
+def test_the_pools_of_served_workflows_report_at_each_scrape() -> None:
+    from prometheus_client import REGISTRY, generate_latest
+
+    from nanobrain.interfaces.http import create_app
+    from tests.observability.workloads import parallel_workflow
+
+    workflow = parallel_workflow()
+    app = create_app(workflows=[workflow])
+    pool = workflow.steps["fan"].pool  # type: ignore[attr-defined]
+    pool.set_healthy("p0", False)
+    samples = parse(generate_latest(REGISTRY).decode())
+    assert value(samples, "nanobrain_pool_processors", pool="fan") == 2
+    assert value(samples, "nanobrain_pool_processors_healthy", pool="fan") == 1
+    assert value(samples, "nanobrain_pool_queue_depth", pool="fan") == 0
+    assert app.state.nanobrain.health.names == ["pool fan"]

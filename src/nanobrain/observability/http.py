@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .labels import BoundedLabel
@@ -158,21 +158,27 @@ def inject_trace_context(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-def server_health(workflows: Any) -> HealthMonitor:
-    """A health monitor with a check of each processor pool in the served workflows."""
+def pools_of(workflows: Iterable[Any]) -> list[Any]:
+    """The processor pools of the parallel steps in `workflows` (nested workflows included), once each."""
     from ..core.workflow import Workflow
+
+    pools: dict[int, Any] = {}
+    for workflow in workflows:
+        if isinstance(workflow, Workflow):
+            for step in workflow.walk():
+                pool = getattr(step, "pool", None)
+                if pool is not None and hasattr(pool, "readiness"):
+                    pools.setdefault(id(pool), pool)
+    return list(pools.values())
+
+
+def server_health(workflows: Iterable[Any]) -> HealthMonitor:
+    """A health monitor with a check of each processor pool in the served workflows."""
     from .health import HealthMonitor, pool_check
 
     monitor = HealthMonitor()
-    seen: set[int] = set()
-    for workflow in workflows:
-        if not isinstance(workflow, Workflow):
-            continue
-        for step in workflow.walk():
-            pool = getattr(step, "pool", None)
-            if pool is not None and hasattr(pool, "readiness") and id(pool) not in seen:
-                seen.add(id(pool))
-                monitor.add(f"pool {pool.name}", pool_check(pool))
+    for pool in pools_of(workflows):
+        monitor.add(f"pool {pool.name}", pool_check(pool))
     return monitor
 
 
@@ -191,12 +197,15 @@ def alerts_from_env() -> AlertManager | None:
     return AlertManager(rules, webhook=webhook)
 
 
-def instrument_app(app: FastAPI, *, check_router: Callable[[APIRouter], None] | None = None) -> Callable[[], Any]:
+def instrument_app(
+    app: FastAPI, *, check_router: Callable[[APIRouter], None] | None = None, workflows: Iterable[Any] = ()
+) -> Callable[[], Any]:
     """Serve `/metrics`, count requests, and continue callers' traces when tracing is on.
 
     Returns `start()`, for the app's lifespan: it starts counting runs (and tracing, when the
     `OTEL_*` variables ask for it) and returns the function that stops counting. `check_router`
-    is the app's check that every route is protected. Without the `observability` extra the
+    is the app's check that every route is protected; the pools of `workflows` report their
+    queue depth, requests in flight and healthy processors. Without the `observability` extra the
     server runs without these (and says so once).
     """
     try:
@@ -206,7 +215,10 @@ def instrument_app(app: FastAPI, *, check_router: Callable[[APIRouter], None] | 
         return lambda: lambda: None
     from .setup import observe_process, tracing_requested
 
-    registry = shared_metrics().registry
+    metrics = shared_metrics()
+    for pool in pools_of(workflows):
+        metrics.watch_pool(pool)
+    registry = metrics.registry
     router = metrics_router(registry)
     if check_router is not None:
         check_router(router)
@@ -243,5 +255,6 @@ __all__ = [
     "inject_trace_context",
     "instrument_app",
     "metrics_router",
+    "pools_of",
     "server_health",
 ]

@@ -128,7 +128,7 @@ def create_app(
         app.include_router(module.router)
     from ...observability.http import instrument_app, server_health
 
-    observe = instrument_app(app, check_router=_check_roles)
+    observe = instrument_app(app, check_router=_check_roles, workflows=served.values())
     state.health = server_health(served.values())
     if config.cors_origins:
         app.add_middleware(
