@@ -175,9 +175,9 @@ def test_a_bad_alert_file_stops_the_app_being_built(tmp_path: Path, monkeypatch:
 
 def test_the_pools_of_served_workflows_report_at_each_scrape() -> None:
     from prometheus_client import REGISTRY, generate_latest
+    from tests.observability.workloads import parallel_workflow
 
     from nanobrain.interfaces.http import create_app
-    from tests.observability.workloads import parallel_workflow
 
     workflow = parallel_workflow()
     app = create_app(workflows=[workflow])
