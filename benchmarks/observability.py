@@ -9,6 +9,8 @@ extra time per step (median on minus median off), shown in the details:
 
 chain-metrics / chain-tracing / chain-both    the 10-step chain of engine.py figure A
 fan-metrics / fan-tracing / fan-both          the fan-out to 100 branches and a join (figure B)
+sink-metrics / sink-tracing / sink-both       the sinks alone: a chain run's events handed straight to them,
+                                              per step, beside a no-op sink (the goals apply to these too)
 chain-events / fan-events                     a sink that does nothing: what the engine spends building and
                                               sending events once anyone listens (part of every figure above)
 chain-off                                     per step, off, after the observability modules are imported
@@ -156,6 +158,68 @@ async def bench_off(p: Params) -> dict[str, Any]:
     )
 
 
+def bench_sinks(p: Params) -> list[dict[str, Any]]:
+    """The sinks alone: one step's events (started, finished) handed to each sink, per step, beside a no-op sink.
+
+    A run's own events are sent once per 10 steps, as in the chain. This is the part of the extra time
+    that is the sinks' own work; the rest is the engine building events once anyone listens.
+    """
+    sinks = make_sinks()
+    run_id, path = "0123456789abcdef", f"chain{CHAIN_STEPS}"
+    step_events = [
+        (
+            nb.StepStarted(run_id, path, step=f"s{i}", firing=1, inputs={"x": 1}),
+            nb.StepFinished(run_id, path, step=f"s{i}", firing=1, outputs={"result": 1}, duration=1e-5),
+        )
+        for i in range(CHAIN_STEPS)
+    ]
+    started, finished = nb.RunStarted(run_id, path, inputs={"x": 1}), nb.RunFinished(run_id, path, duration=1e-4)
+    runs = p.chain_runs
+
+    def one(sink: Callable[[nb.RunEvent], None]) -> float:
+        begin = time.perf_counter()
+        for _ in range(runs):
+            sink(started)
+            for start, finish in step_events:
+                sink(start)
+                sink(finish)
+            sink(finished)
+        return (time.perf_counter() - begin) / runs / CHAIN_STEPS * 1e6
+
+    def chained(chosen: list[Callable[[nb.RunEvent], None]]) -> Callable[[nb.RunEvent], None]:
+        def call(event: nb.RunEvent) -> None:
+            for sink in chosen:
+                sink(event)
+
+        return call
+
+    calls = {mode: chained(sinks[mode]) for mode in MODES[1:]}
+    for sink in calls.values():
+        one(sink)  # warm-up
+    per_step: dict[str, list[float]] = {mode: [] for mode in calls}
+    for _ in range(p.repeat):
+        gc.collect()
+        for mode, sink in calls.items():
+            per_step[mode].append(one(sink))
+    rows = []
+    for mode in ("metrics", "tracing", "both"):
+        extra = [on - idle for on, idle in zip(per_step[mode], per_step["events"], strict=True)]
+        rows.append(
+            figure(
+                f"sink-{mode}",
+                f"the {mode} sink{'s' if mode == 'both' else ''} alone, per step",
+                "us",
+                "a no-op sink given the same events, per step",
+                per_step[mode],
+                per_step["events"],
+                target=TARGETS[mode],
+                target_on="value",
+                details={"runs_per_round": runs, "extra_over_no_op_us_median": rounded(statistics.median(extra))},
+            )
+        )
+    return rows
+
+
 def call_ns() -> float:
     """Nanoseconds per plain Python function call: how busy the machine is (about 40-50 ns when quiet)."""
 
@@ -194,13 +258,16 @@ def main(argv: list[str] | None = None) -> int:
             bench(fan, len(fan.steps), params.fan_runs, params.repeat, "fan", f"fan-out to {FAN_BRANCHES} and join")
         ),
     )
+    sink_rows = run.phase("sinks", lambda: bench_sinks(params))
     calibration = (calibration_before, call_ns())
     # Scaled to a quiet machine by the plain-call time measured around the run (a rough guide only).
     scale = QUIET_CALL_NS / (sum(calibration) / 2)
+    for row in sink_rows:
+        row["details"]["quiet_estimate_us"] = rounded(row["value_median"] * scale)
     for row in [*chain_rows, *fan_rows]:
         row["details"]["extra_us_per_step_quiet_estimate"] = rounded(row["details"]["extra_us_per_step_median"] * scale)
     run.finish(
-        [off, *chain_rows, *fan_rows],
+        [off, *chain_rows, *fan_rows, *sink_rows],
         {**params.__dict__, "python_call_ns_before_after": calibration},
         caption="baselines (the same workload with observability off, interleaved in every round):",
         details=[
@@ -212,6 +279,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"~{row['details']['extra_us_per_step_quiet_estimate']} us scaled to a quiet machine",
                 )
                 for row in [*chain_rows, *fan_rows]
+            ),
+            *(
+                (row["key"], f"~{row['details']['quiet_estimate_us']} us scaled to a quiet machine")
+                for row in sink_rows
             ),
         ],
     )
