@@ -102,8 +102,9 @@ def test_a_callers_trace_continues_into_the_servers_runs(tmp_path: Path, monkeyp
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{receiver.server_port}")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "nanobrain-server")
-    server = start_server(tmp_path, ScriptedModel(model="tiny"))
+    server = start_server(tmp_path, ScriptedModel(["Paris."], model="tiny"))
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    chat_trace = "0af7651916cd43dd8448eb211c80319c"
     try:
         ran = httpx.post(
             f"{server.url}/v1/workflows/double/runs",
@@ -112,6 +113,13 @@ def test_a_callers_trace_continues_into_the_servers_runs(tmp_path: Path, monkeyp
             timeout=30,
         )
         assert ran.status_code in (200, 201), ran.text
+        answer = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={"model": "chat", "messages": [{"role": "user", "content": "Capital of France?"}]},
+            headers={**headers(server, "run"), "traceparent": f"00-{chat_trace}-{parent_id}-01"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
         sink = active_tracing()
         assert sink is not None
         assert sink.provider.force_flush(10_000)
@@ -126,6 +134,17 @@ def test_a_callers_trace_continues_into_the_servers_runs(tmp_path: Path, monkeyp
     assert run.parent_span_id.hex() == parent_id
     step = next(s for s in spans if s.name == "step double")
     assert step.trace_id.hex() == trace_id and step.parent_span_id == run.span_id
+    # The served chat: its run, its steps and the model call, all in the caller's trace.
+    chat = [s for s in spans if s.trace_id.hex() == chat_trace]
+    by_id = {s.span_id: s for s in chat}
+    model_call = next(s for s in chat if s.name == "chat tiny")
+    ancestors = []
+    span = model_call
+    while span.parent_span_id in by_id:
+        span = by_id[span.parent_span_id]
+        ancestors.append(span.name)
+    assert ancestors[0].startswith("step ") and ancestors[-1].startswith("run chat"), ancestors
+    assert span.parent_span_id.hex() == parent_id
 
 
 def test_a_served_app_evaluates_the_alert_rules_nanobrain_alerts_names(
