@@ -149,7 +149,6 @@ class TracingSink:
             span.set_attribute(f"nanobrain.usage.{name}", count)
         if self.capture_content:
             span.set_attribute("nanobrain.outputs", _content(event.outputs))
-        span.set_status(Status(StatusCode.OK))
         span.end(_ns(event.time))
 
     def _run_failed(self, event: RunFailed) -> None:
@@ -197,7 +196,9 @@ class TracingSink:
             return
         if self.capture_content:
             span.set_attribute("nanobrain.outputs", _content(event.outputs))
-        span.set_status(OK)  # an earlier retried attempt's error is overridden
+        if span.status.status_code is StatusCode.ERROR:  # type: ignore[attr-defined]
+            span.set_status(OK)  # a retried attempt failed, then the firing finished
+        # Success otherwise stays UNSET, as OpenTelemetry asks of instrumentation (and saves a lock).
         span.end(_ns(event.time))
 
     def _step_failed(self, event: StepFailed) -> None:
