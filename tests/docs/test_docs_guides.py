@@ -95,3 +95,22 @@ async def test_observability_guide_counts_the_run_and_traces_each_step() -> None
     assert observed["result"] == {"result": "OBSERVE ME!"}
     assert re.search(r'^nanobrain_runs_finished_total\{workflow="first"\} 1\.0$', observed["metrics"], re.M)
     assert sorted(observed["spans"]) == ["run first", "step normalize", "step shout"]
+
+
+def test_choosing_model_guide_maps_strings_to_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from docs.guides.code import choosing_model
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert choosing_model.provider_for("openai-compatible:m@http://127.0.0.1:8000/v1") == "OpenAICompatibleProvider"
+    assert "needs OPENAI_API_KEY" in choosing_model.provider_for("openai:gpt-4o-mini")
+    assert choosing_model.provider_for("nonsense:x").startswith("error: unknown model")
+
+
+async def test_choosing_model_guide_talks_to_a_real_openai_compatible_server(home: Path) -> None:
+    """The server is NanoBrain's own (`nanobrain serve`), answering with a scripted model."""
+    from docs.guides.code import choosing_model, serve_http
+
+    model = ScriptedModel(["Paris."])
+    async with serve_http.serving(model, home) as base:
+        assert await choosing_model.ask(base, "Capital of France?") == "Paris."
+    assert model.requests[-1].messages[-1].content == "Capital of France?"

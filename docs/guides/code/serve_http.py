@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +24,26 @@ from nanobrain.workflows.chat.app import ChatApp
 from .first_workflow import build
 
 
-async def serve_and_call(model: Any, folder: Path) -> dict[str, Any]:
+@asynccontextmanager
+async def serving(model: Any, folder: Path) -> AsyncIterator[str]:
+    """Serve the chat (answering with `model`) and the first workflow; yields the base URL."""
     chat = await ChatApp.open(model=model, database_url=f"sqlite+aiosqlite:///{folder / 'server.db'}")
     app = create_app(workflows=[build()], chat=chat, close_on_shutdown=True)  # open: no keys, loopback only
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
             await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def serve_and_call(model: Any, folder: Path) -> dict[str, Any]:
+    async with serving(model, folder) as base:
         # A workflow run, answered when it finishes:
         async with httpx.AsyncClient(base_url=base) as http:
             run = (await http.post("/v1/workflows/first/runs", json={"inputs": {"text": " hi  there "}})).json()
@@ -48,6 +59,3 @@ async def serve_and_call(model: Any, folder: Path) -> dict[str, Any]:
                 answer += chunk.choices[0].delta.content or ""
         await client.close()
         return {"run": run, "chat": answer}
-    finally:
-        server.should_exit = True
-        await serving
