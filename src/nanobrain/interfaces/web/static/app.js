@@ -51,11 +51,22 @@ async function start() {
   const models = await api("/v1/models");
   app.model = models.data.length ? models.data[0].id : null;
   logout.hidden = !apiKey();
-  const ready = await fetch("/ready").then((r) => r.json()).catch(() => ({}));
-  const detail = ready.checks && ready.checks.model ? ready.checks.model.detail : "";
-  document.getElementById("model").textContent = app.model ? `model: ${app.model}${detail ? " · " + detail : ""}` : "";
+  showModel();
   if (!location.hash) history.replaceState(null, "", app.model ? "#/chat" : "#/workflows");
   route();
+}
+
+/** The chat workflow and the models behind it (from /ready), rechecked while they load. */
+async function showModel() {
+  const line = document.getElementById("model");
+  if (!app.model) {
+    line.textContent = "";
+    return;
+  }
+  const ready = await fetch("/ready").then((r) => r.json()).catch(() => ({}));
+  const model = ready.checks && ready.checks.model;
+  line.textContent = `model: ${app.model}` + (model ? (model.ok ? ` · ${model.detail}` : ` · ${model.detail || "loading"}…`) : "");
+  if (model && !model.ok && model.detail === "still loading") setTimeout(showModel, 2000);
 }
 
 function route() {

@@ -75,6 +75,7 @@ export function drawGraph(graph, container) {
     const p = place.get(n.id);
     const g = svg("g", { class: `node node-${n.kind} state-idle`, transform: `translate(${p.x},${p.y})` });
     g.dataset.node = n.id;
+    g.dataset.state = "idle";
     g.append(svg("rect", { width: W, height: H, rx: n.kind === "step" ? 6 : 18 }));
     const label = svg("text", { x: W / 2, y: H / 2 + 5, "text-anchor": "middle" });
     label.textContent = n.label.length > 20 ? n.label.slice(0, 19) + "…" : n.label;

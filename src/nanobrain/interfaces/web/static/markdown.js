@@ -1,5 +1,5 @@
 // A small Markdown renderer that builds DOM nodes and sets only text: model output and stored
-// history can never become HTML (no innerHTML anywhere), whatever they contain.
+// history can never become HTML (no HTML parsing anywhere), whatever they contain.
 
 function el(tag, text) {
   const node = document.createElement(tag);

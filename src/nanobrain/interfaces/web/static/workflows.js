@@ -84,7 +84,8 @@ export function inputForm(schema, { id, submitText, onsubmit, partial = false, o
   const required = new Set(schema.required || []);
   const fields = new Map();
   const problem = h("p", { class: "error", role: "alert" });
-  const form = h("form", { id, class: "input-form" });
+  // The server checks values against the schema and names each bad field: one place for errors.
+  const form = h("form", { id, class: "input-form", novalidate: true });
   for (const [name, property] of Object.entries(schema.properties || {})) {
     if (only && !only.has(name)) continue;
     const field = fieldFor(name, property, required.has(name));
