@@ -23,7 +23,6 @@ from tests.interfaces.http.conftest import ROLES, LiveServer, served_workflows
 import nanobrain as nb
 from nanobrain.infrastructure.security.api_keys import ApiKeyStore
 from nanobrain.interfaces.http import Authenticator, ServerConfig, create_app
-from nanobrain.llm import ScriptedModel
 from nanobrain.workflows.chat import ChatApp
 
 CHROMIUM = os.environ.get("NANOBRAIN_CHROMIUM", "/usr/bin/chromium")

@@ -10,10 +10,9 @@ from typing import Any
 import httpx
 import pytest
 from tests.interfaces.http.conftest import LiveServer
+from tests.interfaces.web.conftest import PHONE, login, screenshot, start_ui_server, wait_until
 
 from nanobrain.llm import ScriptedModel
-
-from tests.interfaces.web.conftest import PHONE, login, screenshot, start_ui_server, wait_until
 
 MALICIOUS = (
     "Here is <script>window.__pwned = 1</script> and <img src=x onerror=\"window.__pwned = 2\"> "
@@ -53,7 +52,7 @@ def test_login_rejects_a_wrong_key_then_accepts_a_right_one(server: LiveServer, 
     assert page.evaluate("sessionStorage.getItem('nanobrain.apiKey')") is None
     login(page, server)
     page.wait_for_selector("#prompt")
-    assert "model: chat" in page.inner_text("#model")
+    page.wait_for_selector("#model:has-text('model: chat · scripted')")  # the workflow and its model
     # The key is kept for the tab: a reload does not ask again.
     page.reload()
     page.wait_for_selector("#prompt")
@@ -177,7 +176,10 @@ def test_phone_width_keeps_the_chat_usable(server: LiveServer, model: ScriptedMo
     page.fill("#prompt", "hello from a phone")
     page.click("#send")
     page.wait_for_selector(".message.assistant:has-text('Small screens work too.')")
-    wide = page.evaluate("[...document.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className + '#' + e.id + ' ' + e.getBoundingClientRect().right)")
+    wide = page.evaluate(
+        "[...document.querySelectorAll('*')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)"
+        ".map(e => e.tagName + '.' + e.className + '#' + e.id)"
+    )
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), wide
     for selector in ("#prompt", "#send", "#new-chat"):
         box = page.query_selector(selector).bounding_box()

@@ -51,7 +51,9 @@ def test_a_run_started_from_the_form_is_watched_live(server: LiveServer, page: A
     events = page.eval_on_selector_all("#timeline tr", "rows => rows.map(r => r.dataset.event)")
     assert events[0] == "run_started" and events[-1] == "run_finished"
     assert events.count("step_started") == 2 and events.count("step_finished") == 2
-    durations = page.eval_on_selector_all("#timeline tr.event-step_finished td:last-child", "cells => cells.map(c => c.innerText)")
+    durations = page.eval_on_selector_all(
+        "#timeline tr.event-step_finished td:last-child", "cells => cells.map(c => c.innerText)"
+    )
     assert all(d.endswith(" ms") and float(d[:-3]) >= 300 for d in durations), durations
     assert '"NOTES ABOUT BEES"' in page.inner_text("#run-outputs")
     assert '"topic": "bees"' in page.inner_text("[data-step='fetch_text'] .io")
@@ -75,7 +77,7 @@ def test_a_waiting_run_is_answered_from_the_page(server: LiveServer, page: Any) 
     page.click("#input-form button[type=submit]")
     page.wait_for_selector(".run[data-status=succeeded]")
     assert '"result": 42' in page.inner_text("#run-outputs")
-    assert node_state(page, "add") == "succeeded"
+    page.wait_for_selector("#run-graph g[data-node='add'][data-state=succeeded]")
     assert page.query_selector("#input-form") is None
 
 
@@ -86,7 +88,7 @@ def test_a_failed_run_shows_its_error(server: LiveServer, page: Any) -> None:
     page.click("#run-form button[type=submit]")
     page.wait_for_selector(".run[data-status=failed]")
     assert "cannot handle 7" in page.inner_text("#run-error-text")
-    assert node_state(page, "explode") == "failed"
+    page.wait_for_selector("#run-graph g[data-node='explode'][data-state=failed]")
     assert "cannot handle 7" in page.inner_text("[data-step='explode'] .error")
 
 

@@ -37,7 +37,8 @@ def test_the_page_and_its_assets_are_served_without_a_key_with_a_csp(server: Liv
         found = httpx.get(server.url + asset)
         assert found.status_code == 200, asset
         assert found.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
-    assert httpx.get(server.url + "/ui/app.js").headers["content-type"].startswith(("text/javascript", "application/javascript"))
+    script = httpx.get(server.url + "/ui/app.js")
+    assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
     assert httpx.get(server.url + "/ui/missing.js").status_code == 404
     # The data still needs a key.
     assert httpx.get(server.url + "/v1/workflows").status_code == 401

