@@ -100,3 +100,21 @@ def test_a_bad_input_is_named_next_to_its_field(server: LiveServer, page: Any) -
     page.click("#run-form button[type=submit]")
     page.wait_for_selector("[data-field='inputs.x']:not(:empty)")
     assert "inputs.x" in page.inner_text("#run-form p.error")
+
+
+def test_a_long_lived_run_takes_input_from_the_page_until_cancelled(server: LiveServer, page: Any) -> None:
+    login(page, server, path="/#/workflows/echo")
+    page.wait_for_selector("#run-form")
+    page.select_option("#run-mode", "long_lived")
+    page.click("#run-form button[type=submit]")  # no input yet: a long-lived run waits for it
+    page.wait_for_selector(".run[data-status=waiting] #input-form")
+    for value in ("5", "8"):
+        page.fill("#input-form #input-x", value)
+        page.click("#input-form button[type=submit]")
+        page.wait_for_selector(f"#run-outputs:has-text('\"last\": {value}')")
+        page.wait_for_selector(".run[data-status=waiting] #input-form")
+    firings = page.eval_on_selector_all("#timeline tr.event-step_finished", "rows => rows.length")
+    assert firings == 2  # one stream, each event once
+    page.click("#cancel-run")
+    page.wait_for_selector(".run[data-status=cancelled]")
+    assert page.query_selector("#input-form") is None

@@ -106,8 +106,13 @@ export function runView(root, runId) {
     outputs.textContent = pretty(run.outputs || {});
     cancel.hidden = !["running", "waiting"].includes(run.status) || (run.status === "waiting" && run.durable);
     errorBox.replaceChildren(...(run.error ? [h("p", { class: "error", id: "run-error-text", text: `${run.error.status}: ${run.error.detail}` })] : []));
-    if (run.status === "waiting" && workflow) showWaiting(run);
-    else waiting.replaceChildren();
+    // Kept while the run still waits, so that a refresh does not wipe what the user is typing.
+    if (run.status === "waiting" && workflow) {
+      if (!waiting.firstChild) showWaiting(run);
+    } else {
+      waiting.replaceChildren();
+    }
+    current = run;
   }
 
   function showWaiting(run) {
@@ -118,7 +123,7 @@ export function runView(root, runId) {
       inputForm(workflow.input_schema, {
         id: "input-form", submitText: "Send input", partial: true, only: missing.size ? missing : null,
         onsubmit: async (values) => {
-          await api(`/v1/runs/${encodeURIComponent(runId)}/input`, { method: "POST", body: { inputs: values } });
+          show(await api(`/v1/runs/${encodeURIComponent(runId)}/input`, { method: "POST", body: { inputs: values } }));
           waiting.replaceChildren();
           follow();
         },
@@ -176,15 +181,33 @@ export function runView(root, runId) {
     return graph ? graph.edges.filter((e) => e.source === step && e.target.startsWith("outputs.")) : [];
   }
 
+  let following = false;
+  let current = null;
+  // A long-lived run's stream stays open while it waits for more input; a durable run's ends
+  // when it waits and is followed again once it is given its input.
   async function follow() {
+    if (following) return;
+    following = true;
     try {
       for await (const event of events(`/v1/runs/${encodeURIComponent(runId)}/events`, { signal: abort.signal, lastEventId: lastId })) {
         onEvent(event);
       }
     } catch (err) {
       if (err.name !== "AbortError" && !needLogin(err)) errorBox.replaceChildren(h("p", { class: "error", text: explain(err) }));
+    } finally {
+      following = false;
     }
   }
+
+  // The state of a run in progress (running or waiting, outputs so far) is refreshed now and then.
+  const timer = setInterval(async () => {
+    if (!current || !["running", "waiting"].includes(current.status)) return;
+    try {
+      show(await api(`/v1/runs/${encodeURIComponent(runId)}`));
+    } catch (_) {
+      // the stream reports errors; a missed refresh is retried
+    }
+  }, 1000);
 
   async function cancelRun() {
     try {
@@ -209,7 +232,10 @@ export function runView(root, runId) {
       if (!needLogin(err)) errorBox.replaceChildren(h("p", { class: "error", text: explain(err) }));
     }
   })();
-  return () => abort.abort();
+  return () => {
+    clearInterval(timer);
+    abort.abort();
+  };
 }
 
 function tokens(usage) {

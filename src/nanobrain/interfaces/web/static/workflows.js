@@ -31,14 +31,19 @@ export function workflowView(root, name) {
       root.querySelector("#workflow-description").textContent = workflow.description || "";
       drawGraph(graph, graphBox);
       const durable = h("input", { type: "checkbox", id: "durable", name: "durable" });
+      const mode = h("select", { id: "run-mode", name: "mode" },
+        h("option", { value: "background", text: "run once" }),
+        h("option", { value: "long_lived", text: "long-lived: keep taking input" }));
       formBox.replaceChildren(inputForm(workflow.input_schema, {
         id: "run-form",
         submitText: "Start run",
-        partial: () => durable.checked,
-        extra: h("label", { class: "inline", for: "durable" }, durable, " durable: inputs left empty are waited for"),
+        partial: () => durable.checked || mode.value === "long_lived",
+        extra: h("div", { class: "field" },
+          h("label", { for: "run-mode", text: "Mode" }), mode,
+          h("label", { class: "inline", for: "durable" }, durable, " durable: inputs left empty are waited for")),
         onsubmit: async (values) => {
           const run = await api(`/v1/workflows/${encodeURIComponent(name)}/runs`, {
-            method: "POST", body: { inputs: values, mode: "background", durable: durable.checked },
+            method: "POST", body: { inputs: values, mode: mode.value, durable: durable.checked },
           });
           location.hash = `#/runs/${encodeURIComponent(run.run_id)}`;
         },
