@@ -128,6 +128,23 @@ def test_stop_keeps_the_partial_answer_marked_interrupted(
     assert stored[-1]["content"].startswith("word word")
     page.reload()
     page.wait_for_selector(".message.assistant.interrupted .badge")
+    # The Stop button does the same, and the conversation goes on afterwards.
+    model.add("more " * 400, "Back again.")
+    model.delay = 0.05
+    try:
+        page.fill("#prompt", "Another long one")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#stop:visible")
+        wait_until(page, "document.querySelectorAll('.message.assistant')[1].innerText.length > 30")
+        page.click("#stop")
+        page.wait_for_selector(".message.assistant.interrupted >> nth=1")
+    finally:
+        model.delay = 0.0
+    assert page.is_hidden("#stop") and page.is_visible("#send")
+    page.fill("#prompt", "Still there?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".message.assistant:has-text('Back again.')")
+    assert current_session(page) == session
 
 
 def test_new_session_list_resume_and_export(server: LiveServer, model: ScriptedModel, page: Any) -> None:

@@ -16,7 +16,8 @@ from nanobrain.llm import ScriptedModel
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_ui_server(tmp_path_factory.mktemp("runs") / "runs.db", ScriptedModel(), workflows=ui_workflows())
+    model = ScriptedModel(["Streamed **tokens** arrive here."], chunk_size=4)
+    live = start_ui_server(tmp_path_factory.mktemp("runs") / "runs.db", model, workflows=ui_workflows())
     yield live
     live.close()
 
@@ -118,3 +119,15 @@ def test_a_long_lived_run_takes_input_from_the_page_until_cancelled(server: Live
     page.click("#cancel-run")
     page.wait_for_selector(".run[data-status=cancelled]")
     assert page.query_selector("#input-form") is None
+
+
+def test_a_model_step_shows_its_tokens_and_the_run_its_usage(server: LiveServer, page: Any) -> None:
+    login(page, server, path="/#/workflows/chat")  # the chat is a served workflow too
+    page.wait_for_selector("#run-form #input-message")
+    page.fill("#input-message", "Hello")
+    page.fill("#input-session", "inspected")
+    page.click("#run-form button[type=submit]")
+    page.wait_for_selector(".run[data-status=succeeded]")
+    page.wait_for_selector("[data-step='assistant'] .tokens:has-text('Streamed **tokens** arrive here.')")
+    wait_until(page, "/completion: [1-9]/.test(document.getElementById('run-tokens').innerText)")
+    assert page.get_attribute("#run-graph g[data-node='coder']", "data-state") == "idle"  # routed elsewhere
