@@ -89,3 +89,11 @@ def test_a_new_chat_session_is_titled_after_its_first_message(server: LiveServer
     assert "Short question?" in titles
     [shortened] = [t for t in titles if t.startswith("Plan a trip to the mountains")]
     assert len(shortened) == 60 and shortened.endswith("…")
+
+
+def test_without_chromium_the_browser_tests_say_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.interfaces.web import conftest as web
+
+    monkeypatch.setattr(web, "CHROMIUM", "/nonexistent/chromium")
+    reason = web.chromium_missing()
+    assert reason is not None and "/nonexistent/chromium" in reason and "apt-get install -y chromium" in reason
