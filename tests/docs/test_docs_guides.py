@@ -114,3 +114,22 @@ async def test_choosing_model_guide_talks_to_a_real_openai_compatible_server(hom
     async with serve_http.serving(model, home) as base:
         assert await choosing_model.ask(base, "Capital of France?") == "Paris."
     assert model.requests[-1].messages[-1].content == "Capital of France?"
+
+
+async def test_parallel_agents_guide_fails_over_from_a_broken_endpoint() -> None:
+    """The page includes examples/parallel_chat.py; one of its three models always fails."""
+    from examples import parallel_chat
+
+    from nanobrain.llm.errors import ServerError
+
+    broken = ScriptedModel(respond=lambda request: ServerError("down", provider="alpha", status=503))
+    models = {
+        "alpha": broken,
+        "beta": ScriptedModel(respond=lambda request: "beta answers"),
+        "gamma": ScriptedModel(respond=lambda request: "gamma answers"),
+    }
+    questions = [f"question {i}" for i in range(6)]
+    result = await parallel_chat.build(models).run(messages=questions)
+    assert len(result["replies"]) == len(questions)
+    assert set(result["replies"]) <= {"beta answers", "gamma answers"}
+    assert broken.requests  # the broken endpoint was tried, and its requests went elsewhere
