@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,58 @@ async def test_parallel_agents_guide_fails_over_from_a_broken_endpoint() -> None
     assert len(result["replies"]) == len(questions)
     assert set(result["replies"]) <= {"beta answers", "gamma answers"}
     assert broken.requests  # the broken endpoint was tried, and its requests went elsewhere
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "redis"])
+async def notes_store(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    from tests.conftest import require
+    from tests.infrastructure.conftest import POSTGRES_URL, REDIS_URL, _reachable, unique_name
+
+    if request.param == "sqlite":
+        yield "sqlite+aiosqlite:///state/notes.db"  # relative to the workflow file
+        return
+    prefix = unique_name()
+    if request.param == "postgresql":
+        require(_reachable("127.0.0.1", 5432), "PostgreSQL is not reachable on 127.0.0.1:5432")
+        yield f"{POSTGRES_URL}?schema={prefix}"
+        from nanobrain.infrastructure.data.database import Database
+
+        db = Database(POSTGRES_URL, schema=prefix)
+        await db.drop_schema()
+        await db.aclose()
+        return
+    require(_reachable("127.0.0.1", 6379), "Redis is not reachable on 127.0.0.1:6379")
+    yield f"{REDIS_URL}?prefix={prefix}:"
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = [k async for k in client.scan_iter(match=prefix + ":*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def test_persistence_guide_keeps_notes_across_processes(
+    notes_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nanobrain.infrastructure.data.persistent_units import load_persistent
+
+    for name in ("persistence.yaml", "first_workflow.py"):  # a copy: the SQLite file lands in tmp_path
+        (tmp_path / name).write_text((CODE / name).read_text())
+    monkeypatch.setenv("NOTES_STORE", notes_store)
+    for note in (" buy   milk", "call Ada"):
+        workflow = str(tmp_path / "persistence.yaml")
+        command = [sys.executable, "-m", "nanobrain", "run", workflow, "--input", f"note={note}"]
+        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    wf = load_workflow(tmp_path / "persistence.yaml")
+    await load_persistent(wf)
+    assert await wf.outputs["notes"].items() == ["buy milk", "call Ada"]  # type: ignore[attr-defined]
+    assert wf.outputs["last"].get() == "call Ada"
+    await wf.outputs["notes"].store.aclose()  # type: ignore[attr-defined]
+    # The page's own Python block reads them back the same way.
+    page = (REPO / "docs" / "guides" / "persistence.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    namespace: dict = {}
+    exec(block.replace("docs/guides/code/persistence.yaml", str(tmp_path / "persistence.yaml")), namespace)
+    assert await namespace["notes"]() == ["buy milk", "call Ada"]
