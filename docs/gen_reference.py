@@ -23,6 +23,7 @@ from typing import Any
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 EXAMPLES = ROOT / "examples"
+CHAT = ROOT / "src" / "nanobrain" / "workflows" / "chat" / "chat.yaml"
 
 DIAGRAM_EXAMPLES = ("pipeline", "fan_out", "router", "loop", "approval")
 """Example workflows drawn in the concept pages (docs/diagrams/NAME.mmd)."""
@@ -38,10 +39,12 @@ def diagrams() -> dict[str, str]:
     from nanobrain.config import load_workflow
     from nanobrain.core.graph_export import to_mermaid
 
-    return {
+    files = {
         f"diagrams/{name}.mmd": to_mermaid(load_workflow(EXAMPLES / f"{name}.yaml")).rstrip("\n") + "\n"
         for name in DIAGRAM_EXAMPLES
     }
+    files["diagrams/chat.mmd"] = to_mermaid(load_workflow(CHAT)).rstrip("\n") + "\n"
+    return files
 
 
 # -- CLI --------------------------------------------------------------------------------------------

@@ -190,3 +190,15 @@ async def test_persistence_guide_keeps_notes_across_processes(
     namespace: dict = {}
     exec(block.replace("docs/guides/code/persistence.yaml", str(tmp_path / "persistence.yaml")), namespace)
     assert await namespace["notes"]() == ["buy milk", "call Ada"]
+
+
+async def test_custom_chat_guide_changes_the_prompt_and_the_routing(home: Path) -> None:
+    from docs.guides.code import custom_chat
+
+    config = custom_chat.write_custom_chat(home)
+    model = ScriptedModel(["Arr, hello!", "SELECT 1;"])
+    assert await custom_chat.ask(config, model, home, "Hello!") == "Arr, hello!"
+    assert await custom_chat.ask(config, model, home, "Write an sql query") == "SELECT 1;"
+    greeting, sql = model.requests
+    assert greeting.messages[0].content.startswith("You are a pirate.")
+    assert sql.messages[0].content.startswith("You are NanoBrain's programming assistant.")  # routed to the coder
