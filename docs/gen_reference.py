@@ -186,7 +186,29 @@ def errors() -> dict[str, str]:
     return {"reference/errors.md": HEADER + "\n".join(lines).rstrip() + "\n"}
 
 
-GENERATORS: tuple[Callable[[], dict[str, str]], ...] = (diagrams, cli, schema, http_api, errors)
+# -- benchmarks -------------------------------------------------------------------------------------
+def benchmarks() -> dict[str, str]:
+    """Each benchmark script's docstring: what it measures, against which baseline, how to run it."""
+    import ast
+
+    folder = ROOT / "benchmarks"
+    lines = [
+        "# Benchmarks",
+        "",
+        "Each script measures NanoBrain beside a baseline (plain asyncio, the raw driver) in the same process and",
+        "writes its figures to `benchmarks/results/NAME.json`; `benchmarks/README.md` explains how to read them.",
+        "What each one measures and how to reproduce it:",
+        "",
+    ]
+    for script in sorted(folder.glob("*.py")):
+        doc = ast.get_docstring(ast.parse(script.read_text()))
+        if script.stem == "common" or not doc:
+            continue
+        lines += [f"## `benchmarks/{script.name}`", "", "```text", doc, "```", ""]
+    return {"benchmarks.md": HEADER + "\n".join(lines).rstrip() + "\n"}
+
+
+GENERATORS: tuple[Callable[[], dict[str, str]], ...] = (diagrams, cli, schema, http_api, errors, benchmarks)
 
 
 def generate() -> dict[str, str]:

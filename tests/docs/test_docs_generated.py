@@ -99,3 +99,11 @@ def test_diagrams_are_to_mermaid_of_the_examples(generated: dict[str, str]) -> N
         assert generated[f"diagrams/{name}.mmd"].strip() == to_mermaid(load_workflow(examples / f"{name}.yaml")).strip()
     used = "".join(p.read_text() for p in (DOCS / "concepts").glob("*.md"))
     assert all(f'"diagrams/{name}.mmd"' in used for name in gen_reference.DIAGRAM_EXAMPLES)
+
+
+def test_benchmarks_page_describes_every_benchmark_script(generated: dict[str, str]) -> None:
+    page = generated["benchmarks.md"]
+    scripts = [p for p in (DOCS.parent / "benchmarks").glob("*.py") if p.stem != "common"]
+    assert scripts
+    for script in scripts:
+        assert f"## `benchmarks/{script.name}`" in page, script.name
