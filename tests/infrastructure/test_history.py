@@ -92,6 +92,37 @@ async def test_append_entries_keeps_each_messages_model_usage_and_metadata(datab
     assert await history.count("s") == 4
 
 
+async def test_replace_rewrites_a_message_in_place_and_appends_the_rest(database: Database) -> None:
+    history = ConversationHistory(database)
+    await history.append("s", Message.user("count: a b"))
+    draft = await history.append("s", Message.assistant("Let me"), metadata={"interrupted": True})
+    grown = await history.replace("s", draft.seq, [HistoryEntry(Message.assistant("Let me count"), model="m")])
+    assert [(m.seq, m.id) for m in grown] == [(draft.seq, draft.id)]
+    call = ToolCall("c1", "count", {"text": "a b"})
+    final = await history.replace(
+        "s",
+        draft.seq,
+        [
+            HistoryEntry(Message.assistant("Let me count", (call,)), model="m"),
+            HistoryEntry(Message.tool(call, "2")),
+            HistoryEntry(Message.assistant("Two words."), model="m", usage=Usage(9, 3)),
+        ],
+    )
+    stored = await history.messages("s")
+    assert stored == [stored[0], *final]
+    assert [(m.seq, m.role, m.content, m.metadata) for m in stored] == [
+        (1, "user", "count: a b", {}),
+        (2, "assistant", "Let me count", {}),  # the interrupted mark went with the draft
+        (3, "tool", "2", {}),
+        (4, "assistant", "Two words.", {}),
+    ]
+    assert stored[1].message.tool_calls == (call,) and stored[3].usage == Usage(9, 3)
+    assert sorted(hit.message.seq for hit in await history.search("count", session_id="s")) == [1, 2]
+    with pytest.raises(HistoryError, match="has no message 9 to replace"):
+        await history.replace("s", 9, [HistoryEntry(Message.assistant("x"))])
+    assert await history.count("s") == 4
+
+
 async def test_paging_forward_backward_and_latest(database: Database) -> None:
     history = ConversationHistory(database)
     await history.append_many("s", [Message.user(f"m{i}") for i in range(1, 26)])
@@ -471,3 +502,23 @@ async def test_history_written_by_another_process_is_read_searched_and_exported(
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     assert lines[1]["title"] == "Written elsewhere" and lines[1]["user_id"] == "ada"
     assert [line["content"] for line in lines[2:]] == [m.content for m in stored]
+
+
+async def test_an_encrypted_message_replaced_as_it_grows_stays_bound_to_its_place(database: Database) -> None:
+    """The chat checkpoints a streamed answer with `replace`: each version, and the messages
+    appended after it, must be sealed for their own session and position."""
+    from nanobrain.infrastructure.security.encryption import Encryptor, generate_key
+
+    history = ConversationHistory(database, encryptor=Encryptor(generate_key()))
+    first = await history.append("s", Message.user("question"))
+    partial = await history.append("s", Message.assistant("the answer so"))
+    await history.replace("s", partial.seq, [HistoryEntry(Message.assistant("the answer so far, in full")),
+                                             HistoryEntry(Message.user("a follow-up"))])
+    stored = await history.messages("s")
+    assert [(m.seq, m.content) for m in stored] == [
+        (first.seq, "question"),
+        (partial.seq, "the answer so far, in full"),
+        (partial.seq + 1, "a follow-up"),
+    ]
+    assert all("answer" not in content for content in (await _contents(database)).values())
+    await history.aclose()

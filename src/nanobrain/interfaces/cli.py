@@ -28,6 +28,7 @@ from rich.text import Text
 from .. import __version__
 from ..core.errors import NanoBrainError, ProblemsError, StepError
 from .run_display import EventLines, Progress, Where, dumps, print_outputs, unwrap
+from .signals import Stopped, StopSignals
 
 if TYPE_CHECKING:
     from ..core.events import RunEvent
@@ -126,9 +127,12 @@ def _reporting(ctx: typer.Context, file: Path | None = None) -> Iterator[None]:
         yield
     except (typer.Exit, typer.Abort, typer.TyperException):
         raise
-    except KeyboardInterrupt:
-        _err().print(Text("interrupted", style="red"))
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (KeyboardInterrupt, Stopped) as exc:  # Ctrl-C, SIGTERM, SIGHUP: exit 128 + the signal's number
+        try:
+            _err().print(Text("interrupted" if not str(exc) else f"interrupted ({exc})", style="red"))
+        except OSError:  # the terminal is gone (SIGHUP)
+            pass
+        raise typer.Exit(getattr(exc, "exit_code", EXIT_INTERRUPTED)) from None
     except BrokenPipeError:
         # Whoever read our output has stopped (`| head -1`): not an error worth a message.
         _discard_stdout()
@@ -145,6 +149,19 @@ def _reporting(ctx: typer.Context, file: Path | None = None) -> Iterator[None]:
             if code_raised and not debug:
                 err.print(Text("(run `nanobrain --debug ...` to see the traceback)", style="dim"))
         raise typer.Exit(EXIT_ERROR) from None
+
+
+def _require_standard_streams(*, stdin: bool = False) -> None:
+    """Closed standard streams (`>&-`, `<&-`) are a clear error up front, not an AttributeError later."""
+    if sys.stdout is None:
+        raise UsageProblem(
+            "standard output is closed: there is nowhere to print "
+            "(redirect it, e.g. to /dev/null, instead of closing it)"
+        )
+    if stdin and sys.stdin is None:
+        raise UsageProblem(
+            "standard input is closed: the chat reads your messages from it (or pass one with --once MESSAGE)"
+        )
 
 
 def _discard_stdout() -> None:
@@ -255,7 +272,7 @@ async def _execute(
                 on_event(event)
             if progress is not None:
                 progress.update(event)
-    except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us, then raises KeyboardInterrupt
+    except asyncio.CancelledError:  # a stop signal: StopSignals cancels us, then raises Stopped
         if progress is not None:
             progress.outcome = progress.outcome or "interrupted"
         raise
@@ -319,6 +336,7 @@ def run(
 ) -> None:
     """Run a workflow once and print its outputs."""
     with _reporting(ctx, file):
+        _require_standard_streams()
         values = parse_inputs(input_pairs or [], input_json)
         workflow = _load(file)
         if durable:
@@ -344,11 +362,15 @@ def run(
         show_progress = not stream and sys.stdout.isatty() and err.is_terminal
         progress = Progress(workflow.name, where) if show_progress else None
         try:
-            outputs = asyncio.run(
-                _execute(
-                    workflow, values, on_event=on_event, progress=progress, console=err, durable=durable, run_id=run_id
+            # SIGINT, SIGTERM and SIGHUP stop the run at once, without a traceback (exit 128 + N).
+            with StopSignals() as stop, asyncio.Runner() as runner:
+                outputs = stop.run(
+                    runner,
+                    _execute(
+                        workflow, values, on_event=on_event, progress=progress, console=err, durable=durable,
+                        run_id=run_id,
+                    ),
                 )
-            )
         finally:
             if printer is not None:
                 printer.end_tokens()
@@ -477,12 +499,16 @@ def chat(
                      help="History database URL (default: SQLite under NANOBRAIN_HOME)."),
     ] = None,
 ) -> None:
-    """Chat in the terminal: streamed answers, history that survives restarts, slash commands."""
+    """Chat in the terminal: streamed answers, history that survives restarts, slash commands.
+
+    Stopped (Ctrl-C, SIGTERM, a closed terminal), it keeps your message and the answer so far.
+    """
     from .chat_terminal import run_chat
 
     if message is not None and not once:
         raise typer.BadParameter("a message argument needs --once", param_hint="MESSAGE")
     with _reporting(ctx, config):
+        _require_standard_streams(stdin=not once or message is None)
         code = run_chat(
             config=config, model=model, session=session, database_url=database, once=once, message=message,
             out=_out(), err=_err(),

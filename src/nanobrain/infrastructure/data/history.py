@@ -36,6 +36,7 @@ from .history_sql import (
     INSERT_MESSAGE_RETURNING,
     SELECT_IDS,
     SELECT_MESSAGE,
+    UPDATE_MESSAGE,
     ensure_history_schema,
     positional,
     postgres_args,
@@ -320,6 +321,59 @@ class ConversationHistory(AsyncClosing):
         return [
             StoredMessage(e.message, i, session_id, first + n, created, e.model, e.usage, dict(e.metadata or {}))
             for n, (e, i) in enumerate(zip(entries, ids, strict=True))
+        ]
+
+    async def _insert_rows(
+        self, driver: Any, session_id: str, rows: list[dict[str, Any]], micros: int
+    ) -> tuple[int, list[int]]:
+        """Number `rows` after the session's last message and insert them (inside the caller's
+        transaction, like `append_entries`); returns the first number and the new ids."""
+        bump = {"session_id": session_id, "created_at": micros, "count": len(rows)}
+        if self._postgres:
+            last = await driver.fetchval(*postgres_args(BUMP_SEQ, bump))
+            first = self._number(rows, last)
+            sql, names = positional(INSERT_MESSAGE)
+            await driver.executemany(sql, [[row[n] for n in names] for row in rows])
+            return first, [r[0] for r in await driver.fetch(*postgres_args(SELECT_IDS, {**bump, "seq": first}))]
+        last = (await driver.execute_fetchall(BUMP_SEQ, bump))[0][0]
+        first = self._number(rows, last)
+        await driver.executemany(INSERT_MESSAGE, rows)
+        return first, [r[0] for r in await driver.execute_fetchall(SELECT_IDS, {**bump, "seq": first})]
+
+    async def replace(self, session_id: str, seq: int, entries: Sequence[HistoryEntry]) -> list[StoredMessage]:
+        """Overwrite message `seq` with the first entry and append the others, in one transaction.
+
+        For a message that grows while it is written (a streamed answer kept as it streams): it is
+        stored early, replaced as it grows, and finally replaced by the messages it turned into.
+        """
+        if not entries:
+            raise HistoryError("replace needs at least one entry")
+        created = self._now()
+        micros = to_micros(created)
+        head, *tail = entries
+        update = self._params(session_id, seq, head.message, head.model, head.usage, head.metadata, micros)
+        rows = [self._params(session_id, 0, e.message, e.model, e.usage, e.metadata, micros) for e in tail]
+        first = seq + 1
+        ids: list[int] = []
+        async with self._driver() as driver:
+            if self._postgres:
+                async with driver.transaction():
+                    found = await driver.fetch(*postgres_args(UPDATE_MESSAGE, update))
+                    if found and rows:
+                        first, ids = await self._insert_rows(driver, session_id, rows, micros)
+            else:
+                async with _sqlite_transaction(driver):
+                    found = list(await driver.execute_fetchall(UPDATE_MESSAGE, update))
+                    if found and rows:
+                        first, ids = await self._insert_rows(driver, session_id, rows, micros)
+        if not found:
+            raise HistoryError(f"session {session_id!r} has no message {seq} to replace")
+        head_id, head_created = found[0][0], from_micros(found[0][1])  # it keeps its place and creation time
+        stored = [StoredMessage(head.message, head_id, session_id, seq, head_created, head.model, head.usage,
+                                dict(head.metadata or {}))]  # fmt: skip
+        return stored + [
+            StoredMessage(e.message, i, session_id, first + n, created, e.model, e.usage, dict(e.metadata or {}))
+            for n, (e, i) in enumerate(zip(tail, ids, strict=True))
         ]
 
     def _params(

@@ -12,9 +12,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...core.events import RunFinished, StepFinished, StepStarted, Token
+from ...core.events import RunFinished, Token
 from ...workflows.chat.app import ChatApp
-from ...workflows.chat.steps import PersistTurn
 
 
 @dataclass
@@ -52,35 +51,33 @@ class ChatTurnTask:
     async def _run(self) -> None:
         chat = self.chat
         top = chat.workflow.name
-        agents = {a.name for a in chat.agents()}
-        # Once the turn is persisted, a cancel must not store it a second time.
-        persisting = {name for name, step in chat.workflow.steps.items() if isinstance(step, PersistTurn)}
-        partial: list[str] = []
-        agent = ""
-        persisted = False
         try:
+            # The chat workflow stores the message before the model is called and keeps the
+            # answer so far while it streams: a cancelled turn (client gone, server stopping)
+            # keeps both, marked interrupted, when its stream is closed here.
             stream: Any = chat.workflow.stream(message=self.text, session=self.session, user=self.user)
             async with aclosing(stream) as events:
                 async for event in events:
                     if isinstance(event, Token):
-                        partial.append(event.text)
                         self.tokens.put_nowait(event.text)
-                    elif isinstance(event, StepStarted) and event.path == top and event.step in agents:
-                        agent = event.step
-                    elif isinstance(event, StepFinished) and event.path == top and event.step in persisting:
-                        persisted = True
                     elif isinstance(event, RunFinished) and event.path == top:
                         self.outcome.reply = str(event.outputs.get("reply", ""))
                         self.outcome.turn = event.outputs.get("turn")
         except asyncio.CancelledError:
             self.outcome.cancelled = True
-            if agent and not persisted:
-                await asyncio.shield(chat.record_interrupted(self.session, self.text, "".join(partial), agent=agent))
             raise
         except Exception as exc:
             self.outcome.error = exc
         finally:
             self.tokens.put_nowait(None)
+
+    def stop(self) -> None:
+        """Cancel the turn once and let it finish on its own (it stores what it has).
+
+        For callers that may themselves be under repeated cancellation (a response closed by
+        the server): awaiting the turn there would cancel it again and again."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
     async def cancel(self) -> None:
         if self.task is not None and not self.task.done():

@@ -152,7 +152,7 @@ async def chat_completions(
         try:
             await unless_disconnected(request, turn.task)  # type: ignore[arg-type]
         except (ClientDisconnected, asyncio.CancelledError):
-            await turn.cancel()
+            turn.stop()  # it stores what it has on its own; see ChatTurnTask.stop
             raise
         _raise_for(turn, field)
         return JSONResponse(_completion(completion_id, created, body.model, session, turn), headers=headers)
@@ -263,5 +263,6 @@ async def _chunks(
             yield b"data: " + encode(data).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
     finally:
-        # The client went away (or the stream ended): a turn still running is stopped and keeps its partial answer.
-        await turn.cancel()
+        # The client went away (or the stream ended): a turn still running is stopped and keeps its
+        # partial answer. Not awaited here: this may run under the server's repeated cancellation.
+        turn.stop()
