@@ -140,7 +140,12 @@ async def chat_completions(
         raise ApiProblem.field(
             422, f"messages.{len(body.messages) - 1}.role", f"the last message must be the user's, got {last.role!r}"
         )
-    session = await _open_session(chat, x_session_id or body.session_id, body.messages[:-1])
+    from ....workflows.chat.app import InvalidChatInput
+
+    try:
+        session = await _open_session(chat, x_session_id or body.session_id, body.messages[:-1])
+    except InvalidChatInput as exc:
+        raise ApiProblem.field(422, "X-Session-Id" if x_session_id else "body.session_id", str(exc)) from None
     principal: Principal = request.state.principal
     state.audit.record(principal, "chat", f"session:{session}", model=body.model, stream=body.stream)
     turn = ChatTurnTask(chat, session, last.text(), user=body.user).start(state.turns)
