@@ -71,8 +71,8 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1, description="A model id from GET /v1/models")
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: str = Field(min_length=1, description="A model id from GET /v1/models", examples=["chat"])
+    messages: list[ChatMessage] = Field(min_length=1, examples=[[{"role": "user", "content": "Hello!"}]])
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="Only one choice is produced")
