@@ -9,6 +9,7 @@ from pydantic import Field
 from ..config.models import StepConfig
 from ..config.registry import register_step_kind
 from ..core.steps import Step
+from ..protocols.mcp.config import MCPServerConfig
 
 if TYPE_CHECKING:
     from ..config.loader import StepBuild
@@ -22,6 +23,9 @@ class AgentStepConfig(StepConfig):
     system: str = ""
     prompt: str = Field("{message}", description="Template; its {fields} become the step's inputs")
     tools: list[str] = Field(default_factory=list, description="package.module:function (or a step) for each tool")
+    mcp_servers: list[MCPServerConfig] = Field(
+        default_factory=list, description="MCP servers whose tools the agent may call (a command or a url each)"
+    )
     max_rounds: int = Field(8, ge=1)
     output_type: str | None = Field(None, description="package.module:PydanticModel the answer must match")
     max_reasks: int = Field(2, ge=0)
@@ -40,6 +44,11 @@ def build_agent(config: AgentStepConfig, build: StepBuild) -> Step | None:
         target = build.callable(reference, f"tools[{i}]", "a tool function or step")
         if target is not None:
             tools.append(target)
+    if config.mcp_servers:
+        from ..protocols.mcp.client import MCPToolset
+
+        # Connected on the agent's first turn and closed with the workflow (Agent.aclose).
+        tools.extend(MCPToolset.from_config(server) for server in config.mcp_servers)
     output_type: type[BaseModel] | None = None
     if config.output_type:
         target = build.callable(config.output_type, "output_type", "a pydantic model class")
