@@ -39,7 +39,7 @@ def build_agent(config: AgentStepConfig, build: StepBuild) -> Step | None:
 
     from .agent import Agent
 
-    tools = []
+    tools: list[Any] = []
     for i, reference in enumerate(config.tools):
         target = build.callable(reference, f"tools[{i}]", "a tool function or step")
         if target is not None:

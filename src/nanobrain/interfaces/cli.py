@@ -491,9 +491,11 @@ def chat(
 
 
 def _register_subcommands() -> None:
+    from ..protocols.cli import mcp_command
     from .runs_cli import runs_app
 
     app.add_typer(runs_app, name="runs")
+    app.command("mcp")(mcp_command)
 
 
 _register_subcommands()

@@ -92,8 +92,10 @@ class MCPToolset:
             raise ProtocolError(f"MCP server {self.name!r}: tool {tool!r} failed: {exc}") from exc
         return ToolResult(_result_text(result), is_error=bool(result.is_error))
 
-    async def aclose(self) -> None:
-        """Stop the server (stdio) or end the session (HTTP); `tools()` connects again later."""
+    async def aclose(self, *, grace: float = 5.0) -> None:
+        """Stop the server (stdio) or end the session (HTTP); `tools()` connects again later.
+
+        The connection gets `grace` seconds to close politely, then it is cancelled."""
         owner, self._owner = self._owner, None
         self._tools = None
         self._client = None
@@ -102,7 +104,7 @@ class MCPToolset:
         if self._closing is not None:
             self._closing.set()
         try:
-            await asyncio.wait_for(asyncio.shield(owner), 10)
+            await asyncio.wait_for(asyncio.shield(owner), grace)
         except TimeoutError:
             owner.cancel()
             await asyncio.gather(owner, return_exceptions=True)
@@ -132,10 +134,11 @@ class MCPToolset:
         try:
             self._client = await asyncio.wait_for(asyncio.shield(ready), self.connect_timeout)
         except TimeoutError:
-            await self.aclose()
-            raise ProtocolError(
-                f"MCP server {self.name!r} did not connect within {self.connect_timeout:g}s"
-            ) from None
+            # Report now; the SDK's shutdown of the server (stdin closed, grace, kill) goes on behind.
+            task = asyncio.create_task(self.aclose(grace=0))
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+            raise ProtocolError(f"MCP server {self.name!r} did not connect within {self.connect_timeout:g}s") from None
         except Exception as exc:
             await self.aclose()
             raise ProtocolError(f"MCP server {self.name!r} could not be started or reached: {_reason(exc)}") from exc
@@ -151,6 +154,7 @@ class MCPToolset:
         except BaseException as exc:
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, Exception) else ProtocolError(repr(exc)))
+                ready.exception()  # marks it retrieved: nobody may be waiting any more
             if isinstance(exc, Exception):
                 self._exit_error = exc
                 return
@@ -205,6 +209,9 @@ class MCPToolset:
             return await self.call(remote, arguments)
 
         return Tool(self.prefix + remote, description, schema, call)
+
+
+_closing: set[asyncio.Task[None]] = set()
 
 
 def _result_text(result: Any) -> str:
