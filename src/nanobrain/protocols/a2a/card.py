@@ -55,11 +55,19 @@ def agent_card(
             id=skill.get("id", skill["name"]),
             name=skill["name"],
             description=skill.get("description", description),
-            tags=list(skill.get("tags", tags)),
+            tags=list(skill.get("tags", tags)) or ["workflow"],
             examples=list(skill.get("examples", ())),
         )
         for skill in skills
-    ] or [AgentSkill(id=step.name, name=step.name, description=description, tags=list(tags), examples=list(examples))]
+    ] or [
+        AgentSkill(
+            id=step.name,
+            name=step.name,
+            description=description,
+            tags=list(tags) or ["workflow"],
+            examples=list(examples),
+        )
+    ]
     card = AgentCard(
         name=step.name,
         description=description,

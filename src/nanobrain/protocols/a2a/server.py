@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from ...core.journal import JournalStore
     from ...core.workflow import Workflow
 
-RPC_PATH = "/a2a"
+RPC_PATH = "/a2a/"
+MAX_BODY_BYTES = 10 * 1024 * 1024
+"""Largest JSON-RPC request accepted; a larger one is answered with -32600 (Payload too large)."""
 
 
 def a2a_routes(
@@ -29,6 +31,7 @@ def a2a_routes(
     store: JournalStore | None = None,
     task_store: Any = None,
     bearer_auth: bool = False,
+    max_body_bytes: int = MAX_BODY_BYTES,
     **card_options: Any,
 ) -> list[BaseRoute]:
     """The card at `/.well-known/agent-card.json` and the JSON-RPC endpoint at `rpc_path`.
@@ -51,10 +54,42 @@ def a2a_routes(
         task_store=task_store if task_store is not None else InMemoryTaskStore(),
         agent_card=card,
     )
-    return [
-        *create_agent_card_routes(card),
-        *create_jsonrpc_routes(handler, rpc_path, enable_v0_3_compat=True),
-    ]
+    # Both spellings of the endpoint: 0.3 clients such as fasta2a's post to `URL/` whatever the card says.
+    paths = {rpc_path, rpc_path.rstrip("/") or "/", rpc_path.rstrip("/") + "/"}
+    rpc_routes = [r for path in sorted(paths) for r in create_jsonrpc_routes(handler, path, enable_v0_3_compat=True)]
+    return [*create_agent_card_routes(card), *(_limited(route, max_body_bytes) for route in rpc_routes)]
+
+
+def _limited(route: Any, limit: int) -> Any:
+    """The route with its request bodies capped at `limit` bytes.
+
+    The SDK's dispatcher turns an HTTP 413 raised while it reads the body into the JSON-RPC
+    error -32600, so the cap only has to raise that while the body streams in.
+    """
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    endpoint = route.endpoint
+
+    async def capped(request: Request) -> Any:
+        declared = request.headers.get("content-length", "")
+        received = 0
+        receive = request.receive
+
+        async def counting() -> Any:
+            nonlocal received
+            if declared.isdigit() and int(declared) > limit:
+                raise HTTPException(413)
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413)
+            return message
+
+        return await endpoint(Request(request.scope, counting))
+
+    return Route(route.path, endpoint=capped, methods=list(route.methods or ["POST"]))
 
 
 def a2a_app(workflow: Workflow, *, base_url: str, **options: Any) -> Starlette:
