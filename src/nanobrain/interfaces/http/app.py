@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from ... import __version__
+from ...protocols.http import PUBLIC_PROTOCOL_PATHS, protocol_mount
 from .audit import AuditLog
 from .auth import ROLE_KEY, Authenticator, authorize
 from .limits import BodyLimit
@@ -26,8 +27,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nanobrain.http")
 
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-"""The routes anyone may call: probes and the API's own description."""
+PUBLIC_PATHS = (
+    frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+    | PUBLIC_PROTOCOL_PATHS
+)
+"""The routes anyone may call: probes, the API's own description, A2A agent cards."""
 
 
 @dataclass
@@ -95,11 +99,20 @@ def create_app(
         ),
     )
 
+    # A2A (per workflow) and MCP (every workflow a tool), when their extras are installed.
+    protocols = protocol_mount(
+        served,
+        primary=chat.workflow.name if chat is not None else None,
+        journal=lambda: state.runs.journal,
+        bearer_auth=lambda: state.auth.required,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warming = asyncio.ensure_future(_warm_up(state))
         try:
-            yield
+            async with protocols.lifespan():
+                yield
         finally:
             await stop_work(state)
             warming.cancel()
@@ -122,6 +135,11 @@ def create_app(
     for module in (workflow_routes, run_routes, openai_chat, sessions):
         _check_roles(module.router)
         app.include_router(module.router)
+    for public in protocols.public:
+        app.include_router(public)
+    for router in protocols.routers:
+        _check_roles(router)
+        app.include_router(router)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
