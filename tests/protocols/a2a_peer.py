@@ -43,14 +43,14 @@ def slow() -> nb.Workflow:
 
 
 @nb.step
-def greet(name: str, message: str) -> str:
-    return f"{message}, {name}"
+def greet(person: str, message: str) -> str:
+    return f"{message}, {person}"
 
 
 def two_inputs() -> nb.Workflow:
-    workflow = nb.Workflow(name="greeter", inputs={"name": str, "message": str}, outputs={"greeting": str})
+    workflow = nb.Workflow(name="greeter", inputs={"person": str, "message": str}, outputs={"greeting": str})
     workflow.add(greet)
-    workflow.link("inputs.name", "greet.name")
+    workflow.link("inputs.person", "greet.person")
     workflow.link("inputs.message", "greet.message")
     workflow.link("greet.result", "outputs.greeting")
     workflow.description = "Greet someone"

@@ -134,7 +134,7 @@ async def test_a_run_waiting_for_input_is_input_required_and_the_next_message_co
         client = await create_client(base, client_config=ClientConfig(streaming=False))
         try:
             (first,) = [
-                e async for e in client.send_message(SendMessageRequest(message=user(new_data_part({"name": "Ada"}))))
+                e async for e in client.send_message(SendMessageRequest(message=user(new_data_part({"person": "Ada"}))))
             ]
             task = first.task
             assert task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
