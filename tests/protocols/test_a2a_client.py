@@ -165,7 +165,7 @@ async def test_a_failed_remote_task_is_an_error_that_says_why() -> None:
     async with served(lambda base: a2a_app(a2a_peer.failing(), base_url=base)) as base:
         remote = RemoteAgent(base)
         try:
-            with pytest.raises(ProtocolError, match="ended failed: .*RuntimeError: cannot take 'boom'") as caught:
+            with pytest.raises(ProtocolError, match=r"ended failed: .*RuntimeError: cannot take 'boom'") as caught:
                 await remote.send("boom")
             assert not caught.value.retryable
         finally:
@@ -181,5 +181,3 @@ def test_bad_a2a_agent_config_names_the_field(tmp_path: Path) -> None:
     )
     with pytest.raises(nb.ConfigError, match=r"steps\.remote\.url.*http:// or https://"):
         load_workflow(path)
-
-
