@@ -83,3 +83,20 @@ async def test_mcp_endpoint_serves_the_workflows_as_tools_behind_auth(live: Live
         assert {"double", "add", "nap"} <= names
         result = await client.call_tool("add", {"a": 2, "b": 40})
         assert not result.is_error and result.structured_content == {"result": 42}
+
+
+async def test_remote_agent_sends_its_token_and_a_missing_one_is_a_clear_error(live: LiveServer) -> None:
+    from nanobrain.protocols.a2a.client import RemoteAgent
+    from nanobrain.protocols.errors import ProtocolError
+
+    remote = RemoteAgent(f"{live.url}/a2a/add", token=live.keys["run"])  # type: ignore[attr-defined]
+    try:
+        assert await remote.send({"a": 1, "b": 2}) == {"result": 3}
+    finally:
+        await remote.aclose()
+    anonymous = RemoteAgent(f"{live.url}/a2a/add")
+    try:
+        with pytest.raises(ProtocolError, match="401"):
+            await anonymous.send({"a": 1, "b": 2})
+    finally:
+        await anonymous.aclose()
