@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -231,3 +232,43 @@ async def test_concurrent_messages_are_separate_runs() -> None:
             assert results == [f"N{i}!" for i in range(5)]
         finally:
             await client.close()
+
+
+async def test_a_waiting_task_survives_a_server_restart(tmp_path: Path) -> None:
+    """Task id = run id: with the journal and the task store in a database, a new server process
+    continues the task that an old one left waiting for input."""
+    from a2a.server.tasks import DatabaseTaskStore
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from nanobrain.infrastructure.data.journal import SqlJournalStore
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'agent.db'}"
+
+    def app(base: str, journal: SqlJournalStore, engine: Any) -> Any:
+        return a2a_app(a2a_peer.two_inputs(), base_url=base, store=journal, task_store=DatabaseTaskStore(engine))
+
+    journal, engine = SqlJournalStore(url), create_async_engine(url)
+    async with served(lambda base: app(base, journal, engine)) as base:
+        client = await create_client(base, client_config=ClientConfig(streaming=False))
+        (first,) = [
+            e async for e in client.send_message(SendMessageRequest(message=user(new_data_part({"person": "Bo"}))))
+        ]
+        await client.close()
+    task = first.task
+    assert task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+    await journal.aclose()
+    await engine.dispose()
+
+    journal, engine = SqlJournalStore(url), create_async_engine(url)  # "the next process"
+    try:
+        async with served(lambda base: app(base, journal, engine)) as base:
+            client = await create_client(base, client_config=ClientConfig(streaming=False))
+            follow_up = user(Part(text="Welcome back"), task_id=task.id, context_id=task.context_id)
+            (second,) = [e async for e in client.send_message(SendMessageRequest(message=follow_up))]
+            await client.close()
+        assert second.task.status.state == TaskState.TASK_STATE_COMPLETED
+        outputs = [a for a in second.task.artifacts if a.name == "outputs"]
+        assert get_data_parts(list(outputs[0].parts)) == [{"greeting": "Welcome back, Bo"}]
+    finally:
+        await journal.aclose()
+        await engine.dispose()
