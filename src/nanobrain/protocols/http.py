@@ -22,15 +22,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..interfaces.http.auth import needs, protected_router
+from .paths import CARD_PATH, WORKFLOW_CARD_PATH
 
 if TYPE_CHECKING:
     from ..core.journal import JournalStore
     from ..core.workflow import Workflow
 
-CARD_PATH = "/.well-known/agent-card.json"
-WORKFLOW_CARD_PATH = "/a2a/{workflow}" + CARD_PATH
-PUBLIC_PROTOCOL_PATHS = frozenset({CARD_PATH, WORKFLOW_CARD_PATH})
-"""Agent cards are public (clients read them to learn how to authenticate)."""
 
 _ANY_JSON = {"requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}}
 _RPC_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -95,33 +92,39 @@ def _add_a2a(
     from a2a.server.request_handlers import DefaultRequestHandler
     from a2a.server.request_handlers.response_helpers import agent_card_to_dict
     from a2a.server.routes import create_jsonrpc_routes
-    from a2a.server.tasks import InMemoryTaskStore
 
     from .a2a.card import agent_card
     from .a2a.executor import WorkflowExecutor
 
     endpoints: dict[str, Callable[[Request], Any]] = {}
-    executors: dict[str, WorkflowExecutor] = {}
-    for name, workflow in workflows.items():
-        executor = WorkflowExecutor(workflow)
-        executors[name] = executor
-        handler = DefaultRequestHandler(
-            agent_executor=executor,
-            task_store=InMemoryTaskStore(),
-            agent_card=agent_card(workflow, "http://127.0.0.1/"),  # capabilities only; cards are built per request
-        )
-        (route,) = create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True)
-        endpoints[name] = route.endpoint
+    stores: dict[str, Any] = {}
 
-    if journal is not None:
-        # The server's journal keeps A2A runs too: a task waiting for input outlives a restart.
-        def use_journal() -> contextlib.AbstractAsyncContextManager[None]:
-            store = journal()
-            for executor in executors.values():
-                executor.store = store
-            return contextlib.nullcontext()
+    def endpoint(name: str) -> Callable[[Request], Any]:
+        """The SDK's JSON-RPC endpoint of one workflow, built on first use with the server's stores."""
+        if name not in endpoints:
+            store = journal() if journal is not None else None
+            if "tasks" not in stores:
+                stores["tasks"] = _task_store(store)
+            handler = DefaultRequestHandler(
+                agent_executor=WorkflowExecutor(workflows[name], store=store),
+                task_store=stores["tasks"],
+                agent_card=agent_card(workflows[name], "http://127.0.0.1/"),  # capabilities only
+            )
+            (route,) = create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True)
+            endpoints[name] = route.endpoint
+        return endpoints[name]
 
-        mount.running.append(use_journal)
+    @contextlib.asynccontextmanager
+    async def closing() -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            endpoints.clear()
+            engine = getattr(stores.pop("tasks", None), "engine", None)
+            if engine is not None:
+                await engine.dispose()
+
+    mount.running.append(closing)
 
     def card(request: Request, name: str) -> JSONResponse:
         base = str(request.base_url).rstrip("/")
@@ -153,13 +156,26 @@ def _add_a2a(
         openapi_extra={**needs("run")["openapi_extra"], **_ANY_JSON},
     )
     async def rpc(request: Request, workflow: str) -> Any:
-        endpoint = endpoints.get(workflow)
-        if endpoint is None:
+        if workflow not in workflows:
             raise _not_found(workflow)
-        return await endpoint(request)
+        return await endpoint(workflow)(request)
 
     mount.public.append(public)
     mount.routers.append(router)
+
+
+def _task_store(journal: Any) -> Any:
+    """Where the A2A tasks of the server live: in memory for now.
+
+    Runs are journaled in the server's database, but a2a-sdk's DatabaseTaskStore on the same
+    SQLite file waits for the journal's write lock while the SDK holds its session open around
+    the run (a hang seen in testing), so a task waiting for input does not survive a restart of
+    `nanobrain serve` yet; `a2a_routes(task_store=...)` with a separate database does.
+    """
+    from a2a.server.tasks import InMemoryTaskStore
+
+    del journal
+    return InMemoryTaskStore()
 
 
 def _not_found(name: str) -> Exception:

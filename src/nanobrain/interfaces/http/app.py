@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from ... import __version__
-from ...protocols.http import PUBLIC_PROTOCOL_PATHS, protocol_mount
+from ...protocols.paths import PUBLIC_PROTOCOL_PATHS
 from .audit import AuditLog
 from .auth import ROLE_KEY, Authenticator, authorize
 from .limits import BodyLimit
@@ -78,6 +78,7 @@ def create_app(
     are journaled in `journal` (default: the SQL journal under NANOBRAIN_HOME). With
     `close_on_shutdown` the app closes the chat and the workflows when it stops.
     """
+    from ...protocols.http import protocol_mount
     from .routes import health, openai_chat, run_routes, sessions, workflow_routes
 
     config = config or ServerConfig()
