@@ -657,10 +657,12 @@ def keys_revoke(
 
 
 def _register_subcommands() -> None:
+    from ..agents.cli import agents_app
     from ..protocols.cli import mcp_command
     from .runs_cli import runs_app
 
     app.add_typer(runs_app, name="runs")
+    app.add_typer(agents_app, name="agents")
     app.command("mcp")(mcp_command)
 
 
