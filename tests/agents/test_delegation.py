@@ -3,11 +3,14 @@ events, remote A2A agents registered from their cards."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import nanobrain as nb
 from nanobrain.agents.delegation import DelegateStep, DelegationEngine, NoAgent, Rule
 from nanobrain.agents.registry import AgentRegistry, UnknownAgent
+from nanobrain.config import load_workflow
 
 
 @nb.step
@@ -107,3 +110,44 @@ async def test_remote_a2a_agents_are_registered_from_their_cards_with_health() -
         assert await engine.delegate("quiet please") == "QUIET PLEASE!"
         for entry in agents.entries():
             await entry.target.aclose()
+
+
+DESK = """\
+name: desk
+inputs: {message: str}
+outputs: {reply: str}
+steps:
+  router:
+    kind: delegate
+    agents:
+      weather: {step: "tests.agents.test_delegation:weather", skills: [forecast]}
+      jokes: {step: "tests.agents.test_delegation:jokes"}
+    rules:
+      - {agent: weather, keywords: [rain, sun]}
+      - {skill: forecast, when: "tomorrow"}
+    default: jokes
+links:
+  - {from: inputs.message, to: router.message}
+  - {from: router.reply, to: outputs.reply}
+"""
+
+
+async def test_delegate_step_in_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "desk.yaml"
+    path.write_text(DESK)
+    workflow = load_workflow(path)
+    assert await workflow.run(message="any rain?") == {"reply": "sunny (any rain?)"}
+    assert await workflow.run(message="and tomorrow?") == {"reply": "sunny (and tomorrow?)"}
+    assert await workflow.run(message="hello") == {"reply": "a joke"}
+
+
+def test_bad_delegate_config_names_the_place(tmp_path: Path) -> None:
+    path = tmp_path / "desk.yaml"
+    path.write_text(
+        DESK.replace("agent: weather, keywords", "agent: nobody, keywords").replace('when: "tomorrow"', 'when: "("')
+    )
+    with pytest.raises(nb.ConfigError) as caught:
+        load_workflow(path)
+    text = str(caught.value)
+    assert "steps.router.rules[0].agent: no agent named 'nobody'" in text
+    assert "steps.router.rules[1].when: not a regular expression" in text
