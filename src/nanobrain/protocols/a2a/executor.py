@@ -17,6 +17,7 @@ from a2a.server.events.event_queue_v2 import EventQueue
 from a2a.server.tasks import TaskUpdater
 from a2a.types import TaskState
 
+from ...core.data_units import MISSING
 from ...core.events import RunEvent, StepFinished, StepStarted, Token
 from .parts import InvalidInput, message_inputs, output_parts
 
@@ -35,7 +36,14 @@ class WorkflowExecutor(AgentExecutor):
         from ...core.durable import MemoryJournalStore
 
         self.workflow = workflow
+        #: With a store of its own, every run is journaled (tasks outlive the process); with the
+        #: memory default, only runs that lack an input (they wait, and must be continued).
+        self.journal_all = store is not None
         self.store: JournalStore = store if store is not None else MemoryJournalStore()
+        from ...core.triggers import Manual
+
+        # A manual step may leave a run waiting even with every input given.
+        self._has_manual = any(isinstance(s.trigger, Manual) for s in workflow.walk())
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         task_id, context_id = context.task_id, context.context_id
@@ -56,8 +64,13 @@ class WorkflowExecutor(AgentExecutor):
             return
         await updater.start_work()
         events: asyncio.Queue[RunEvent] = asyncio.Queue()
+        complete = not self._has_manual and all(
+            name in inputs or unit.default is not MISSING for name, unit in self.workflow.inputs.items()
+        )
         if record is not None:
             run = self.workflow.resume(task_id, durable=self.store, sinks=[events.put_nowait], send=inputs)
+        elif complete and not self.journal_all:
+            run = self.workflow.invoke(inputs, run_id=task_id, sinks=[events.put_nowait], durable=False)
         else:
             run = self.workflow.invoke(inputs, run_id=task_id, sinks=[events.put_nowait], durable=self.store)
         try:
@@ -65,7 +78,7 @@ class WorkflowExecutor(AgentExecutor):
         except Exception as exc:  # the task fails; the caller reads why in the status message
             await updater.failed(updater.new_agent_message([new_text_part(f"{type(exc).__name__}: {exc}")]))
             return
-        record = await self.store.get(task_id)
+        record = await self.store.get(task_id) if not complete or self.journal_all or record else None
         if record is not None and record.status == "waiting":
             await updater.requires_input(updater.new_agent_message([new_text_part(f"waiting for {record.where}")]))
             return

@@ -79,8 +79,9 @@ def mcp_server(
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text=result.content)], is_error=result.is_error
             )
-        return await _run_step(item, arguments, ctx)
+        return await _run_step(prepared[params.name], arguments, ctx)
 
+    prepared = {key: _Prepared(item) for key, item in entries.items() if not isinstance(item, Tool)}
     return Server(name, instructions=instructions, on_list_tools=list_tools, on_call_tool=call_tool)
 
 
@@ -90,22 +91,32 @@ def _error(text: str) -> Any:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
 
-async def _run_step(step: Step, arguments: dict[str, Any], ctx: Any) -> Any:
+class _Prepared:
+    """What each call of one step needs, built once: its input and output models, the workflow."""
+
+    def __init__(self, step: Step) -> None:
+        from ...core.schemas import inputs_model, outputs_model
+        from ...core.workflow import Workflow
+
+        self.step = step
+        self.inputs = inputs_model(step)
+        self.outputs = outputs_model(step)
+        self.workflow = step if isinstance(step, Workflow) else Workflow.sequence(step, name=step.name)
+        self.total = float(len(self.workflow.walk()) - 1) or None
+
+
+async def _run_step(prepared: _Prepared, arguments: dict[str, Any], ctx: Any) -> Any:
     """Validate the arguments, run the step, report each finished step as progress."""
     import mcp_types as types
     from pydantic import ValidationError
 
-    from ...core.schemas import inputs_model, outputs_model
-    from ...core.workflow import Workflow
-
+    step, workflow, total = prepared.step, prepared.workflow, prepared.total
     try:
-        inputs = inputs_model(step).model_validate(arguments)
+        inputs = prepared.inputs.model_validate(arguments)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
         return _error(f"invalid arguments for {step.name}: {problems}")
     values = {name: getattr(inputs, name) for name in type(inputs).model_fields}
-    workflow = step if isinstance(step, Workflow) else Workflow.sequence(step, name=step.name)
-    total = float(len(workflow.walk()) - 1) or None
     finished = 0
     outputs: dict[str, Any] = {}
     try:
@@ -117,7 +128,7 @@ async def _run_step(step: Step, arguments: dict[str, Any], ctx: Any) -> Any:
                 outputs = dict(event.outputs)  # type: ignore[attr-defined]
     except Exception as exc:  # the caller hears about it as a tool error
         return _error(f"{step.name} failed: {type(exc).__name__}: {exc}")
-    structured = json.loads(outputs_model(step).model_validate(outputs).model_dump_json(exclude_none=True))
+    structured = json.loads(prepared.outputs.model_validate(outputs).model_dump_json(exclude_none=True))
     text = to_text(next(iter(outputs.values()))) if len(outputs) == 1 else to_text(structured)
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=text)], structured_content=structured, is_error=False
