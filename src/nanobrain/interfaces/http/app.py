@@ -60,6 +60,8 @@ class ServerState:
     model_error: str | None = None
     #: Turns being answered by the OpenAI-compatible endpoint (each persists its partial answer when cancelled).
     turns: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: Component checks /ready adds to its own (processor pools of the served workflows).
+    health: Any = None
 
 
 def create_app(
@@ -110,6 +112,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop_observing = observe()
         warming = asyncio.ensure_future(_warm_up(state))
         try:
             async with protocols.lifespan():
@@ -123,6 +126,7 @@ def create_app(
                     await chat.aclose()
                 for workflow in workflows:
                     await workflow.aclose()
+            stop_observing()
 
     app = FastAPI(
         title="NanoBrain",
@@ -141,6 +145,10 @@ def create_app(
     for router in protocols.routers:
         _check_roles(router)
         app.include_router(router)
+    from ...observability.http import instrument_app, server_health
+
+    observe = instrument_app(app, check_router=_check_roles, workflows=served.values())
+    state.health = server_health(served.values())
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
