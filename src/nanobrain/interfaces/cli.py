@@ -486,14 +486,18 @@ def chat(
 
 
 def _register_subcommands() -> None:
+    from ..agents.cli import agents_app
     from ..observability.cli import health
+    from ..protocols.cli import mcp_command
     from .runs_cli import runs_app
     from .serve_cli import keys_app, serve
 
     app.add_typer(runs_app, name="runs")
     app.command()(serve)
     app.add_typer(keys_app, name="keys")
+    app.add_typer(agents_app, name="agents")
     app.command(name="health")(health)
+    app.command("mcp")(mcp_command)
 
 
 _register_subcommands()
