@@ -202,3 +202,9 @@ async def test_custom_chat_guide_changes_the_prompt_and_the_routing(home: Path) 
     greeting, sql = model.requests
     assert greeting.messages[0].content.startswith("You are a pirate.")
     assert sql.messages[0].content.startswith("You are NanoBrain's programming assistant.")  # routed to the coder
+
+
+async def test_a2a_guide_calls_a_served_workflow_over_the_protocol() -> None:
+    from docs.guides.code import a2a_agents
+
+    assert await a2a_agents.main() == {"reply": "OVER THE WIRE!"}
