@@ -253,6 +253,9 @@ async def test_resume_refuses_a_changed_workflow_unless_forced():
     with pytest.raises(JournalError, match=r"step 's4' removed"):
         await chain(n=4, crash_at=2).resume("c1", durable=store)
     assert await chain(crash_at=2).resume("c1", durable=store) == {"result": 5}
+    await interrupt(chain(crash_at=2), store, "c2", x=0)
+    # Forced onto a shorter chain: the journaled steps replay, the new definition finishes.
+    assert await chain(n=4, crash_at=2).resume("c2", durable=store, force=True) == {"result": 4}
 
 
 async def test_a_corrupt_entry_marks_only_that_run_corrupt():

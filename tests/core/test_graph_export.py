@@ -7,7 +7,7 @@ import re
 import pytest
 
 import nanobrain as nb
-from nanobrain.core.graph_export import to_dot, to_mermaid
+from nanobrain.core.graph_export import MAX_INDENT, to_dot, to_mermaid
 
 
 def upper(text: str) -> str:
@@ -205,3 +205,51 @@ def test_ids_are_unique_when_sanitized_names_collide() -> None:
     workflow.link("inputs.value", "a_b.value")
     nodes = mermaid_nodes(to_mermaid(workflow))
     assert sorted(nodes.values()) == ["a-b", "a_b", "value: str"]
+
+
+# -- no recursion, however deep or long --------------------------------------------------------------
+def nested(depth: int) -> nb.Workflow:
+    """`depth` workflows, each holding the next, the innermost being `shout`; links reach every level."""
+    inner = shout()
+    for level in range(depth):
+        outer = nb.Workflow(f"level{level}", inputs={"text": str}, outputs={"result": str}, steps=[inner])
+        outer.link("inputs.text", f"{inner.name}.text")
+        outer.link(f"{inner.name}.result", "outputs.result")
+        inner = outer
+    return inner
+
+
+def test_deeply_nested_workflows_render_in_both_formats() -> None:
+    workflow = nested(2_000)
+    mermaid = to_mermaid(workflow)
+    assert mermaid.count("subgraph ") == 2_000
+    assert len(mermaid_edges(mermaid)) == 2 * 2_000 + 3
+    dot = to_dot(workflow)
+    assert dot.count("subgraph ") == 2_000
+    assert len(dot_edges(dot)) == 2 * 2_000 + 3
+    # Indentation stops growing after a while, so the text grows with the size, not the depth squared.
+    assert max(len(line) - len(line.lstrip()) for line in mermaid.splitlines()) == 4 * MAX_INDENT
+    assert len(mermaid) < 2_000 * 2_000
+
+
+def test_nested_rendering_is_the_same_as_before_the_walk_became_iterative() -> None:
+    text = to_mermaid(nested(2))
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines[:4] == [
+        "flowchart LR",
+        "%% workflow: level1",
+        "in_text([\"text: str\"])",
+        "class in_text input",
+    ]
+    assert lines.index('subgraph wf_level0 ["level0"]') < lines.index('subgraph level0_wf_shout ["shout"]')
+    assert lines.count("end") == 2
+
+
+def test_a_long_chain_renders() -> None:
+    steps = [nb.FunctionStep(upper, f"s{i}") for i in range(2_000)]
+    workflow = nb.Workflow("long", inputs={"text": str}, outputs={"result": str}, steps=steps)
+    workflow.link("inputs.text", "s0.text")
+    for i in range(1, 2_000):
+        workflow.link(f"s{i - 1}.result", f"s{i}.text")
+    workflow.link("s1999.result", "outputs.result")
+    assert len(mermaid_edges(to_mermaid(workflow))) == 2_001

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
-from nanobrain import Manual, Problem, Workflow, WorkflowValidationError, step
+from nanobrain import Manual, Problem, Step, Workflow, WorkflowValidationError, step
+from nanobrain.core.links import Link
 
 
 @step
@@ -272,3 +275,57 @@ def test_problem_text_includes_file_and_line_when_known():
     assert str(Problem("steps.a", "bad", file="flow.yaml", line=3)) == "flow.yaml:3: steps.a: bad"
     assert str(Problem("steps.a", "bad", line=3)) == "line 3: steps.a: bad"
     assert str(Problem("", "bad")) == "bad"
+
+
+# -- graph walks need no recursion ----------------------------------------------------------------
+class _Increment(Step):
+    inputs = {"x": int}
+    outputs = {"x": int}
+
+    async def process(self, inputs: dict) -> dict:
+        return {"x": inputs["x"] + 1}
+
+
+def _chain(n: int) -> Workflow:
+    steps = [_Increment(name=f"s{i}") for i in range(n)]
+    links = [Link("inputs.x", "s0.x"), *(Link(f"s{i - 1}.x", f"s{i}.x") for i in range(1, n))]
+    links.append(Link(f"s{n - 1}.x", "outputs.x"))
+    return Workflow("chain", inputs={"x": int}, outputs={"x": int}, steps=steps, links=links)
+
+
+def test_a_chain_of_100000_steps_validates_and_compiles():
+    # The collector's passes over a million young objects would triple the time; this test is
+    # about recursion, so it runs without them.
+    gc.disable()
+    try:
+        wf = _chain(100_000)
+        assert wf.problems() == []
+        plan = wf.plan()
+    finally:
+        gc.enable()
+    assert len(plan.steps) == 100_000
+    assert [r.target for r in plan.steps[99_998].routes["x"]] == [99_999]
+
+
+def test_a_long_unbounded_cycle_is_found_without_recursion():
+    wf = _chain(5_000)
+    wf.link("s4999.x", "s0.x")
+    [problem] = [p for p in wf.problems() if "cycle" in p.message]
+    assert problem.message.startswith("cycle without an iteration bound: s0 -> s1 -> s2")
+    assert "s4999 -> s0 (set max_iterations" in problem.message
+
+
+def test_walk_reaches_every_step_of_deeply_nested_workflows_in_order():
+    inner: Workflow = _chain(2)
+    for depth in range(3_000):
+        inner = Workflow(f"level{depth}", inputs={"x": int}, outputs={"x": int}, steps=[inner])
+    found = inner.walk()
+    assert len(found) == 3_000 + 1 + 2
+    assert [s.name for s in found[-3:]] == ["chain", "s0", "s1"]
+
+
+def test_unknown_names_in_messages_are_listed_briefly():
+    wf = _chain(1_000)
+    wf.link("ghost.x", "outputs.x")
+    [problem] = [p for p in wf.problems() if "ghost" in p.message]
+    assert problem.message.endswith("(steps: s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 and 990 more)")

@@ -4,10 +4,13 @@ writers, ranked full-text search, encryption hook, and a history shared between 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import itertools
 import json
 import sys
 from datetime import UTC, datetime
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -118,6 +121,19 @@ async def test_replace_rewrites_a_message_in_place_and_appends_the_rest(database
     with pytest.raises(HistoryError, match="has no message 9 to replace"):
         await history.replace("s", 9, [HistoryEntry(Message.assistant("x"))])
     assert await history.count("s") == 4
+
+
+async def test_replaced_messages_are_sealed_to_their_place(database: Database) -> None:
+    from nanobrain.infrastructure.security.encryption import Encryptor, generate_key
+
+    history = ConversationHistory(database, encryptor=Encryptor(generate_key()))
+    await history.append("s", Message.user("secret question"))
+    draft = await history.append("s", Message.assistant("secret an"))
+    await history.replace(
+        "s", draft.seq, [HistoryEntry(Message.assistant("secret answer")), HistoryEntry(Message.user("more"))]
+    )
+    assert [m.content for m in await history.messages("s")] == ["secret question", "secret answer", "more"]
+    assert not any("secret" in raw for raw in await _raw_contents(database))
 
 
 async def test_paging_forward_backward_and_latest(database: Database) -> None:
@@ -278,19 +294,23 @@ async def test_bad_messages_are_clear_errors_and_store_nothing(database: Databas
 
 
 class XorEncryptor:
-    """A stand-in with the encryptor interface (not secure): tags ciphertext with its key byte."""
+    """A stand-in with the encryptor interface (not secure): tags ciphertext with its key byte and
+    a digest of the associated data, which must match on decrypt."""
 
     def __init__(self, key: int, *old_keys: int) -> None:
         self.key = key
         self.known = {key, *old_keys}
 
-    def encrypt(self, data: bytes) -> bytes:
-        return bytes([self.key]) + bytes(b ^ self.key for b in data)
+    def encrypt(self, data: bytes, associated_data: bytes = b"") -> bytes:
+        tag = hashlib.sha256(associated_data).digest()[:4]
+        return bytes([self.key]) + tag + bytes(b ^ self.key for b in data)
 
-    def decrypt(self, data: bytes) -> bytes:
+    def decrypt(self, data: bytes, associated_data: bytes = b"") -> bytes:
         if data[0] not in self.known:
             raise ValueError("wrong key")
-        return bytes(b ^ data[0] for b in data[1:])
+        if data[1:5] != hashlib.sha256(associated_data).digest()[:4]:
+            raise ValueError("wrong place")
+        return bytes(b ^ data[0] for b in data[5:])
 
 
 async def _raw_contents(database: Database) -> list[str]:
@@ -350,6 +370,93 @@ async def test_history_with_the_aes_gcm_encryptor_and_key_rotation(database: Dat
     await history.aclose()
     await rotating.aclose()
     await new_only.aclose()
+
+
+async def _contents(database: Database) -> dict[tuple[str, int], str]:
+    async with database.connect() as connection:
+        rows = await connection.execute(text("SELECT session_id, seq, content FROM history_messages"))
+        return {(row[0], row[1]): row[2] for row in rows}
+
+
+async def _overwrite(database: Database, session_id: str, seq: int, content: str, *, encrypted: bool = True) -> None:
+    async with database.begin() as connection:
+        await connection.execute(
+            text("UPDATE history_messages SET content = :c, encrypted = :e WHERE session_id = :s AND seq = :q"),
+            {"c": content, "e": encrypted, "s": session_id, "q": seq},
+        )
+
+
+async def test_an_encrypted_message_moved_to_another_session_or_position_does_not_decrypt(database: Database) -> None:
+    from nanobrain.infrastructure.security.encryption import DecryptionError, Encryptor, generate_key
+
+    history = ConversationHistory(database, encryptor=Encryptor(generate_key()))
+    await history.append("alice", Message.user("alice's secret"))
+    await history.append_many("alice", [Message.assistant("noted"), Message.user("third")])
+    await history.append("mallory", Message.user("mallory's own"))
+    stored = await _contents(database)
+    assert all(content.startswith("v2:") for content in stored.values())
+
+    # Someone with write access to the database copies alice's ciphertext into mallory's session...
+    await _overwrite(database, "mallory", 1, stored[("alice", 1)])
+    with pytest.raises(DecryptionError, match=r"cannot decrypt message 1 of session 'mallory'.*another record"):
+        await history.messages("mallory")
+    # ...or swaps two messages of one session.
+    await _overwrite(database, "alice", 3, stored[("alice", 2)])
+    with pytest.raises(DecryptionError, match=r"cannot decrypt message 3 of session 'alice'"):
+        await history.messages("alice")
+    first = await history.get("alice", 1)
+    assert first is not None and first.content == "alice's secret"
+    await history.aclose()
+
+
+async def test_rows_encrypted_before_binding_still_read_and_reencrypt_binds_them(database: Database) -> None:
+    from nanobrain.infrastructure.security.encryption import DecryptionError, Encryptor, generate_key
+
+    encryptor = Encryptor(generate_key())
+    await ConversationHistory(database).append_many("old", [Message.user("one"), Message.user("two")])
+    # What an older NanoBrain stored: the sealed text in base64, no associated data.
+    for seq, words in ((1, "written long ago"), (2, "also old")):
+        legacy = base64.b64encode(encryptor.encrypt(words.encode())).decode("ascii")
+        await _overwrite(database, "old", seq, legacy)
+    history = ConversationHistory(database, encryptor=encryptor)
+    assert [m.content for m in await history.messages("old")] == ["written long ago", "also old"]
+
+    assert await history.reencrypt() == 2  # same key, but not yet bound: rewritten
+    assert await history.reencrypt() == 0
+    stored = await _contents(database)
+    assert stored[("old", 1)].startswith("v2:")
+    assert [m.content for m in await history.messages("old")] == ["written long ago", "also old"]
+    await _overwrite(database, "old", 2, stored[("old", 1)])
+    with pytest.raises(DecryptionError, match="another record"):
+        await history.messages("old")
+    await history.aclose()
+
+
+async def test_an_encryptor_without_associated_data_is_refused(sqlite_db: Database) -> None:
+    class Unbound:
+        def encrypt(self, data: bytes) -> bytes:
+            return data
+
+        def decrypt(self, data: bytes) -> bytes:
+            return data
+
+    with pytest.raises(HistoryError, match=r"\(Unbound\) needs encrypt\(data, associated_data\)"):
+        ConversationHistory(sqlite_db, encryptor=Unbound())
+
+
+async def test_encrypted_sessions_survive_export_and_import_under_a_new_id(database: Database) -> None:
+    from nanobrain.infrastructure.security.encryption import Encryptor, generate_key
+
+    history = ConversationHistory(database, encryptor=Encryptor(generate_key()))
+    await history.append_many("s", [Message.user("question"), Message.assistant("answer")])
+    manager = ExportManager(history)
+    exported = StringIO()
+    await manager.export(None, exported, format="json")
+    # The id is taken, so the import stores the session under a new one: the seal must follow it.
+    (new_id,) = await manager.import_file(StringIO(exported.getvalue()), format="json")
+    assert new_id != "s"
+    assert [m.content for m in await history.messages(new_id)] == ["question", "answer"]
+    await history.aclose()
 
 
 WRITER = """

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import builtins
 import os
-import re
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from ..core.data_units import MISSING, DataUnit, FileUnit, StreamUnit, StringUnit
 from ..core.errors import ConfigError, Problem
 from ..core.executors import EXECUTOR_KINDS, Executor
-from ..core.imports import import_object
+from ..core.imports import ImportPolicy, NotImported, import_policy
 from ..core.links import ConditionalLink, Link, QueueLink, TransformLink
 from ..core.retry import RetryPolicy
 from ..core.steps import FunctionStep, Step
@@ -28,6 +25,8 @@ from ..core.triggers import TRIGGER_KINDS, Condition, Interval, Trigger
 from ..core.typing_utils import parse_type
 from ..core.workflow import Workflow
 from . import yaml_source
+from .context import BuildContext
+from .files import MAX_FILE_BYTES
 from .models import (
     ClassStepConfig,
     ExecutorConfig,
@@ -40,41 +39,24 @@ from .models import (
     WorkflowConfig,
     WorkflowStepConfig,
 )
+from .problems import caused_by, describe, fed_by, locate, redact
 from .registry import all_step_kinds, register_step_kind, step_kind
 from .yaml_source import Location, Source
 
+__all__ = [
+    "BuildContext",
+    "StepBuild",
+    "build_step",
+    "load_document",
+    "load_workflow",
+    "step_options",
+    "workflow_from_dict",
+]
 
-@dataclass
-class BuildContext:
-    """What builders need: where problems go, where relative files are, shared executors."""
+MAX_NESTING = 32
+"""How deep workflows may nest (inline or in files): building them recurses, so this bounds the stack."""
 
-    source: Source
-    base_dir: Path
-    problems: list[Problem] = field(default_factory=list)
-    executors: dict[str, Executor] = field(default_factory=dict)
-    named_executors: dict[str, ExecutorConfig] = field(default_factory=dict)
-    location: Location = ()
-    files: tuple[str, ...] = ()
-    #: Key-value stores opened for persistent units, by URL (units naming one URL share it).
-    stores: dict[str, Any] = field(default_factory=dict)
-
-    def problem(self, location: Location, message: str) -> None:
-        self.problems.append(self.source.problem((*self.location, *location), message))
-
-    def resolve(self, reference: str, location: Location, what: str = "object") -> Any:
-        """Import `package.module:attribute`; a failure becomes a problem (returns None)."""
-        try:
-            return import_object(reference)
-        except ValueError as exc:
-            self.problem(location, f"{exc} (expected {what} as 'package.module:attribute')")
-            return None
-
-    def callable(self, reference: str, location: Location, what: str) -> Callable[..., Any] | None:
-        target = self.resolve(reference, location, what)
-        if target is not None and not callable(target):
-            self.problem(location, f"{reference!r} is not callable (expected {what})")
-            return None
-        return target
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 # -- entry points -------------------------------------------------------------------------
@@ -83,58 +65,119 @@ def load_document(path: str | os.PathLike[str]) -> Source:
     return yaml_source.read(path)
 
 
-def load_workflow(path: str | os.PathLike[str]) -> Workflow:
+def load_workflow(
+    path: str | os.PathLike[str],
+    *,
+    allowed_modules: Sequence[str] | None = None,
+    allowed_dirs: Sequence[str | os.PathLike[str]] = (),
+    max_bytes: int = MAX_FILE_BYTES,
+) -> Workflow:
     """Load a workflow from a YAML file. Raises ConfigError listing every problem.
 
-    Like uvicorn, the current directory is put on `sys.path` so that `package.module:attr`
-    references to the user's own code resolve when run from the project folder.
+    A workflow file is code: its references import modules and call them. `package.module:attr`
+    resolves through the installed packages first; a module found nowhere else is looked for in
+    the file's folder, then the working directory (appended to `sys.path`, so they never shadow
+    the standard library or an installed package). `allowed_modules` (and the environment's
+    NANOBRAIN_ALLOWED_MODULES) limit which modules may be imported. Nested `file:` workflows must
+    be in the file's folder or in `allowed_dirs`.
     """
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    source = yaml_source.read(path)
-    return _build_document(source, Path(path).resolve().parent, files=(str(Path(path).resolve()),))
+    ctx = _file_context(path, allowed_modules, allowed_dirs, max_bytes, execute=True)
+    return _build_document(ctx)
 
 
-def workflow_from_dict(data: dict[str, Any], *, base_dir: str | os.PathLike[str] = ".") -> Workflow:
+def workflow_from_dict(
+    data: dict[str, Any], *, base_dir: str | os.PathLike[str] = ".", allowed_modules: Sequence[str] | None = None
+) -> Workflow:
     """Build a workflow from an already parsed document (no line numbers)."""
-    return _build_document(Source(data, None, {}), Path(base_dir))
+    source = Source(data, None, {})
+    policy = ImportPolicy.create(search_path=(Path(base_dir),), allowed_modules=allowed_modules)
+    ctx = BuildContext(source, Path(base_dir), policy=policy, roots=(Path(base_dir).resolve(),))
+    problem = _depth_problem(data)
+    if problem is not None:
+        raise ConfigError([problem], subject="workflow document")
+    return _build_document(ctx)
 
 
-def _build_document(source: Source, base_dir: Path, files: tuple[str, ...] = ()) -> Workflow:
-    ctx = BuildContext(source, base_dir, problems=list(source.problems), files=files)
-    workflow = _build_workflow(source.data, ctx)
-    if ctx.problems or workflow is None:
-        raise ConfigError(ctx.problems, subject=source.file or "workflow document")
-    return workflow
+def _file_context(
+    path: str | os.PathLike[str],
+    allowed_modules: Sequence[str] | None,
+    allowed_dirs: Sequence[str | os.PathLike[str]],
+    max_bytes: int,
+    *,
+    execute: bool,
+) -> BuildContext:
+    source = yaml_source.read(path, max_bytes)
+    resolved = Path(path).resolve()
+    folder = resolved.parent
+    # NanoBrain's own documents (the bundled chat) need no user folder at all.
+    bundled = folder.is_relative_to(_PACKAGE_DIR)
+    search_path = () if bundled else (folder, Path.cwd())
+    policy = ImportPolicy.create(search_path=search_path, allowed_modules=allowed_modules, execute=execute)
+    roots = (folder, *(Path(d).resolve() for d in allowed_dirs))
+    return BuildContext(
+        source, folder, problems=list(source.problems), files=(str(resolved),), policy=policy, roots=roots,
+        max_bytes=max_bytes,
+    )
 
 
-def _build_workflow(raw: Any, ctx: BuildContext) -> Workflow | None:
-    before = len(ctx.problems)
-    data = yaml_source.expand_env(raw, ctx.source, ctx.problems, ctx.location)
-    unset = [problem.where for problem in ctx.problems[before:]]
-    workflow = _build_expanded(data, ctx)
-    if not unset:
-        return workflow
-    # Check the rest of the document too, but drop what an unset variable (now "") causes by itself.
-    first_other = before + len(unset)
-    ctx.problems[first_other:] = [
-        problem
-        for problem in ctx.problems[first_other:]
-        if not any(problem.where == w or problem.where.startswith((w + ".", w + "[")) for w in unset)
-    ]
+def _depth_problem(data: Any) -> Problem | None:
+    """A problem if `data` nests deeper than YAML documents may (recursive code below relies on it)."""
+    work = [(data, 0)]
+    while work:
+        value, depth = work.pop()
+        if depth > yaml_source.MAX_DEPTH:
+            return Problem("", f"nested more than {yaml_source.MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            work.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            work.extend((v, depth + 1) for v in value)
     return None
 
 
+def _build_document(ctx: BuildContext) -> Workflow:
+    with import_policy(ctx.policy):
+        workflow = _build_source(ctx)
+    _raise_problems(ctx)
+    assert workflow is not None
+    return workflow
+
+
+def _raise_problems(ctx: BuildContext) -> None:
+    if ctx.problems:
+        redact(ctx.problems, ctx.secrets)
+        raise ConfigError(ctx.problems, subject=ctx.source.file or "workflow document")
+
+
+def _expanded(ctx: BuildContext) -> tuple[Any, list[str]]:
+    """The source's data with `${VAR}` expanded, and where variables were not set."""
+    before = len(ctx.problems)
+    data = yaml_source.expand_env(ctx.source.data, ctx.source, ctx.problems, ctx.location, ctx.secrets)
+    return data, [problem.where for problem in ctx.problems[before:]]
+
+
+def _build_source(ctx: BuildContext) -> Workflow | None:
+    """Build a whole document (a file, or a dict): expand `${VAR}` once, then build."""
+    data, unset = _expanded(ctx)
+    before = len(ctx.problems)
+    workflow = _build_expanded(data, ctx)
+    if not unset:
+        return workflow
+    _drop_caused_by_unset(ctx, before, unset)
+    return None
+
+
+def _drop_caused_by_unset(ctx: BuildContext, first: int, unset: list[str]) -> None:
+    # The rest of the document was checked too; drop what an unset variable (now "") causes by itself.
+    ctx.problems[first:] = [
+        problem
+        for problem in ctx.problems[first:]
+        if not any(problem.where == w or problem.where.startswith((w + ".", w + "[")) for w in unset)
+    ]
+
+
 def _build_expanded(data: Any, ctx: BuildContext) -> Workflow | None:
-    if not isinstance(data, dict):
-        ctx.problem((), f"a workflow document must be a mapping, got {type(data).__name__}")
-        return None
-    config = _validate(WorkflowConfig, data, (), ctx)
+    config = _workflow_config(data, ctx)
     if config is None:
-        # Still check each step on its own, so that one bad top-level field does not hide them.
-        if isinstance(data.get("steps"), dict):
-            for name, raw_step in data["steps"].items():
-                build_step(name, raw_step, ctx)
         return None
     ctx.named_executors.update(config.executors)
     inputs = {name: _unit(name, decl, ("inputs", name), ctx) for name, decl in config.inputs.items()}
@@ -148,29 +191,36 @@ def _build_expanded(data: Any, ctx: BuildContext) -> Workflow | None:
         else:
             steps.append(built)
     links: list[Link] = []
+    unfed: set[str] = set()  # the inputs and outputs that a link which failed would have fed
     for i, link_config in enumerate(config.links):
         link = _link(link_config, ("links", i), ctx)
         if link is None:
-            broken.update(endpoint.partition(".")[0] for endpoint in (link_config.source, link_config.target))
+            unfed.update(fed_by(link_config))
         else:
             links.append(link)
     # Check the graph even when some pieces failed, leaving out what those pieces would cause.
     workflow = Workflow(
         config.name, inputs=inputs, outputs=outputs, steps=steps, links=links, description=config.description
     )
+    link_index = {(lc.source, lc.target): i for i, lc in reversed(list(enumerate(config.links)))}
     for problem in workflow.problems():
-        if not _caused_by(problem, broken):
-            ctx.problems.append(_locate(problem, config.links, ctx))
+        if not (caused_by(problem, broken) or problem.where in unfed):
+            ctx.problems.append(locate(problem, link_index, ctx.source, ctx.location))
     workflow.executors = list(ctx.executors.values())
     workflow.resources = list(ctx.stores.values())
     return workflow if not ctx.problems else None
 
 
-def _caused_by(problem: Problem, broken: set[str]) -> bool:
-    return any(
-        f"'{name}'" in problem.message or problem.where.startswith(f"steps.{name}.") or f"{name}." in problem.where
-        for name in broken
-    )
+def _workflow_config(data: Any, ctx: BuildContext) -> WorkflowConfig | None:
+    if not isinstance(data, dict):
+        ctx.problem((), f"a workflow document must be a mapping, got {type(data).__name__}")
+        return None
+    config = _validate(WorkflowConfig, data, (), ctx)
+    if config is None and isinstance(data.get("steps"), dict):
+        # Still check each step on its own, so that one bad top-level field does not hide them.
+        for name, raw_step in data["steps"].items():
+            build_step(name, raw_step, ctx)
+    return config  # type: ignore[no-any-return]
 
 
 def _validate(model: type[BaseModel], data: Any, location: Location, ctx: BuildContext) -> Any:
@@ -179,37 +229,9 @@ def _validate(model: type[BaseModel], data: Any, location: Location, ctx: BuildC
     except ValidationError as exc:
         for error in exc.errors():
             loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-            ctx.problem((*location, *loc), _describe(error))
+            full = (*location, *loc)
+            ctx.problem(full, describe(error, ctx.source.written((*ctx.location, *full))))
         return None
-
-
-def _describe(error: Any) -> str:
-    kind, message = error["type"], error["msg"]
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "extra_forbidden":
-        return "unknown field (check the spelling; `nanobrain schema` lists the fields)"
-    value = error.get("input")
-    shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
-    return f"{message} (got {shown})"
-
-
-_LINK_WHERE = re.compile(r"^links\[(.*) -> (.*)\]$")
-
-
-def _locate(problem: Problem, links: list[LinkConfig], ctx: BuildContext) -> Problem:
-    """Give a graph problem found by the engine the file and line of the config that caused it."""
-    match = _LINK_WHERE.match(problem.where)
-    location: Location
-    if match:
-        index = next(
-            (i for i, lc in enumerate(links) if (lc.source, lc.target) == match.groups()),
-            None,
-        )
-        location = ("links", index) if index is not None else ("links",)
-    else:
-        location = tuple(problem.where.split(".")[:2]) if problem.where else ()
-    return ctx.source.problem((*ctx.location, *location), problem.message)
 
 
 # -- pieces ---------------------------------------------------------------------------------
@@ -218,6 +240,9 @@ def _type(text: str | None, location: Location, ctx: BuildContext) -> Any:
         return None
     try:
         return parse_type(text)
+    except NotImported as exc:
+        ctx.deferred.append(exc.reference)
+        return None
     except ValueError as exc:
         ctx.problem(location, str(exc))
         return None
@@ -395,11 +420,17 @@ def build_step(name: str, raw: Any, ctx: BuildContext, location: Location | None
     if config is None:
         return None
     before = len(ctx.problems)
+    build = StepBuild(ctx, name, location)
     try:
-        step = kind.build(config, StepBuild(ctx, name, location))
+        step = kind.build(config, build)
+    except NotImported as exc:  # the step resolves a reference itself (class options): checked, not imported
+        ctx.deferred.append(exc.reference)
+        step = None
     except (TypeError, ValueError, ImportError) as exc:
         ctx.problem(location, f"cannot build step: {exc}")
-        return None
+        step = None
+    if step is None and not build.options_checked:
+        build.options(config)  # a builder that stopped early: its trigger, retry and executor still get checked
     if step is None or len(ctx.problems) > before:
         return None
     if step.name != name:
@@ -414,6 +445,7 @@ class StepBuild:
         self.ctx = ctx
         self.name = name
         self.location = location
+        self.options_checked = False
 
     def problem(self, field_name: str, message: str) -> None:
         self.ctx.problem((*self.location, field_name), message)
@@ -422,6 +454,7 @@ class StepBuild:
         return self.ctx.callable(reference, (*self.location, field_name), what)
 
     def options(self, config: StepConfig) -> dict[str, Any]:
+        self.options_checked = True
         return step_options(config, self.location, self.ctx)
 
     def nested(
@@ -432,17 +465,23 @@ class StepBuild:
         base_dir: Path | None = None,
         file: str | None = None,
     ) -> Workflow | None:
+        """Build (or, when no user code may run, check) a nested workflow: inline `raw`, or a file's `source`."""
         ctx = self.ctx
-        child = BuildContext(
-            source or ctx.source,
-            base_dir or ctx.base_dir,
-            problems=ctx.problems,
-            executors=ctx.executors,
-            named_executors=dict(ctx.named_executors),
-            location=location if source is None else (),
-            files=(*ctx.files, file) if file else ctx.files,
-        )
-        return _build_workflow(raw, child)
+        if source is None:
+            child = ctx.child(ctx.source, base_dir or ctx.base_dir, location)
+            if not ctx.policy.execute:
+                from .check import check_inline
+
+                check_inline(raw, child)
+                return None
+            return _build_expanded(raw, child)
+        child = ctx.child(source, base_dir or ctx.base_dir, (), file)
+        if not ctx.policy.execute:
+            from .check import check_source
+
+            check_source(child)
+            return None
+        return _build_source(child)
 
 
 # -- built-in step kinds ---------------------------------------------------------------------
@@ -481,30 +520,57 @@ def _build_nested(config: WorkflowStepConfig, build: StepBuild) -> Step | None:
     if (config.file is None) == (config.workflow is None):
         build.problem("file", "a workflow step needs exactly one of `file` or `workflow`")
         return None
+    if build.ctx.depth >= MAX_NESTING:
+        build.problem("kind", f"workflows are nested more than {MAX_NESTING} levels deep")
+        return None
     if config.workflow is not None:
         workflow = build.nested(config.workflow, (*build.location, "workflow"))
     else:
         assert config.file is not None
-        path = (build.ctx.base_dir / config.file).resolve()
-        if str(path) in build.ctx.files:
-            build.problem("file", f"{config.file!r} includes itself (directly or through other files)")
+        source = _nested_source(config.file, build)
+        if source is None:
             return None
-        try:
-            text = yaml_source.read_text(path)
-        except ConfigError as exc:  # missing, unreadable, not UTF-8: say so where the file is named
-            for problem in exc.problems:
-                build.problem("file", f"cannot read nested workflow {config.file!r}: {problem.message}")
-            return None
-        try:
-            source = yaml_source.parse(text, str(path))
-        except ConfigError as exc:  # a syntax error: its line in the nested file says more
-            build.ctx.problems.extend(exc.problems)
-            return None
-        build.ctx.problems.extend(source.problems)
+        path = Path(source.file or "")
         workflow = build.nested(source.data, (), source=source, base_dir=path.parent, file=str(path))
-    if workflow is None:
+    if workflow is None or not build.ctx.policy.execute:  # when checking, nothing is built
         return None
     return _configured(workflow, build.options(config))
+
+
+NESTED_SUFFIXES = (".yaml", ".yml")
+
+
+def _nested_source(name: str, build: StepBuild) -> Source | None:
+    """Read and parse a nested workflow file, refusing anything that is not one at the first problem.
+
+    Problems with the file itself never show its content: a nested file may be anything on disk.
+    """
+    ctx = build.ctx
+    path = (ctx.base_dir / name).resolve()  # symbolic links resolved: where the file really is
+    if path.suffix.lower() not in NESTED_SUFFIXES:
+        build.problem("file", f"{name!r} is not a workflow file (nested workflows are .yaml or .yml files)")
+        return None
+    if ctx.roots and not any(path.is_relative_to(root) for root in ctx.roots):
+        folders = ", ".join(str(root) for root in ctx.roots)
+        message = f"{name!r} is outside the workflow's folder ({folders}); allow its folder with allowed_dirs"
+        build.problem("file", message)
+        return None
+    if str(path) in ctx.files:
+        build.problem("file", f"{name!r} includes itself (directly or through other files)")
+        return None
+    try:
+        source = yaml_source.read(path, ctx.max_bytes)
+    except ConfigError as exc:  # unreadable, too large, not UTF-8, not YAML: one problem, where the file is named
+        problem = exc.problems[0]
+        at = f" (line {problem.line})" if problem.line and problem.file else ""
+        build.problem("file", f"cannot read nested workflow {name!r}: {problem.message}{at}")
+        return None
+    if not isinstance(source.data, dict):
+        kind = type(source.data).__name__
+        build.problem("file", f"{name!r} is not a workflow document (a mapping with name, steps and links; got {kind})")
+        return None
+    ctx.problems.extend(source.problems)
+    return source
 
 
 register_step_kind("function", FunctionStepConfig, _build_function)

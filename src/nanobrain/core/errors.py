@@ -51,6 +51,10 @@ class Problem:
         return f"Problem({str(self)!r})"
 
 
+MAX_LISTED_PROBLEMS = 50
+"""Problems listed in an error's message (all of them stay in its `problems`)."""
+
+
 class ProblemsError(NanoBrainError):
     """Several problems found at once; `problems` lists them all."""
 
@@ -61,7 +65,9 @@ class ProblemsError(NanoBrainError):
         self.subject = subject
         head = f"{subject} is {self.kind}" if subject else self.kind
         count = len(self.problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems[:MAX_LISTED_PROBLEMS])
+        if count > MAX_LISTED_PROBLEMS:  # the message stays readable; `problems` keeps them all
+            lines += f"\n  ... and {count - MAX_LISTED_PROBLEMS} more"
         super().__init__(f"{head} ({count} problem{'s' if count != 1 else ''}):\n{lines}")
 
 

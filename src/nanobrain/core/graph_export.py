@@ -8,6 +8,7 @@ subgraph (a cluster in DOT) whose own inputs and outputs are where the parent's 
 from __future__ import annotations
 
 import re
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -55,16 +56,25 @@ class _Graph:
 
 
 class _Ids:
-    """Readable, unique node identifiers that are safe in both formats."""
+    """Readable, unique node identifiers that are safe in both formats.
+
+    Only the last `MAX_PARTS` names of a nested path make an id (a suffix keeps it unique), so
+    that ids do not grow with the nesting depth.
+    """
+
+    MAX_PARTS = 6
 
     def __init__(self) -> None:
         self.used: set[str] = set()
+        self.next: dict[str, int] = {}  # the next suffix to try for a base: no rescans
 
     def make(self, *parts: str) -> str:
+        parts = parts[-self.MAX_PARTS :]
         base = "_".join(re.sub(r"\W", "_", part, flags=re.ASCII) for part in parts) or "node"
-        candidate, n = base, 2
+        candidate, n = base, self.next.get(base, 2)
         while candidate in self.used:
             candidate, n = f"{base}_{n}", n + 1
+        self.next[base] = n
         self.used.add(candidate)
         return candidate
 
@@ -101,15 +111,35 @@ def _trigger_text(step: Step) -> str | None:
 def _build(workflow: Workflow) -> _Graph:
     ids = _Ids()
     graph = _Graph(workflow.name, _Cluster(ids.make("workflow", workflow.name), [workflow.name]))
-    _add_workflow(workflow, graph.root, graph, ids, prefix=())
+    # Nested workflows are added depth first with an explicit stack of suspended `_add_workflow`
+    # calls (no recursion, however deep the nesting): each yields a nested workflow to add and
+    # receives that workflow's ports back.
+    stack = [_add_workflow(workflow, graph.root, graph, ids, ())]
+    ports: _Ports | None = None
+    while stack:
+        try:
+            request = stack[-1].send(ports)  # type: ignore[arg-type]
+        except StopIteration as done:
+            stack.pop()
+            ports = done.value
+            continue
+        nested, cluster, prefix = request
+        stack.append(_add_workflow(nested, cluster, graph, ids, prefix))
+        ports = None
     return graph
 
 
 _Ports = tuple[dict[str, str], dict[str, str]]
+_Request = tuple["Workflow", _Cluster, tuple[str, ...]]
 
 
-def _add_workflow(workflow: Workflow, cluster: _Cluster, graph: _Graph, ids: _Ids, prefix: tuple[str, ...]) -> _Ports:
-    """Add a workflow's nodes to `cluster` and its links to `graph`; return its input and output node ids."""
+def _add_workflow(
+    workflow: Workflow, cluster: _Cluster, graph: _Graph, ids: _Ids, prefix: tuple[str, ...]
+) -> Generator[_Request, _Ports, _Ports]:
+    """Add a workflow's nodes to `cluster` and its links to `graph`; return its input and output node ids.
+
+    Yields each nested workflow (with its cluster and prefix) and receives its ports.
+    """
     from .workflow import Workflow
 
     inputs: dict[str, str] = {}
@@ -127,7 +157,7 @@ def _add_workflow(workflow: Workflow, cluster: _Cluster, graph: _Graph, ids: _Id
             title = [name] if step.name == name else [f"{name} ({step.name})"]
             sub = _Cluster(ids.make(*prefix, "wf", name), title + ([trigger] if trigger else []))
             cluster.clusters.append(sub)
-            nested[name] = _add_workflow(step, sub, graph, ids, (*prefix, name))
+            nested[name] = yield (step, sub, (*prefix, name))
         else:
             step_nodes[name] = ids.make(*prefix, "step", name)
             cluster.nodes.append(_Node(step_nodes[name], [name] + ([trigger] if trigger else []), "step"))
@@ -168,6 +198,22 @@ def _add_workflow(workflow: Workflow, cluster: _Cluster, graph: _Graph, ids: _Id
     return inputs, outputs
 
 
+MAX_INDENT = 32
+"""Nesting levels that are indented; deeper ones keep this indentation, so that the text of a
+deeply nested workflow grows with its size, not with the square of its depth."""
+
+
+def _clusters(root: _Cluster) -> Iterator[tuple[bool, _Cluster, int]]:
+    """(entering, cluster, indentation depth) for each cluster, depth first: enter, its sub-clusters, leave."""
+    stack: list[tuple[bool, _Cluster, int]] = [(True, root, 1)]
+    while stack:
+        entering, cluster, depth = stack.pop()
+        yield entering, cluster, min(depth, MAX_INDENT)
+        if entering:
+            stack.append((False, cluster, depth))
+            stack.extend((True, sub, depth + 1) for sub in reversed(cluster.clusters))
+
+
 # -- Mermaid ----------------------------------------------------------------------------------
 # Mermaid's entity codes (`#34;`) work inside quoted labels where backslash escapes do not.
 _MERMAID_ENTITIES = {char: f"#{ord(char)};" for char in '#"&<>|`[]{}'}
@@ -198,19 +244,20 @@ def to_mermaid(workflow: Workflow) -> str:
     title = " ".join(graph.title.split())
     out = ["flowchart LR", f"    %% workflow: {title}"]
 
-    def emit(cluster: _Cluster, depth: int) -> None:
+    for entering, cluster, depth in _clusters(graph.root):
+        outer = "    " * (depth - 1)
+        if not entering:
+            if cluster is not graph.root:
+                out.append(f"{outer}end")
+            continue
+        if cluster is not graph.root:
+            out.append(f'{outer}subgraph {cluster.id} ["{_mermaid_text(cluster.lines)}"]')
         pad = "    " * depth
         for node in cluster.nodes:
             open_, close = _MERMAID_SHAPES[node.role]
             out.append(f"{pad}{node.id}{open_}{_mermaid_text(node.lines)}{close}")
             if node.role in ("input", "output", "unknown"):
                 out.append(f"{pad}class {node.id} {node.role}")
-        for sub in cluster.clusters:
-            out.append(f'{pad}subgraph {sub.id} ["{_mermaid_text(sub.lines)}"]')
-            emit(sub, depth + 1)
-            out.append(f"{pad}end")
-
-    emit(graph.root, 1)
     for edge in graph.edges:
         arrow = _MERMAID_ARROWS.get(edge.kind, "-->")
         out.append(f'    {edge.source} {arrow}|"{_mermaid_text(edge.lines)}"| {edge.target}')
@@ -253,18 +300,19 @@ def to_dot(workflow: Workflow) -> str:
         '    edge [fontname="Helvetica", fontsize=10];',
     ]
 
-    def emit(cluster: _Cluster, depth: int) -> None:
+    for entering, cluster, depth in _clusters(graph.root):
+        outer = "    " * (depth - 1)
+        if not entering:
+            if cluster is not graph.root:
+                out.append(f"{outer}}}")
+            continue
+        if cluster is not graph.root:
+            out.append(f"{outer}subgraph {_dot_string('cluster_' + cluster.id)} {{")
+            out.append(f"{outer}    label={_dot_label(cluster.lines)};")
+            out.append(f"{outer}    style=rounded;")
         pad = "    " * depth
         for node in cluster.nodes:
             out.append(f"{pad}{_dot_string(node.id)} [label={_dot_label(node.lines)}, {_DOT_NODE_STYLES[node.role]}];")
-        for sub in cluster.clusters:
-            out.append(f"{pad}subgraph {_dot_string('cluster_' + sub.id)} {{")
-            out.append(f"{pad}    label={_dot_label(sub.lines)};")
-            out.append(f"{pad}    style=rounded;")
-            emit(sub, depth + 1)
-            out.append(f"{pad}}}")
-
-    emit(graph.root, 1)
     for edge in graph.edges:
         attributes = [f"label={_dot_label(edge.lines)}"]
         if edge.kind in _DOT_EDGE_STYLES:

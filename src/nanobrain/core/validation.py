@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import Problem
@@ -44,7 +44,7 @@ def find_problems(
             return _lookup(outputs, port, endpoint, "workflow output", where, problems)
         step = steps.get(step_name)
         if step is None:
-            known = ", ".join(steps) or "none"
+            known = names_list(steps)
             problems.append(Problem(where, f"unknown step {step_name!r} in {endpoint!r} (steps: {known})"))
             return None
         units = step.outputs if side == "source" else step.inputs
@@ -94,8 +94,22 @@ def find_problems(
             problems.append(Problem(f"outputs.{name}", f"workflow output {name!r} is not produced by any link"))
 
     problems.extend(_unreachable(steps, edges))
-    problems.extend(_unbounded_cycles(steps, edges))
+    problems.extend(unbounded_cycles(steps, [(s, t, link.max_iterations) for s, t, link in edges]))
     return problems
+
+
+def names_list(names: Iterable[str], limit: int = 10) -> str:
+    """`a, b, c` for messages: the first `limit` names, then how many more (a message stays short)."""
+    shown: list[str] = []
+    more = 0
+    for name in names:
+        if len(shown) < limit:
+            shown.append(name)
+        else:
+            more += 1
+    if not shown:
+        return "none"
+    return ", ".join(shown) + (f" and {more} more" if more else "")
 
 
 def _lookup(
@@ -103,7 +117,7 @@ def _lookup(
 ) -> DataUnit | None:
     unit = units.get(port)
     if unit is None:
-        known = ", ".join(units) or "none"
+        known = names_list(units)
         problems.append(Problem(where, f"{what} {port!r} does not exist in {endpoint!r} (known: {known})"))
     return unit
 
@@ -143,22 +157,37 @@ def _unreachable(steps: Mapping[str, Step], edges: list[tuple[str, str, Link]]) 
     ]
 
 
-def _unbounded_cycles(steps: Mapping[str, Step], edges: list[tuple[str, str, Link]]) -> list[Problem]:
-    """A cycle is allowed only if one of its links has `max_iterations`."""
-    graph: dict[str, list[str]] = {name: [] for name in steps}
-    for source, target, link in edges:
-        if link.max_iterations is None and source in graph and target in graph:
+def unbounded_cycles(names: Iterable[str], edges: list[tuple[str, str, int | None]]) -> list[Problem]:
+    """A cycle is allowed only if one of its links has an iteration bound (the edges' third item).
+
+    A depth-first search with an explicit stack: a chain of 100,000 steps needs no recursion.
+    """
+    graph: dict[str, list[str]] = {name: [] for name in names}
+    for source, target, bound in edges:
+        if bound is None and source in graph and target in graph:
             graph[source].append(target)
     problems = []
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in graph[node]:
+    state: dict[str, int] = {}  # 1 = on the path, 2 = done
+    path: list[str] = []
+    position: dict[str, int] = {}  # index of each node of the path in `path`
+    for start in graph:
+        if start in state:
+            continue
+        state[start] = 1
+        position[start] = 0
+        path.append(start)
+        successors = [iter(graph[start])]
+        while successors:
+            node = path[-1]
+            nxt = next(successors[-1], None)
+            if nxt is None:
+                successors.pop()
+                path.pop()
+                del position[node]
+                state[node] = 2
+                continue
             if state.get(nxt) == 1:
-                cycle = [*stack[stack.index(nxt) :], nxt]
+                cycle = [*path[position[nxt] :], nxt]
                 problems.append(
                     Problem(
                         "links",
@@ -168,11 +197,8 @@ def _unbounded_cycles(steps: Mapping[str, Step], edges: list[tuple[str, str, Lin
                     )
                 )
             elif nxt not in state:
-                visit(nxt)
-        stack.pop()
-        state[node] = 2
-
-    for name in graph:
-        if name not in state:
-            visit(name)
+                state[nxt] = 1
+                position[nxt] = len(path)
+                path.append(nxt)
+                successors.append(iter(graph[nxt]))
     return problems

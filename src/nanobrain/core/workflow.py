@@ -312,12 +312,15 @@ class Workflow(Step):
         *,
         run_id: str | None = None,
         sinks: Sequence[EventSink] = (),
+        durable: bool | JournalStore | None = None,
         **more_inputs: Any,
     ) -> AsyncIterator[RunEvent]:
         """Run once, yielding run events as they happen. A failed run raises after its events."""
-        values = self._merge_inputs(inputs, more_inputs, run_id=run_id, sinks=sinks)
+        values = self._merge_inputs(inputs, more_inputs, run_id=run_id, sinks=sinks, durable=durable)
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        task = asyncio.ensure_future(self.invoke(values, on_event=queue.put_nowait, run_id=run_id, sinks=sinks))
+        task = asyncio.ensure_future(
+            self.invoke(values, on_event=queue.put_nowait, run_id=run_id, sinks=sinks, durable=durable)
+        )
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while True:
@@ -396,12 +399,13 @@ class Workflow(Step):
 
     def walk(self) -> list[Step]:
         """This workflow and every step in it, nested workflows' steps included (depth first)."""
-        found: list[Step] = [self]
-        for step_ in self.steps.values():
+        found: list[Step] = []
+        pending: list[Step] = [self]  # an explicit stack: nesting depth is not limited by recursion
+        while pending:
+            step_ = pending.pop()
+            found.append(step_)
             if isinstance(step_, Workflow):
-                found.extend(step_.walk())
-            else:
-                found.append(step_)
+                pending.extend(reversed(step_.steps.values()))
         return found
 
     def start(

@@ -42,9 +42,18 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE, like Unix tools whose reader went away (`nanobrain run ... | head -1`)."""
 
+WORKFLOW_IS_CODE = (
+    "A workflow file is code, like a Python file: its references import Python modules and run them. "
+    "Run only workflow files you trust; deployments can limit importable modules with "
+    "NANOBRAIN_ALLOWED_MODULES (comma-separated module prefixes)."
+)
+
+MAX_PRINTED_PROBLEMS = 50
+"""Problems listed on the terminal; the rest are counted (a broken 100,000-step file prints one screen)."""
+
 app = typer.Typer(
     name="nanobrain",
-    help="Run, check and draw NanoBrain workflows.",
+    help="Run, check and draw NanoBrain workflows.\n\n" + WORKFLOW_IS_CODE,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -93,8 +102,11 @@ def _print_problems(err: Console, exc: ProblemsError, file: Path | None) -> None
     count = len(exc.problems)
     subject = exc.subject or (str(file) if file is not None else "input")
     err.print(Text(f"error: {subject} is {exc.kind} ({count} problem{'s' if count != 1 else ''}):", style="bold red"))
-    for problem in exc.problems:
+    for problem in exc.problems[:MAX_PRINTED_PROBLEMS]:
         err.print(Text(f"  {_problem_line(problem, file)}", style="red"))
+    if count > MAX_PRINTED_PROBLEMS:
+        more = count - MAX_PRINTED_PROBLEMS
+        err.print(Text(f"  ... and {more} more problem{'s' if more != 1 else ''}", style="red"))
 
 
 def _describe(exc: BaseException) -> tuple[str, bool]:
@@ -187,10 +199,7 @@ def parse_inputs(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
     if raw_json is not None:
         text = raw_json
         if raw_json.startswith("@"):
-            try:
-                text = Path(raw_json[1:]).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise UsageProblem(f"--input-json: cannot read {raw_json[1:]!r}: {exc.strerror or exc}") from None
+            text = _read_input_file(raw_json[1:])
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -201,6 +210,18 @@ def parse_inputs(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
             )
         values.update(data)
     return values
+
+
+def _read_input_file(name: str) -> str:
+    """The text of `--input-json @FILE`: a regular file within the size limit, as UTF-8."""
+    from ..config.files import UnreadableFile, read_bytes
+
+    try:
+        return read_bytes(name).decode("utf-8")
+    except UnreadableFile as exc:
+        raise UsageProblem(f"--input-json: cannot read {name!r}: {exc}") from None
+    except UnicodeDecodeError:
+        raise UsageProblem(f"--input-json: {name!r} is not UTF-8 text") from None
 
 
 def _check_inputs(workflow: Workflow, values: Mapping[str, Any]) -> None:
@@ -230,6 +251,8 @@ async def _execute(
     on_event: Callable[[RunEvent], None] | None,
     progress: Progress | None,
     console: Console,
+    durable: bool = False,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Run the workflow through its event stream; return the top run's outputs."""
     outputs: dict[str, Any] = {}
@@ -240,7 +263,7 @@ async def _execute(
         live = Live(progress, console=console, refresh_per_second=10, transient=False)
         timer = asyncio.get_running_loop().call_later(PROGRESS_DELAY, live.start)
     try:
-        async for event in workflow.stream(**inputs):
+        async for event in workflow.stream(inputs, durable=durable or None, run_id=run_id):
             if top_run is None and event.type == "run_started":
                 top_run = event.run_id
             elif event.type == "run_finished" and event.run_id == top_run:
@@ -304,13 +327,26 @@ def run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON only: the outputs object, or JSON lines with --stream.")
     ] = False,
+    durable: Annotated[
+        bool,
+        typer.Option("--durable", help="Journal the run (SQLite under NANOBRAIN_HOME, or NANOBRAIN_DATABASE_URL) "
+                     "so that `nanobrain runs resume` continues it after a crash; inputs may be sent later."),
+    ] = False,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="The run's id (default: a new random id).")] = None,
 ) -> None:
     """Run a workflow once and print its outputs."""
     with _reporting(ctx, file):
         _require_standard_streams()
         values = parse_inputs(input_pairs or [], input_json)
         workflow = _load(file)
-        _check_inputs(workflow, values)
+        if durable:
+            from ..core.run import new_run_id
+
+            # Recorded with the run, so `nanobrain runs resume` finds the workflow again.
+            workflow.source = str(file.resolve())
+            run_id = run_id or new_run_id()
+        else:
+            _check_inputs(workflow, values)
         out, err = _out(), _err()
         where = Where(workflow.name)
         on_event: Callable[[RunEvent], None] | None = None
@@ -329,8 +365,12 @@ def run(
             # SIGINT, SIGTERM and SIGHUP stop the run at once, without a traceback (exit 128 + N).
             with StopSignals() as stop, asyncio.Runner() as runner:
                 outputs = stop.run(
-                    runner, _execute(workflow, values, on_event=on_event, progress=progress, console=err)
-                )
+                    runner,
+                    _execute(
+                        workflow, values, on_event=on_event, progress=progress, console=err, durable=durable,
+                        run_id=run_id,
+                    ),
+                )  # fmt: skip
         finally:
             if printer is not None:
                 printer.end_tokens()
@@ -339,20 +379,67 @@ def run(
                 typer.echo(dumps(outputs, indent=2))
         else:
             print_outputs(out, outputs)
+        if durable and run_id is not None:
+            _report_durable(run_id)
 
 
-@app.command()
-def validate(ctx: typer.Context, file: FileArgument) -> None:
-    """Check a workflow file; list every problem (exit 1) or say it is valid."""
+def _report_durable(run_id: str) -> None:
+    """Say on stderr how a durable run ended, and how to continue it when it waits."""
+    from ..core.durable import default_store
+    from .runs_cli import _report_status
+
+    async def lookup() -> Any:
+        store = default_store()
+        try:
+            return await store.get(run_id)
+        finally:
+            await store.aclose()  # type: ignore[attr-defined]
+
+    record = asyncio.run(lookup())
+    if record is not None:
+        _report_status(record)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+@app.command(help=(
+    "Check a workflow file; list every problem (exit 1) or say it is valid.\n\n"
+    "By default no code the file references is run: each module is located without importing it, "
+    "so what it defines (functions, ports, types) is not checked. --import imports the modules, "
+    "running their code, and checks the whole graph.\n\n" + WORKFLOW_IS_CODE
+))
+def validate(
+    ctx: typer.Context,
+    file: FileArgument,
+    import_code: Annotated[
+        bool,
+        typer.Option(
+            "--import",
+            help="Import the modules the workflow names (this RUNS their code) to check functions, ports and types.",
+        ),
+    ] = False,
+) -> None:
     with _reporting(ctx, file):
-        workflow = _load(file)
-        steps = len(workflow.steps)
-        inputs, outputs = len(workflow.inputs), len(workflow.outputs)
+        if import_code:
+            workflow = _load(file)
+            name, steps = workflow.name, len(workflow.steps)
+            inputs, outputs = len(workflow.inputs), len(workflow.outputs)
+            note = ""
+        else:
+            from ..config.check import check_workflow
+
+            if not file.exists():
+                raise UsageProblem(f"file not found: {file}")
+            report = check_workflow(file)
+            name, steps, inputs, outputs = report.name, report.steps, report.inputs, report.outputs
+            note = " (modules located, not imported: --import also checks functions, ports and types)"
         _out().print(
             Text.assemble(
                 ("OK ", "bold green"),
-                f"workflow {workflow.name!r}: {steps} step{'s' if steps != 1 else ''}, "
-                f"{inputs} input{'s' if inputs != 1 else ''}, {outputs} output{'s' if outputs != 1 else ''}",
+                f"workflow {name!r}: {_plural(steps, 'step')}, {_plural(inputs, 'input')}, "
+                f"{_plural(outputs, 'output')}{note}",
             )
         )
 
@@ -427,6 +514,15 @@ def chat(
             out=_out(), err=_err(),
         )
     raise typer.Exit(code)
+
+
+def _register_subcommands() -> None:
+    from .runs_cli import runs_app
+
+    app.add_typer(runs_app, name="runs")
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -13,15 +13,18 @@ closes that at the cost of an fsync per step). PostgreSQL goes through the async
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from ...core.journal import JournalError, RunLocked, RunRecord, owner_alive
 from .database import Database, Migration
 
 COMPONENT = "journal"
+RETENTION_VARIABLE = "NANOBRAIN_JOURNAL_RETENTION_DAYS"
 
 _FIELDS = (
     "run_id",
@@ -65,8 +68,30 @@ async def _create_tables(connection: Any) -> None:
 MIGRATIONS = [Migration(1, _create_tables, "durable-run journal")]
 
 
+# The entry count and size are computed, so appending a step writes one row and nothing else.
+_SELECT = (
+    "SELECT "
+    + ", ".join(f"r.{f}" for f in _FIELDS if f not in ("entries", "bytes"))
+    + ", (SELECT COUNT(*) FROM nanobrain_journal j WHERE j.run_id = r.run_id)"
+    + ", (SELECT COALESCE(SUM(LENGTH(j.data)), 0) FROM nanobrain_journal j WHERE j.run_id = r.run_id)"
+    + " FROM nanobrain_runs r"
+)
+_SELECTED = (*(f for f in _FIELDS if f not in ("entries", "bytes")), "entries", "bytes")
+
+
+@contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
 def _record(row: Any) -> RunRecord:
-    values = dict(zip(_FIELDS, row, strict=True))
+    values = dict(zip(_SELECTED, row, strict=True))
     try:
         definition = json.loads(values["definition"])
     except ValueError:
@@ -91,20 +116,42 @@ def _record(row: Any) -> RunRecord:
 class SqlJournalStore:
     """A `JournalStore` on a `Database` (see module docstring)."""
 
-    def __init__(self, database: Database | str | None = None, *, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        database: Database | str | None = None,
+        *,
+        synchronous: str = "NORMAL",
+        retention_days: float | None = None,
+    ) -> None:
         self.database = database if isinstance(database, Database) else Database(database)
+        #: Finished and failed runs older than this are pruned when the store is first used.
+        self.retention_days = retention_days
+        self._pruned = False
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise JournalError(f"synchronous must be NORMAL or FULL, got {synchronous!r}")
         self.synchronous = synchronous.upper()
         self._sqlite: sqlite3.Connection | None = None
+        self._rowcount = 0
 
     @classmethod
     def default(cls) -> SqlJournalStore:
-        return cls()
+        """The journal in the default database, keeping finished runs for
+        NANOBRAIN_JOURNAL_RETENTION_DAYS days (default 30; 0 keeps them forever)."""
+        text = os.environ.get(RETENTION_VARIABLE, "").strip() or "30"
+        try:
+            days = float(text)
+            if days < 0:
+                raise ValueError
+        except ValueError:
+            raise JournalError(f"{RETENTION_VARIABLE}={text!r} must be a number of days (0: keep forever)") from None
+        return cls(retention_days=days or None)
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _ready(self) -> None:
         await self.database.migrate(COMPONENT, MIGRATIONS)
+        if self.retention_days and not self._pruned:
+            self._pruned = True
+            await self.prune(finished_before=time.time() - self.retention_days * 86400)
 
     def _fast(self) -> sqlite3.Connection | None:
         """The direct SQLite connection for appends (None on PostgreSQL)."""
@@ -119,11 +166,20 @@ class SqlJournalStore:
         return self._sqlite
 
     async def _execute(self, sql: str, params: dict[str, Any] | None = None, *, fetch: bool = False) -> list[Any]:
+        """Run one statement in its own transaction (on SQLite through the direct connection)."""
+        await self._ready()
+        fast = self._fast()
+        if fast is not None:
+            with _transaction(fast):
+                cursor = fast.execute(sql, params or {})
+                rows = cursor.fetchall() if fetch else []
+                self._rowcount = cursor.rowcount
+            return rows
         from sqlalchemy import text
 
-        await self._ready()
         async with self.database.begin() as connection:
             result = await connection.execute(text(sql), params or {})
+            self._rowcount = result.rowcount
             return list(result.fetchall()) if fetch else []
 
     # -- JournalStore -------------------------------------------------------------------------
@@ -150,13 +206,11 @@ class SqlJournalStore:
                     "parent_run_id": record.parent_run_id,
                 },
             )
-        except IntegrityError:
+        except (IntegrityError, sqlite3.IntegrityError):
             raise JournalError(f"a durable run with id {record.run_id!r} already exists") from None
 
     async def get(self, run_id: str) -> RunRecord | None:
-        rows = await self._execute(
-            "SELECT " + ", ".join(_FIELDS) + " FROM nanobrain_runs WHERE run_id = :r", {"r": run_id}, fetch=True
-        )
+        rows = await self._execute(f"{_SELECT} WHERE r.run_id = :r", {"r": run_id}, fetch=True)
         return _record(rows[0]) if rows else None
 
     async def acquire(self, run_id: str, owner: str) -> RunRecord:
@@ -168,15 +222,11 @@ class SqlJournalStore:
             raise RunLocked(f"run {run_id} is being run by another process ({previous}); wait for it to end")
         # Compare-and-set on the owner we saw: of two processes taking a dead owner's lease,
         # exactly one changes the row.
-        from sqlalchemy import text
-
-        await self._ready()
-        async with self.database.begin() as connection:
-            result = await connection.execute(
-                text("UPDATE nanobrain_runs SET owner = :o, updated = :t WHERE run_id = :r AND owner = :p"),
-                {"o": owner, "t": time.time(), "r": run_id, "p": previous},
-            )
-        if result.rowcount != 1:
+        await self._execute(
+            "UPDATE nanobrain_runs SET owner = :o, updated = :t WHERE run_id = :r AND owner = :p",
+            {"o": owner, "t": time.time(), "r": run_id, "p": previous},
+        )
+        if self._rowcount != 1:
             raise RunLocked(f"run {run_id} was just taken by another process")
         record.owner = owner
         return record
@@ -187,35 +237,25 @@ class SqlJournalStore:
         )
 
     async def append(self, run_id: str, first_seq: int, entries: Sequence[bytes]) -> None:
-        size = sum(map(len, entries))
-        rows = [(run_id, first_seq + i, blob) for i, blob in enumerate(entries)]
-        fast = self._fast()
-        if fast is not None:
-            await self._ready()
-            fast.execute("BEGIN")
-            try:
-                fast.executemany("INSERT INTO nanobrain_journal (run_id, seq, data) VALUES (?, ?, ?)", rows)
-                fast.execute(
-                    "UPDATE nanobrain_runs SET entries = entries + ?, bytes = bytes + ? WHERE run_id = ?",
-                    (len(rows), size, run_id),
-                )
-                fast.execute("COMMIT")
-            except BaseException:
-                fast.execute("ROLLBACK")
-                raise
-            return
-        from sqlalchemy import text
+        from sqlalchemy.exc import IntegrityError
 
+        rows = [{"r": run_id, "s": first_seq + i, "d": blob} for i, blob in enumerate(entries)]
+        insert = "INSERT INTO nanobrain_journal (run_id, seq, data) VALUES (:r, :s, :d)"
         await self._ready()
-        async with self.database.begin() as connection:
-            await connection.execute(
-                text("INSERT INTO nanobrain_journal (run_id, seq, data) VALUES (:r, :s, :d)"),
-                [{"r": r, "s": s, "d": d} for r, s, d in rows],
-            )
-            await connection.execute(
-                text("UPDATE nanobrain_runs SET entries = entries + :n, bytes = bytes + :b WHERE run_id = :r"),
-                {"n": len(rows), "b": size, "r": run_id},
-            )
+        try:
+            fast = self._fast()
+            if fast is not None:
+                with _transaction(fast):
+                    fast.executemany(insert, rows)
+                return
+            from sqlalchemy import text
+
+            async with self.database.begin() as connection:
+                await connection.execute(text(insert), rows)
+        except (IntegrityError, sqlite3.IntegrityError):
+            raise JournalError(
+                f"run {run_id}: journal entry {first_seq} was already written (is another process running it?)"
+            ) from None
 
     async def entries(self, run_id: str) -> list[bytes]:
         rows = await self._execute(
@@ -242,7 +282,7 @@ class SqlJournalStore:
     async def runs(self, *, status: str | None = None, limit: int = 100) -> list[RunRecord]:
         where = "WHERE status = :s" if status else ""
         rows = await self._execute(
-            "SELECT " + ", ".join(_FIELDS) + f" FROM nanobrain_runs {where} ORDER BY created DESC LIMIT :l",
+            f"{_SELECT} {where.replace('status', 'r.status')} ORDER BY r.created DESC LIMIT :l",
             {"s": status, "l": limit},
             fetch=True,
         )
