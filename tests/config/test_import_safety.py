@@ -220,7 +220,7 @@ def test_check_finds_unbounded_cycles_and_schema_problems(tmp_path: Path) -> Non
 
 def test_the_bundled_chat_checks_without_importing_user_code() -> None:
     report = check_workflow(CHAT)
-    assert report.name == "chat" and report.steps == 7
+    assert report.name == "chat" and report.steps == 8
 
 
 # -- an allow-list of importable modules ---------------------------------------------------------
