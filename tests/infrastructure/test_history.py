@@ -515,3 +515,23 @@ async def test_history_written_by_another_process_is_read_searched_and_exported(
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     assert lines[1]["title"] == "Written elsewhere" and lines[1]["user_id"] == "ada"
     assert [line["content"] for line in lines[2:]] == [m.content for m in stored]
+
+
+async def test_an_encrypted_message_replaced_as_it_grows_stays_bound_to_its_place(database: Database) -> None:
+    """The chat checkpoints a streamed answer with `replace`: each version, and the messages
+    appended after it, must be sealed for their own session and position."""
+    from nanobrain.infrastructure.security.encryption import Encryptor, generate_key
+
+    history = ConversationHistory(database, encryptor=Encryptor(generate_key()))
+    first = await history.append("s", Message.user("question"))
+    partial = await history.append("s", Message.assistant("the answer so"))
+    await history.replace("s", partial.seq, [HistoryEntry(Message.assistant("the answer so far, in full")),
+                                             HistoryEntry(Message.user("a follow-up"))])
+    stored = await history.messages("s")
+    assert [(m.seq, m.content) for m in stored] == [
+        (first.seq, "question"),
+        (partial.seq, "the answer so far, in full"),
+        (partial.seq + 1, "a follow-up"),
+    ]
+    assert all("answer" not in content for content in (await _contents(database)).values())
+    await history.aclose()
