@@ -41,10 +41,10 @@ def parse_inputs(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
 
 def _read_input_file(name: str) -> str:
     """The text of `--input-json @FILE`: a regular file within the size limit, as UTF-8."""
-    from ..config.files import UnreadableFile, read_bytes
+    from ..config.files import MAX_INPUT_BYTES, UnreadableFile, read_bytes
 
     try:
-        return read_bytes(name).decode("utf-8")
+        return read_bytes(name, MAX_INPUT_BYTES).decode("utf-8")
     except UnreadableFile as exc:
         raise UsageProblem(f"--input-json: cannot read {name!r}: {exc}") from None
     except UnicodeDecodeError:
