@@ -57,6 +57,7 @@ async def test_run_state_is_a_serializable_view_at_step_boundaries():
         "pending": [],
         "running": 0,
         "waiting": {},
+        "collecting": {},
     }
     assert run.active == 0
     assert run.error is None

@@ -31,6 +31,7 @@ STEP_KINDS: dict[str, StepKind] = {}
 #: Kinds whose module registers them when imported.
 _KINDS_BY_MODULE: dict[str, str] = {
     "agent": "nanobrain.agents.config",
+    "map": "nanobrain.config.map_step",
     "parallel": "nanobrain.infrastructure.parallel.config",
     "parallel_agent": "nanobrain.infrastructure.parallel.config",
     "parallel_conversational_agent": "nanobrain.infrastructure.parallel.config",

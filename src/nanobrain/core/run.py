@@ -145,6 +145,8 @@ class Run:
         self._idle: asyncio.Future[None] | None = None
         self._driver: asyncio.Task[Any] | None = None
         self._driver_failed = False
+        #: Values held by collecting links, per (step index, input): allocated on first use.
+        self._collecting: dict[tuple[int, str], list[Any]] | None = None
 
     # -- public surface ---------------------------------------------------------------
     def output_values(self) -> dict[str, Any]:
@@ -166,10 +168,22 @@ class Run:
                     "pending": [dict(snapshot) for _, snapshot in sr.pending],
                     # Values a join holds for inputs that ran ahead of the others.
                     "waiting": sr.trigger.dump().get("waiting", {}),
+                    # Values collecting links hold until every link into the input delivered.
+                    "collecting": self._collecting_state(sr),
                 }
                 for sr in self.steps
             },
             "link_counts": list(self.link_counts),
+        }
+
+    def _collecting_state(self, sr: StepRuntime) -> dict[str, list[list[Any]]]:
+        if not self._collecting:
+            return {}
+        index = sr.plan.index
+        return {
+            port: [list(q) for q in held[1]]
+            for (target, port), held in self._collecting.items()
+            if target == index and any(held[1])
         }
 
     @property
@@ -582,6 +596,10 @@ class Run:
                 if count > limit:
                     raise CycleLimitExceeded(route.link.name, limit)
                 self.link_counts[route.bound] = count
+            if route.collect is not None:
+                carried = self._collect(route, carried)
+                if carried is MISSING:
+                    continue
             target = route.target
             if target < 0:
                 if route.file_unit:
@@ -606,6 +624,33 @@ class Run:
                 sr.pending.append((sr.fired, snap))
             else:
                 await self._wait_for_room(sr, sr.fired, snap)
+
+    def _collect(self, route: Route, value: Any) -> Any:
+        """Hold a collecting link's value until every link into the input has one; then the list
+        (or dict) of the oldest value of each, else MISSING. A link that runs ahead is queued."""
+        collect = route.collect
+        assert collect is not None
+        if self._collecting is None:
+            self._collecting = {}
+        key = (route.target, route.port)
+        held = self._collecting.get(key)
+        if held is None:
+            held = self._collecting[key] = [collect.size, [deque() for _ in range(collect.size)]]
+        queues: list[deque[Any]] = held[1]
+        queue = queues[collect.slot]
+        if not queue:
+            held[0] -= 1
+        queue.append(value)
+        if held[0]:
+            return MISSING
+        values = []
+        for q in queues:
+            values.append(q.popleft())
+            if not q:
+                held[0] += 1
+        if collect.keys is not None:
+            return dict(zip(collect.keys, values, strict=True))
+        return values
 
     async def _wait_for_room(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         # Steps made ready by this worker must not wait for it while it waits for them.

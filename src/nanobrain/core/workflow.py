@@ -88,11 +88,13 @@ class Workflow(Step):
         when: Callable[[Any], bool] | None = None,
         maxsize: int | None = None,
         max_iterations: int | None = None,
+        fan_in: str | None = None,
     ) -> Link:
         """Link `source` (`step.output`, `inputs.x`, or a step with one output) to `target`.
 
         `transform` changes the value on the way, `when` routes only matching values, `maxsize`
-        makes a bounded queue, `max_iterations` bounds a link that closes a cycle.
+        makes a bounded queue, `max_iterations` bounds a link that closes a cycle, `fan_in`
+        ("merge", "collect", "collect_dict") says how links into one input combine.
         """
         src = self._endpoint(source, "source")
         dst = self._endpoint(target, "target")
@@ -100,16 +102,27 @@ class Workflow(Step):
         if when is not None:
             if maxsize is not None:
                 raise ValueError("a link is either conditional (when=) or a queue (maxsize=), not both")
-            link = ConditionalLink(src, dst, when, transform=transform, max_iterations=max_iterations)
+            link = ConditionalLink(src, dst, when, transform=transform, max_iterations=max_iterations, fan_in=fan_in)
         elif transform is not None:
             if maxsize is not None:
                 raise ValueError("a link is either a transform or a queue (maxsize=), not both")
-            link = TransformLink(src, dst, transform, max_iterations=max_iterations)
+            link = TransformLink(src, dst, transform, max_iterations=max_iterations, fan_in=fan_in)
         elif maxsize is not None:
-            link = QueueLink(src, dst, maxsize=maxsize, max_iterations=max_iterations)
+            link = QueueLink(src, dst, maxsize=maxsize, max_iterations=max_iterations, fan_in=fan_in)
         else:
-            link = Link(src, dst, max_iterations=max_iterations)
+            link = Link(src, dst, max_iterations=max_iterations, fan_in=fan_in)
         return self.add_link(link)
+
+    def collect(self, target: Endpoint, *sources: Endpoint, as_dict: bool = False) -> list[Link]:
+        """Link every source into `target`, which receives one list (in the order given) with a
+        value from each once all have delivered; `as_dict` gives a dict keyed by source step.
+
+            wf.collect("total.values", "a.result", "b.result", "c.result")
+        """
+        if not sources:
+            raise ValueError(f"workflow {self.name!r}: collect into {target!r} needs at least one source")
+        mode = "collect_dict" if as_dict else "collect"
+        return [self.link(source, target, fan_in=mode) for source in sources]
 
     def _endpoint(self, endpoint: Endpoint, side: str) -> str:
         if isinstance(endpoint, str):
@@ -131,11 +144,32 @@ class Workflow(Step):
 
         When a step has several outputs or inputs, units with the same name are linked.
         """
-        added = [self.add(s) if not isinstance(s, Step) or s.name not in self.steps else s for s in steps]
+        self._chain(steps)
+        return self
+
+    def _chain(self, steps: Sequence[Step | Callable[..., Any]]) -> list[Step]:
+        added: list[Step] = []
+        used: set[str] = set()
+        for s in steps:
+            made = s if isinstance(s, Step) else FunctionStep(s)
+            if made.name in used:
+                # The same step again in this chain: each use is a step of its own, under its
+                # own name (`add`, `add_2`, `add_3`, ...), not a link from the step to itself.
+                made = self.add(made.renamed(self._free_name(made.name)))
+            elif made is not s or made.name not in self.steps:
+                made = self.add(made)
+            used.add(made.name)
+            added.append(made)
         for previous, following in itertools.pairwise(added):
             for source, target in _match_units(previous, following):
                 self.link(f"{previous.name}.{source}", f"{following.name}.{target}")
-        return self
+        return added
+
+    def _free_name(self, base: str) -> str:
+        number = 2
+        while f"{base}_{number}" in self.steps:
+            number += 1
+        return f"{base}_{number}"
 
     @classmethod
     def sequence(cls, *steps: Step | Callable[..., Any], name: str = "workflow", **options: Any) -> Workflow:
@@ -143,9 +177,9 @@ class Workflow(Step):
         made = [s if isinstance(s, Step) else FunctionStep(s) for s in steps]
         if not made:
             raise ValueError("a sequence needs at least one step")
-        first, last = made[0], made[-1]
-        workflow = cls(name, inputs=dict(first.inputs), outputs=dict(last.outputs), **options)
-        workflow.chain(*made)
+        workflow = cls(name, inputs=dict(made[0].inputs), outputs=dict(made[-1].outputs), **options)
+        added = workflow._chain(made)
+        first, last = added[0], added[-1]
         for port in first.inputs:
             workflow.link(f"inputs.{port}", f"{first.name}.{port}")
         for port in last.outputs:
