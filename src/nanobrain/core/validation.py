@@ -75,7 +75,7 @@ def find_problems(
                     where,
                     f"type mismatch: {link.source} gives {type_name(source_type)} "
                     f"but {link.target} expects {type_name(target_type)}"
-                    + (" (each item of the collected value)" if link.fan_in in COLLECTING else ""),
+                    + _mismatch_hint(link, source_type, target.type),
                 )
             )
         source_step, _ = parse_endpoint(link.source)
@@ -166,6 +166,15 @@ def _closes_cycle(step: str, group: list[Link], successors: Mapping[str, set[str
                 seen.add(nxt)
                 frontier.append(nxt)
     return False
+
+
+def _mismatch_hint(link: Link, source_type: Any, target_type: Any) -> str:
+    if link.fan_in in COLLECTING:
+        return " (each item of the collected value)"
+    item = _element_type(target_type)
+    if item is not None and is_compatible(source_type, item):
+        return " (to collect values from several links into it, link with fan_in='collect')"
+    return ""
 
 
 def _element_type(tp: Any) -> Any:
