@@ -9,6 +9,7 @@ step; it runs on its own executor, with its own timeout and retry per item.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -194,7 +195,7 @@ class Map(Step):
                 try:
                     if context is not None and context.journal is not None:
                         # Journaled per item: a resumed firing takes finished items from the journal.
-                        results[index] = await context.recorded(f"map item {index}", lambda i=index: run_item(i))
+                        results[index] = await context.recorded(f"map item {index}", functools.partial(run_item, index))
                     else:
                         results[index] = await run_item(index)
                 except asyncio.CancelledError:

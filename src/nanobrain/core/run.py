@@ -68,7 +68,7 @@ class StepRuntime:
         "units",
     )
 
-    def __init__(self, plan: StepPlan, run: Run) -> None:
+    def __init__(self, plan: StepPlan) -> None:
         step = plan.step
         self.plan = plan
         self.step = step
@@ -78,23 +78,22 @@ class StepRuntime:
         self.outputs: dict[str, DataUnit] = {port: t.clone() for port, t in plan.outputs.items()}
         self.trigger: TriggerState = step.trigger.arm(self.units, plan.required, plan.connected)
         # Firings waiting for the step, and producers waiting for room: (firing number, snapshot).
-        self.pending: deque[tuple[int, Snapshot]] = deque()
-        self.blocked: deque[tuple[int, Snapshot, asyncio.Future[None]]] = deque()
+        # Most steps of most runs never queue: the deques are made when first needed.
+        self.pending: deque[tuple[int, Snapshot]] | None = None
+        self.blocked: deque[tuple[int, Snapshot, asyncio.Future[None]]] | None = None
         self.running = 0
         self.concurrency = step.concurrency
         self.capacity = plan.capacity
-        self.context = StepContext(
-            run.run_id,
-            step.name,
-            f"{run.path}/{step.name}",
-            run.sink,
-            run.usage,
-            run.loop,
-            run.thread,
-            run.clock,
-            journal=run.journal,
-        )
+        #: Made at the step's first firing (`Run._context`): a step that never fires needs none.
+        self.context: StepContext | None = None
         self.fired = 0
+
+    def queue(self) -> deque[tuple[int, Snapshot]]:
+        """The pending-firing queue, made on first use."""
+        pending = self.pending
+        if pending is None:
+            pending = self.pending = deque()
+        return pending
 
 
 class Run:
@@ -133,7 +132,7 @@ class Run:
         self.clock = clock
         self.inputs = {name: unit.clone() for name, unit in plan.workflow_inputs.items()}
         self.outputs = {name: unit.clone() for name, unit in plan.workflow_outputs.items()}
-        self.steps = [StepRuntime(sp, self) for sp in plan.steps]
+        self.steps = [StepRuntime(sp) for sp in plan.steps]
         self.link_counts = [0] * plan.bounded_links
         self.started = 0.0
         self._ready: deque[tuple[StepRuntime, int, Snapshot]] = deque()
@@ -165,7 +164,7 @@ class Run:
                     "fired": sr.fired,
                     "running": sr.running,
                     # Firings waiting for the step (their input snapshots), oldest first.
-                    "pending": [dict(snapshot) for _, snapshot in sr.pending],
+                    "pending": [dict(snapshot) for _, snapshot in sr.pending or ()],
                     # Values a join holds for inputs that ran ahead of the others.
                     "waiting": sr.trigger.dump().get("waiting", {}),
                     # Values collecting links hold until every link into the input delivered.
@@ -437,7 +436,7 @@ class Run:
             sr.running += 1
             self._ready.append((sr, sr.fired, snap))
         else:
-            sr.pending.append((sr.fired, snap))
+            sr.queue().append((sr.fired, snap))
 
     async def _worker(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         ready = self._ready
@@ -468,13 +467,16 @@ class Run:
             self._idle.set_result(None)
 
     def _admit_next(self, sr: StepRuntime) -> None:
+        pending = sr.pending
+        assert pending is not None
         sr.running += 1
-        self._ready.append((sr, *sr.pending.popleft()))
+        self._ready.append((sr, *pending.popleft()))
         # Room was made in the pending queue: admit the longest-waiting producer.
-        while sr.blocked and (sr.capacity is None or len(sr.pending) < sr.capacity):
-            firing, snap, waiter = sr.blocked.popleft()
+        blocked = sr.blocked
+        while blocked and (sr.capacity is None or len(pending) < sr.capacity):
+            firing, snap, waiter = blocked.popleft()
             if not waiter.done():
-                sr.pending.append((firing, snap))
+                pending.append((firing, snap))
                 waiter.set_result(None)
 
     async def _timer(self, sr: StepRuntime, trigger: Interval) -> None:
@@ -520,7 +522,7 @@ class Run:
     # -- one firing ----------------------------------------------------------------------
     async def _fire(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         sink = self.sink
-        context = sr.context
+        context = sr.context or self._context(sr)
         if sr.concurrency == 1:
             # Firings of this step never overlap: one context object serves them in turn.
             context.firing = firing
@@ -529,7 +531,8 @@ class Run:
         token = _current.set(context)
         try:
             if sink is not None:
-                sink(StepStarted(self.run_id, self.path, step=sr.name, inputs=snap, firing=firing))
+                # Positional arguments (step, firing, inputs): events are built on every firing.
+                sink(StepStarted(self.run_id, self.path, sr.name, firing, snap))
                 started = time.perf_counter()
             try:
                 result = await sr.plan.invoke(snap)
@@ -552,14 +555,28 @@ class Run:
                     StepFinished(
                         self.run_id,
                         self.path,
-                        step=sr.name,
-                        outputs=dict(result) if result else {},
-                        duration=time.perf_counter() - started,
-                        firing=firing,
+                        sr.name,
+                        firing,
+                        dict(result) if result else {},
+                        time.perf_counter() - started,
                     )
                 )
         finally:
             _current.reset(token)
+
+    def _context(self, sr: StepRuntime) -> StepContext:
+        context = sr.context = StepContext(
+            self.run_id,
+            sr.name,
+            f"{self.path}/{sr.name}",
+            self.sink,
+            self.usage,
+            self.loop,
+            self.thread,
+            self.clock,
+            journal=self.journal,
+        )
+        return context
 
     async def _route_outputs(self, sr: StepRuntime, result: Mapping[str, Any]) -> None:
         outputs = sr.outputs
@@ -620,8 +637,8 @@ class Run:
             if sr.running < sr.concurrency:
                 sr.running += 1
                 self._ready.append((sr, sr.fired, snap))
-            elif sr.capacity is None or len(sr.pending) < sr.capacity or self._replaying:
-                sr.pending.append((sr.fired, snap))
+            elif sr.capacity is None or len(sr.pending or ()) < sr.capacity or self._replaying:
+                sr.queue().append((sr.fired, snap))
             else:
                 await self._wait_for_room(sr, sr.fired, snap)
 
@@ -656,11 +673,13 @@ class Run:
         # Steps made ready by this worker must not wait for it while it waits for them.
         self.drain_ready()
         waiter = asyncio.get_running_loop().create_future()
+        if sr.blocked is None:
+            sr.blocked = deque()
         sr.blocked.append((firing, snap, waiter))
         try:
             await waiter
         except asyncio.CancelledError:
-            for i, (_, _, w) in enumerate(sr.blocked):
+            for i, (_, _, w) in enumerate(sr.blocked or ()):
                 if w is waiter:
                     del sr.blocked[i]
                     break
@@ -670,13 +689,13 @@ class Run:
         unit = self.outputs[name]
         unit.set_nowait(value)
         if self.sink is not None:
-            self.sink(OutputSet(self.run_id, self.path, name=name, value=unit._value))
+            self.sink(OutputSet(self.run_id, self.path, name, unit._value))
 
     async def _set_output_awaited(self, name: str, value: Any) -> None:
         unit = self.outputs[name]
         await unit.set(value)
         if self.sink is not None:
-            self.sink(OutputSet(self.run_id, self.path, name=name, value=unit._value))
+            self.sink(OutputSet(self.run_id, self.path, name, unit._value))
 
 
 def _report_retry(attempt: int, error: BaseException) -> None:

@@ -17,7 +17,7 @@ from .journal import JournalStore, RunJournal
 from .links import ConditionalLink, Link, QueueLink, TransformLink
 from .plan import Plan, compile_plan
 from .run import Run, new_run_id
-from .sinks import fan_out
+from .sinks import EventBuffer, fan_out
 from .steps import FunctionStep, Step, UnitSpec
 from .validation import find_problems
 
@@ -351,17 +351,25 @@ class Workflow(Step):
     ) -> AsyncIterator[RunEvent]:
         """Run once, yielding run events as they happen. A failed run raises after its events."""
         values = self._merge_inputs(inputs, more_inputs, run_id=run_id, sinks=sinks, durable=durable)
-        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        task = asyncio.ensure_future(
-            self.invoke(values, on_event=queue.put_nowait, run_id=run_id, sinks=sinks, durable=durable)
-        )
-        task.add_done_callback(lambda _: queue.put_nowait(None))
+        buffer = EventBuffer()
+        task = asyncio.ensure_future(self.invoke(values, on_event=buffer, run_id=run_id, sinks=sinks, durable=durable))
+        task.add_done_callback(buffer.close)
+        events = buffer.events
         try:
+            # The buffer is read here directly, not through a second async generator: one
+            # generator step per event is the whole cost of streaming it.
             while True:
-                event = await queue.get()
-                if event is None:
-                    break
-                yield event
+                while events:
+                    event = events.popleft()
+                    if event is None:
+                        break
+                    yield event
+                else:
+                    if not task.done():
+                        await buffer.arrival()
+                        continue
+                    # Every event was sent before the run ended: no need to wait for the close.
+                break
             await task
         finally:
             if not task.done():
