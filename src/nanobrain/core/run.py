@@ -17,7 +17,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
@@ -56,7 +55,6 @@ class StepRuntime:
         "blocked",
         "capacity",
         "concurrency",
-        "context",
         "fired",
         "name",
         "outputs",
@@ -84,8 +82,6 @@ class StepRuntime:
         self.running = 0
         self.concurrency = step.concurrency
         self.capacity = plan.capacity
-        #: Made at the step's first firing (`Run._context`): a step that never fires needs none.
-        self.context: StepContext | None = None
         self.fired = 0
 
     def queue(self) -> deque[tuple[int, Snapshot]]:
@@ -522,12 +518,19 @@ class Run:
     # -- one firing ----------------------------------------------------------------------
     async def _fire(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         sink = self.sink
-        context = sr.context or self._context(sr)
-        if sr.concurrency == 1:
-            # Firings of this step never overlap: one context object serves them in turn.
-            context.firing = firing
-        else:
-            context = replace(context, firing=firing)
+        # One context per firing, made here: a run keeps none for steps that are not running.
+        context = StepContext(
+            self.run_id,
+            sr.name,
+            f"{self.path}/{sr.name}",
+            sink,
+            self.usage,
+            self.loop,
+            self.thread,
+            self.clock,
+            firing,
+            self.journal,
+        )
         token = _current.set(context)
         try:
             if sink is not None:
@@ -563,20 +566,6 @@ class Run:
                 )
         finally:
             _current.reset(token)
-
-    def _context(self, sr: StepRuntime) -> StepContext:
-        context = sr.context = StepContext(
-            self.run_id,
-            sr.name,
-            f"{self.path}/{sr.name}",
-            self.sink,
-            self.usage,
-            self.loop,
-            self.thread,
-            self.clock,
-            journal=self.journal,
-        )
-        return context
 
     async def _route_outputs(self, sr: StepRuntime, result: Mapping[str, Any]) -> None:
         outputs = sr.outputs
