@@ -62,3 +62,17 @@ async def test_loop_bound_stops_a_run_that_would_go_on() -> None:
         await loop.build(max_rounds=2).run(number=1e12)
     assert isinstance(caught.value.__cause__, nb.CycleLimitExceeded)
     assert "bound of 2 iteration" in str(caught.value.__cause__)
+
+
+async def test_approval_waits_for_a_person_in_python_and_yaml() -> None:
+    from examples import approval
+
+    from nanobrain.core.durable import MemoryJournalStore
+
+    for workflow in (approval.build(), load_workflow(EXAMPLES / "approval.yaml")):
+        store = MemoryJournalStore()
+        assert await workflow.run(change="faster joins", durable=store, run_id="r1") == {}
+        record = await store.get("r1")
+        assert record is not None and (record.status, record.where) == ("waiting", "input approval")
+        result = await workflow.resume("r1", durable=store, send={"approval": "yes"})
+        assert result == {"result": "PUBLISHED Release note: faster joins."}

@@ -219,8 +219,11 @@ def test_check_finds_unbounded_cycles_and_schema_problems(tmp_path: Path) -> Non
 
 
 def test_the_bundled_chat_checks_without_importing_user_code() -> None:
+    import yaml
+
     report = check_workflow(CHAT)
-    assert report.name == "chat" and report.steps == 7
+    declared = yaml.safe_load(CHAT.read_text(encoding="utf-8"))["steps"]
+    assert report.name == "chat" and report.steps == len(declared) >= 7
 
 
 # -- an allow-list of importable modules ---------------------------------------------------------

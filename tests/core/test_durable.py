@@ -331,3 +331,35 @@ async def test_the_journal_on_disk_is_never_behind_a_completed_firing():
 
     await Workflow.sequence(first, second).run(x=1, durable=store, run_id="o1")
     assert seen_before_next == [1]
+
+
+async def test_a_yaml_workflow_declared_durable_journals_its_runs_and_records_its_file(tmp_path, monkeypatch):
+    from nanobrain import load_workflow
+
+    monkeypatch.setenv("NANOBRAIN_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("NANOBRAIN_DATABASE_URL", raising=False)
+    (tmp_path / "steps_for_yaml.py").write_text("def shout(text: str) -> str:\n    return text.upper()\n")
+    document = tmp_path / "durable.yaml"
+    document.write_text(
+        "name: loud\n"
+        "durable: true\n"
+        "inputs: {text: str}\n"
+        "outputs: {result: str}\n"
+        "steps:\n"
+        "  shout: {function: 'steps_for_yaml:shout'}\n"
+        "links:\n"
+        "  - {from: inputs.text, to: shout.text}\n"
+        "  - {from: shout.result, to: outputs.result}\n"
+    )
+    workflow = load_workflow(document)
+    assert workflow.durable is True and workflow.source == str(document.resolve())
+    assert await workflow.run(text="hi", run_id="yaml-1") == {"result": "HI"}
+    from nanobrain.core.durable import default_store
+
+    store = default_store()
+    try:
+        record = await store.get("yaml-1")
+        assert record is not None and record.status == "finished" and record.source == str(document.resolve())
+    finally:
+        await store.aclose()  # type: ignore[attr-defined]
+    assert await load_workflow(document).resume("yaml-1") == {"result": "HI"}

@@ -102,6 +102,63 @@ async def test_pool_executors_close_twice_safely():
     await executor.aclose()
 
 
+async def test_a_thread_abandoned_after_a_timeout_does_not_hold_up_aclose():
+    executor = ThreadExecutor()
+    release = threading.Event()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(executor.run(release.wait, {"timeout": 30}), 0.1)
+    finished = await executor.run(helpers.square, {"x": 3})  # the pool still works meanwhile
+    assert finished["value"] == 9
+    started = asyncio.get_running_loop().time()
+    await executor.aclose()
+    assert asyncio.get_running_loop().time() - started < 5
+    release.set()
+
+
+async def test_aclose_still_waits_for_work_nobody_gave_up_on():
+    executor = ThreadExecutor()
+    done = threading.Event()
+
+    def work() -> None:
+        threading.Event().wait(0.3)
+        done.set()
+
+    pending = asyncio.ensure_future(executor.run(work, {}))
+    await asyncio.sleep(0.05)
+    executor._pool.shutdown(wait=True)  # type: ignore[union-attr]
+    assert done.is_set()
+    await pending
+
+
+STUCK_PROCESS = """
+import asyncio, threading, time
+from nanobrain.core.executors import ThreadExecutor, run_blocking
+
+async def main():
+    stuck = threading.Event()
+    for runner in (ThreadExecutor().run, run_blocking):
+        try:
+            await asyncio.wait_for(runner(stuck.wait, {"timeout": 60}), 0.1)
+        except TimeoutError:
+            pass
+    print("gave up", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_does_not_wait_for_abandoned_threads_at_exit():
+    import subprocess
+    import sys
+    import time
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", STUCK_PROCESS], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "gave up\n"
+    assert time.monotonic() - started < 20  # not the 60 s the threads are stuck for
+
+
 # -- processes ---------------------------------------------------------------------------------
 
 

@@ -289,13 +289,13 @@ async def test_a_failure_while_writing_rolls_the_whole_import_back(database: Dat
     class FailsOnSixth:
         calls = 0
 
-        def encrypt(self, data: bytes) -> bytes:
+        def encrypt(self, data: bytes, associated_data: bytes = b"") -> bytes:
             self.calls += 1
             if self.calls == 6:
                 raise HistoryError("encryption failed")
             return data
 
-        def decrypt(self, data: bytes) -> bytes:
+        def decrypt(self, data: bytes, associated_data: bytes = b"") -> bytes:
             return data
 
     lite = Database(f"sqlite+aiosqlite:///{tmp_path / 'target.db'}")

@@ -4,10 +4,13 @@ writers, ranked full-text search, encryption hook, and a history shared between 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import itertools
 import json
 import sys
 from datetime import UTC, datetime
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -86,6 +89,37 @@ async def test_append_entries_keeps_each_messages_model_usage_and_metadata(datab
         await history.append_entries(
             "s", [HistoryEntry(Message.user("ok")), HistoryEntry(Message.user("no"), metadata={"x": object()})]
         )
+    assert await history.count("s") == 4
+
+
+async def test_replace_rewrites_a_message_in_place_and_appends_the_rest(database: Database) -> None:
+    history = ConversationHistory(database)
+    await history.append("s", Message.user("count: a b"))
+    draft = await history.append("s", Message.assistant("Let me"), metadata={"interrupted": True})
+    grown = await history.replace("s", draft.seq, [HistoryEntry(Message.assistant("Let me count"), model="m")])
+    assert [(m.seq, m.id) for m in grown] == [(draft.seq, draft.id)]
+    call = ToolCall("c1", "count", {"text": "a b"})
+    final = await history.replace(
+        "s",
+        draft.seq,
+        [
+            HistoryEntry(Message.assistant("Let me count", (call,)), model="m"),
+            HistoryEntry(Message.tool(call, "2")),
+            HistoryEntry(Message.assistant("Two words."), model="m", usage=Usage(9, 3)),
+        ],
+    )
+    stored = await history.messages("s")
+    assert stored == [stored[0], *final]
+    assert [(m.seq, m.role, m.content, m.metadata) for m in stored] == [
+        (1, "user", "count: a b", {}),
+        (2, "assistant", "Let me count", {}),  # the interrupted mark went with the draft
+        (3, "tool", "2", {}),
+        (4, "assistant", "Two words.", {}),
+    ]
+    assert stored[1].message.tool_calls == (call,) and stored[3].usage == Usage(9, 3)
+    assert sorted(hit.message.seq for hit in await history.search("count", session_id="s")) == [1, 2]
+    with pytest.raises(HistoryError, match="has no message 9 to replace"):
+        await history.replace("s", 9, [HistoryEntry(Message.assistant("x"))])
     assert await history.count("s") == 4
 
 
@@ -247,19 +281,23 @@ async def test_bad_messages_are_clear_errors_and_store_nothing(database: Databas
 
 
 class XorEncryptor:
-    """A stand-in with the encryptor interface (not secure): tags ciphertext with its key byte."""
+    """A stand-in with the encryptor interface (not secure): tags ciphertext with its key byte and
+    a digest of the associated data, which must match on decrypt."""
 
     def __init__(self, key: int, *old_keys: int) -> None:
         self.key = key
         self.known = {key, *old_keys}
 
-    def encrypt(self, data: bytes) -> bytes:
-        return bytes([self.key]) + bytes(b ^ self.key for b in data)
+    def encrypt(self, data: bytes, associated_data: bytes = b"") -> bytes:
+        tag = hashlib.sha256(associated_data).digest()[:4]
+        return bytes([self.key]) + tag + bytes(b ^ self.key for b in data)
 
-    def decrypt(self, data: bytes) -> bytes:
+    def decrypt(self, data: bytes, associated_data: bytes = b"") -> bytes:
         if data[0] not in self.known:
             raise ValueError("wrong key")
-        return bytes(b ^ data[0] for b in data[1:])
+        if data[1:5] != hashlib.sha256(associated_data).digest()[:4]:
+            raise ValueError("wrong place")
+        return bytes(b ^ data[0] for b in data[5:])
 
 
 async def _raw_contents(database: Database) -> list[str]:
@@ -321,6 +359,93 @@ async def test_history_with_the_aes_gcm_encryptor_and_key_rotation(database: Dat
     await new_only.aclose()
 
 
+async def _contents(database: Database) -> dict[tuple[str, int], str]:
+    async with database.connect() as connection:
+        rows = await connection.execute(text("SELECT session_id, seq, content FROM history_messages"))
+        return {(row[0], row[1]): row[2] for row in rows}
+
+
+async def _overwrite(database: Database, session_id: str, seq: int, content: str, *, encrypted: bool = True) -> None:
+    async with database.begin() as connection:
+        await connection.execute(
+            text("UPDATE history_messages SET content = :c, encrypted = :e WHERE session_id = :s AND seq = :q"),
+            {"c": content, "e": encrypted, "s": session_id, "q": seq},
+        )
+
+
+async def test_an_encrypted_message_moved_to_another_session_or_position_does_not_decrypt(database: Database) -> None:
+    from nanobrain.infrastructure.security.encryption import DecryptionError, Encryptor, generate_key
+
+    history = ConversationHistory(database, encryptor=Encryptor(generate_key()))
+    await history.append("alice", Message.user("alice's secret"))
+    await history.append_many("alice", [Message.assistant("noted"), Message.user("third")])
+    await history.append("mallory", Message.user("mallory's own"))
+    stored = await _contents(database)
+    assert all(content.startswith("v2:") for content in stored.values())
+
+    # Someone with write access to the database copies alice's ciphertext into mallory's session...
+    await _overwrite(database, "mallory", 1, stored[("alice", 1)])
+    with pytest.raises(DecryptionError, match=r"cannot decrypt message 1 of session 'mallory'.*another record"):
+        await history.messages("mallory")
+    # ...or swaps two messages of one session.
+    await _overwrite(database, "alice", 3, stored[("alice", 2)])
+    with pytest.raises(DecryptionError, match=r"cannot decrypt message 3 of session 'alice'"):
+        await history.messages("alice")
+    first = await history.get("alice", 1)
+    assert first is not None and first.content == "alice's secret"
+    await history.aclose()
+
+
+async def test_rows_encrypted_before_binding_still_read_and_reencrypt_binds_them(database: Database) -> None:
+    from nanobrain.infrastructure.security.encryption import DecryptionError, Encryptor, generate_key
+
+    encryptor = Encryptor(generate_key())
+    await ConversationHistory(database).append_many("old", [Message.user("one"), Message.user("two")])
+    # What an older NanoBrain stored: the sealed text in base64, no associated data.
+    for seq, words in ((1, "written long ago"), (2, "also old")):
+        legacy = base64.b64encode(encryptor.encrypt(words.encode())).decode("ascii")
+        await _overwrite(database, "old", seq, legacy)
+    history = ConversationHistory(database, encryptor=encryptor)
+    assert [m.content for m in await history.messages("old")] == ["written long ago", "also old"]
+
+    assert await history.reencrypt() == 2  # same key, but not yet bound: rewritten
+    assert await history.reencrypt() == 0
+    stored = await _contents(database)
+    assert stored[("old", 1)].startswith("v2:")
+    assert [m.content for m in await history.messages("old")] == ["written long ago", "also old"]
+    await _overwrite(database, "old", 2, stored[("old", 1)])
+    with pytest.raises(DecryptionError, match="another record"):
+        await history.messages("old")
+    await history.aclose()
+
+
+async def test_an_encryptor_without_associated_data_is_refused(sqlite_db: Database) -> None:
+    class Unbound:
+        def encrypt(self, data: bytes) -> bytes:
+            return data
+
+        def decrypt(self, data: bytes) -> bytes:
+            return data
+
+    with pytest.raises(HistoryError, match=r"\(Unbound\) needs encrypt\(data, associated_data\)"):
+        ConversationHistory(sqlite_db, encryptor=Unbound())
+
+
+async def test_encrypted_sessions_survive_export_and_import_under_a_new_id(database: Database) -> None:
+    from nanobrain.infrastructure.security.encryption import Encryptor, generate_key
+
+    history = ConversationHistory(database, encryptor=Encryptor(generate_key()))
+    await history.append_many("s", [Message.user("question"), Message.assistant("answer")])
+    manager = ExportManager(history)
+    exported = StringIO()
+    await manager.export(None, exported, format="json")
+    # The id is taken, so the import stores the session under a new one: the seal must follow it.
+    (new_id,) = await manager.import_file(StringIO(exported.getvalue()), format="json")
+    assert new_id != "s"
+    assert [m.content for m in await history.messages(new_id)] == ["question", "answer"]
+    await history.aclose()
+
+
 WRITER = """
 import asyncio, sys
 from nanobrain.infrastructure.data.database import Database, DatabaseError
@@ -377,3 +502,23 @@ async def test_history_written_by_another_process_is_read_searched_and_exported(
     lines = [json.loads(line) for line in exported.read_text().splitlines()]
     assert lines[1]["title"] == "Written elsewhere" and lines[1]["user_id"] == "ada"
     assert [line["content"] for line in lines[2:]] == [m.content for m in stored]
+
+
+async def test_an_encrypted_message_replaced_as_it_grows_stays_bound_to_its_place(database: Database) -> None:
+    """The chat checkpoints a streamed answer with `replace`: each version, and the messages
+    appended after it, must be sealed for their own session and position."""
+    from nanobrain.infrastructure.security.encryption import Encryptor, generate_key
+
+    history = ConversationHistory(database, encryptor=Encryptor(generate_key()))
+    first = await history.append("s", Message.user("question"))
+    partial = await history.append("s", Message.assistant("the answer so"))
+    await history.replace("s", partial.seq, [HistoryEntry(Message.assistant("the answer so far, in full")),
+                                             HistoryEntry(Message.user("a follow-up"))])
+    stored = await history.messages("s")
+    assert [(m.seq, m.content) for m in stored] == [
+        (first.seq, "question"),
+        (partial.seq, "the answer so far, in full"),
+        (partial.seq + 1, "a follow-up"),
+    ]
+    assert all("answer" not in content for content in (await _contents(database)).values())
+    await history.aclose()

@@ -516,6 +516,38 @@ async def test_an_error_event_inside_a_stream_is_classified_by_its_type(
     assert isinstance(info.value.__cause__, anthropic.APIStatusError)
 
 
+class KeyEchoServer(LocalServer):
+    """Rejects every request with a 401 whose message repeats the key it was sent."""
+
+    def answer(self, request: Received) -> Response | None:
+        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+        error = {"type": "authentication_error", "message": f"invalid x-api-key: {key} (starts {key[:12]}...)"}
+        return Response.of_json(401, {"type": "error", "error": error})
+
+
+async def test_a_key_echoed_in_an_error_body_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import traceback
+
+    key = "sk-ant-api03-Zq8r3JmX0aLp5VwE2nC7"
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    async with KeyEchoServer() as echo:
+        provider = AnthropicProvider(MODEL, api_key=key, base_url=echo.url, timeout=5)
+        try:
+            with pytest.raises(AuthError) as info:
+                await provider.complete(ask("Hi"))
+            with pytest.raises(AuthError) as streamed:
+                await chunks_of(provider, ask("Hi"))
+        finally:
+            await provider.aclose()
+    sent = echo.requests[0].headers
+    assert key in (sent.get("x-api-key"), sent.get("authorization", "").removeprefix("Bearer "))
+    for error in (info.value, streamed.value):
+        shown = "".join(traceback.format_exception(error))
+        assert "invalid x-api-key: ***" in shown and "api_key passed to AnthropicProvider" in shown
+        assert key not in shown and key[:12] not in shown
+        assert error.__cause__ is None
+
+
 async def test_a_closed_port_is_unreachable() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     provider = AnthropicProvider(MODEL, api_key="test-key", base_url=url, timeout=5)

@@ -126,6 +126,20 @@ def test_missing_model_file_names_the_path(tmp_path: Path) -> None:
     assert str(missing) in str(info.value)
 
 
+def test_a_model_path_that_is_not_a_gguf_file_says_what_it_is(tmp_path: Path) -> None:
+    require(_installed("llama_cpp"), INSTALL_LLAMA)
+    text = tmp_path / "notes.txt"
+    text.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    for path, expected in (
+        (tmp_path, "is a directory, not a model file"),
+        (tmp_path / "missing.gguf", "does not exist"),
+        (text, "is not a GGUF model file"),
+    ):
+        with pytest.raises(ModelNotConfigured) as info:
+            LocalProvider(path)
+        assert f"{str(path)!r} {expected}" in str(info.value)
+
+
 def test_tool_results_become_user_text_and_calls_become_json() -> None:
     call = ToolCall("c1", "get_weather", {"city": "Paris"})
     request = ChatRequest(

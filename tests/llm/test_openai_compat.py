@@ -207,6 +207,18 @@ async def test_a_closed_port_is_unreachable_and_says_where() -> None:
         await provider.aclose()
 
 
+async def test_a_password_in_the_base_url_is_masked_in_errors() -> None:
+    port = free_port()
+    provider = OpenAICompatibleProvider("any", base_url=f"http://ada:s3cret-pw@127.0.0.1:{port}/v1", timeout=5)
+    try:
+        with pytest.raises(Unreachable) as info:
+            await provider.complete(ask("Hi!"))
+    finally:
+        await provider.aclose()
+    assert f"cannot reach http://ada:***@127.0.0.1:{port}/v1" in str(info.value)
+    assert "s3cret-pw" not in str(info.value)
+
+
 Reply = tuple[int, dict[str, Any] | str] | None  # None: never answer
 Responder = Callable[[Received], Reply]
 
@@ -305,6 +317,77 @@ async def test_http_errors_are_classified(
     assert message.startswith("openai: ")
     assert server.base_url in message and words in message and "the server's own words" in message
     assert len(server.requests) == 2  # the SDK's own retries are off
+
+
+KEY = "sk-test-Zq8r3JmX0aLp5VwE2nC7"
+
+
+def echo_the_key(request: Received) -> Reply:
+    """A 401 whose body repeats what it was sent, as some servers and gateways do."""
+    sent = request.headers.get("authorization", "")
+    key = sent.removeprefix("Bearer ")
+    return 401, {
+        "error": {
+            "message": f"Incorrect API key provided: {key}. Header: '{sent}'. Key starts {key[:14]}...",
+            "type": "invalid_request_error",
+            "code": "invalid_api_key",
+        }
+    }
+
+
+async def test_a_key_echoed_in_an_error_body_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import traceback
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    async with fake_server(echo_the_key) as server:
+        provider = OpenAICompatibleProvider("fake-model", base_url=server.base_url, api_key=KEY)
+        try:
+            with pytest.raises(AuthError) as info:
+                await provider.complete(ask("Hi!"))
+            with pytest.raises(AuthError) as streamed:
+                [c async for c in provider.stream(ask("Hi!"))]
+        finally:
+            await provider.aclose()
+    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"  # the key was really sent
+    for error in (info.value, streamed.value):
+        shown = "".join(traceback.format_exception(error))  # what a log of the error prints
+        assert "Incorrect API key provided: ***" in shown
+        assert KEY not in shown and KEY[:14] not in shown
+        assert error.__cause__ is None  # the SDK's exception repeats the body: not chained
+
+
+@pytest.mark.parametrize(
+    ("how", "source"),
+    [
+        ("environment", "The key came from the environment variable OPENAI_API_KEY"),
+        ("argument", "The key came from the api_key passed to OpenAICompatibleProvider"),
+        ("config", "The key came from models.chat.api_key in app.yaml"),
+        ("none", "No API key was sent (none is configured): set OPENAI_API_KEY"),
+    ],
+)
+async def test_a_rejected_key_names_where_it_came_from(how: str, source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    async with fake_server(echo_the_key) as server:
+        if how == "environment":
+            monkeypatch.setenv("OPENAI_API_KEY", KEY)
+            provider: Any = resolve_model(f"openai-compatible:fake-model@{server.base_url}", resilient=False)
+        elif how == "argument":
+            provider = OpenAICompatibleProvider("fake-model", base_url=server.base_url, api_key=KEY)
+        elif how == "config":
+            provider = OpenAICompatibleProvider(
+                "fake-model", base_url=server.base_url, api_key=KEY, api_key_source="models.chat.api_key in app.yaml"
+            )
+        else:
+            provider = resolve_model(f"openai-compatible:fake-model@{server.base_url}", resilient=False)
+        try:
+            with pytest.raises(AuthError) as info:
+                await provider.complete(ask("Hi!"))
+        finally:
+            await provider.aclose()
+    message = str(info.value)
+    assert source in message and KEY not in message
+    if how == "environment":
+        assert "api_key passed" not in message
 
 
 async def test_an_auth_error_names_the_api_key_given_to_the_provider() -> None:

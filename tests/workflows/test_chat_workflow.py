@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 import nanobrain as nb
-from nanobrain.llm import Message, ScriptedModel, call
+from nanobrain.llm import Message, ModelNotConfigured, ProviderError, ScriptedModel, call
 from nanobrain.workflows.chat import ChatApp
+from nanobrain.workflows.chat.app import InvalidChatInput
 from nanobrain.workflows.chat.steps import EnrichContext, Route, ValidateInput
 
 
@@ -152,15 +154,179 @@ async def test_preferences_and_retrieval_reach_the_prompt(tmp_path: Path, model:
         await app.aclose()
 
 
-async def test_interrupted_answers_are_kept_and_marked(app: ChatApp) -> None:
+async def test_the_message_is_stored_before_the_model_is_called(app: ChatApp, model: ScriptedModel) -> None:
+    model.add(ProviderError("the model's server went away", provider="scripted"))
     session = await app.new_session()
-    await app.record_interrupted(session, "tell me a story", "Once upon a")
+    with pytest.raises(nb.StepError):
+        await app.send(session, "please remember this question")
     stored = await history_of(app, session)
-    assert [(m.message.role, m.message.content) for m in stored] == [
-        ("user", "tell me a story"),
-        ("assistant", "Once upon a"),
-    ]
-    assert stored[1].metadata == {"interrupted": True}
+    assert [(m.message.role, m.message.content) for m in stored] == [("user", "please remember this question")]
+
+
+def _slow_chat_config(tmp_path: Path, checkpoint: float, extra: str = "") -> Path:
+    from nanobrain.workflows.chat import DEFAULT_CONFIG
+
+    config = tmp_path / "chat.yaml"
+    config.write_text(
+        DEFAULT_CONFIG.read_text().replace("checkpoint_seconds: 0.3", f"checkpoint_seconds: {checkpoint}{extra}")
+    )
+    return config
+
+
+async def test_the_answer_so_far_is_stored_while_it_streams(tmp_path: Path) -> None:
+    answer = "".join(f"w{i:02d} " for i in range(40))
+    model = ScriptedModel([answer], chunk_size=4, delay=0.02)  # 40 chunks, 0.8 s
+    app = await ChatApp.open(
+        config=_slow_chat_config(tmp_path, 0.1), model=model, database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
+    )
+    try:
+        session = await app.new_session()
+        seen: list[str] = []
+        drafts: list[tuple[str, dict]] = []
+        async for event in app.stream(session, "tell me"):
+            if isinstance(event, nb.Token):
+                seen.append(event.text)
+                if len(seen) % 10 == 0:
+                    stored = await history_of(app, session)
+                    if len(stored) == 2:
+                        drafts.append((stored[1].message.content, stored[1].metadata))
+        assert len(drafts) >= 2  # checkpoints were written while the answer streamed
+        for text, metadata in drafts:
+            assert answer.startswith(text) and text
+            assert metadata == {"agent": "assistant", "interrupted": True}
+        assert len(drafts[-1][0]) > len(drafts[0][0])
+        stored = await history_of(app, session)
+        assert [(m.message.role, m.message.content, m.metadata) for m in stored] == [
+            ("user", "tell me", {}),
+            ("assistant", answer, {"agent": "assistant"}),  # the draft became the answer
+        ]
+        assert stored[1].usage is not None
+    finally:
+        await app.aclose()
+
+
+async def test_a_cancelled_turn_keeps_its_partial_answer_marked_interrupted(tmp_path: Path) -> None:
+    model = ScriptedModel(["".join(f"w{i:02d} " for i in range(50))], chunk_size=4, delay=0.02)
+    app = await ChatApp.open(model=model, database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    session = await app.new_session()
+    seen: list[str] = []
+
+    async def consume() -> None:
+        async for event in app.stream(session, "tell me a story"):
+            if isinstance(event, nb.Token):
+                seen.append(event.text)
+
+    try:
+        task = asyncio.ensure_future(consume())
+        while len(seen) < 5:
+            await asyncio.sleep(0.01)
+        task.cancel()  # what Ctrl-C, SIGTERM and SIGHUP do to a turn
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stored = await history_of(app, session)
+        assert [m.message.role for m in stored] == ["user", "assistant"]
+        assert stored[0].message.content == "tell me a story"
+        assert stored[1].message.content.startswith("".join(seen))
+        assert stored[1].metadata == {"agent": "assistant", "interrupted": True}
+    finally:
+        await app.aclose()
+
+
+async def test_a_streamed_answer_with_tool_calls_is_stored_in_order(tmp_path: Path) -> None:
+    tools = "\n      tools: [examples.assistant:word_count]"
+    model = ScriptedModel(
+        [Message.assistant("Let me count. ", (call("word_count", text="one two three"),)), "There are three words."],
+        chunk_size=2, delay=0.03,
+    )  # fmt: skip
+    app = await ChatApp.open(
+        config=_slow_chat_config(tmp_path, 0.05, tools), model=model,
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+    )  # fmt: skip
+    try:
+        session = await app.new_session()
+        assert [e async for e in app.stream(session, "count: one two three") if isinstance(e, nb.Token)]
+        stored = await history_of(app, session)
+        assert [(m.message.role, m.message.content) for m in stored] == [
+            ("user", "count: one two three"),
+            ("assistant", "Let me count. "),
+            ("tool", "3"),
+            ("assistant", "There are three words."),
+        ]
+        assert [m.seq for m in stored] == [1, 2, 3, 4]
+        assert not any(m.metadata.get("interrupted") for m in stored)
+    finally:
+        await app.aclose()
+
+
+async def test_a_chat_config_without_the_record_step_keeps_turns_in_order_and_interrupted_ones(tmp_path: Path) -> None:
+    from nanobrain.workflows.chat import DEFAULT_CONFIG
+
+    config = tmp_path / "old-chat.yaml"
+    config.write_text(
+        DEFAULT_CONFIG.read_text()
+        .replace("checkpoint_seconds: 0.3", "checkpoint_seconds: 0.05")
+        .replace("  - {from: validate.turn, to: record.turn}\n  - {from: record.turn, to: enrich.turn}",
+                 "  - {from: validate.turn, to: enrich.turn}")
+        .replace("  record:\n    kind: class\n    class: nanobrain.workflows.chat.steps:RecordMessage\n", "")
+    )  # fmt: skip
+    assert "RecordMessage" not in config.read_text()
+    answer = "a slow answer that streams for a while"
+    model = ScriptedModel([answer, answer], chunk_size=2, delay=0.02)
+    app = await ChatApp.open(config=config, model=model, database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    try:
+        session = await app.new_session()
+        await app.send(session, "hi")
+        seen: list[str] = []
+
+        async def consume() -> None:
+            async for event in app.stream(session, "and again"):
+                if isinstance(event, nb.Token):
+                    seen.append(event.text)
+
+        task = asyncio.ensure_future(consume())
+        while len(seen) < 8:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stored = await history_of(app, session)
+        assert [(m.message.role, m.message.content, m.metadata) for m in stored[:3]] == [
+            ("user", "hi", {}),
+            ("assistant", answer, {"agent": "assistant"}),
+            ("user", "and again", {}),  # stored with the first draft, just before it
+        ]
+        assert stored[3].message.role == "assistant" and stored[3].message.content.startswith("".join(seen))
+        assert stored[3].metadata == {"agent": "assistant", "interrupted": True}
+    finally:
+        await app.aclose()
+
+
+@pytest.mark.parametrize("session", ["", "two words", "x" * 129, "tab\there"])
+async def test_a_bad_session_id_is_refused_before_any_work(
+    app: ChatApp, model: ScriptedModel, session: str
+) -> None:
+    with pytest.raises(InvalidChatInput, match="session id"):
+        await app.send(session, "hello")
+    with pytest.raises(InvalidChatInput, match="session id"):
+        await app.open_session(session)
+    assert model.requests == []
+    assert list(await app.sessions()) == []
+
+
+async def test_switching_to_a_model_that_cannot_load_keeps_the_current_one(
+    app: ChatApp, model: ScriptedModel, tmp_path: Path
+) -> None:
+    pytest.importorskip("llama_cpp")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)  # looks like a model file, but does not load
+    before = app.models()
+    for spec in (f"local:{broken}", "local:/etc/passwd", f"local:{tmp_path}"):
+        with pytest.raises(ModelNotConfigured):
+            await app.switch_model(spec)
+        assert app.models() == before
+    model.add("still the scripted model")
+    session = await app.new_session()
+    assert await app.send(session, "hi") == "still the scripted model"
 
 
 def test_validate_input_limits_are_configurable() -> None:
@@ -168,3 +334,30 @@ def test_validate_input_limits_are_configurable() -> None:
     assert validate.check("hello") is None
     assert "the limit is 5" in (validate.check("hello!") or "")
     assert ValidateInput().check("tab\tand\nnewline") is None
+    # Undecodable input bytes (read with surrogateescape) never reach the model.
+    assert "not valid UTF-8" in (ValidateInput().check(b"caf\xe9".decode("utf-8", "surrogateescape")) or "")
+
+
+async def test_clean_up_finishes_even_when_cancelled_again() -> None:
+    from nanobrain.workflows.chat.draft import finish_despite_cancel
+
+    finished: list[str] = []
+
+    async def write() -> None:
+        await asyncio.sleep(0.2)
+        finished.append("written")
+
+    task = asyncio.ensure_future(finish_despite_cancel(write()))
+    for _ in range(3):  # e.g. the loop cancelling every task at shutdown, more than once
+        await asyncio.sleep(0.02)
+        task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == ["written"]
+
+
+def test_the_checkpoint_interval_must_be_positive() -> None:
+    from nanobrain.workflows.chat.steps import ChatAgentStep
+
+    with pytest.raises(ValueError, match="checkpoint_seconds must be positive"):
+        ChatAgentStep(name="assistant", checkpoint_seconds=0)

@@ -82,7 +82,10 @@ def load_workflow(
     be in the file's folder or in `allowed_dirs`.
     """
     ctx = _file_context(path, allowed_modules, allowed_dirs, max_bytes, execute=True)
-    return _build_document(ctx)
+    workflow = _build_document(ctx)
+    # Recorded with durable runs, so that a later process can load the workflow to resume them.
+    workflow.source = str(Path(path).resolve())
+    return workflow
 
 
 def workflow_from_dict(
@@ -200,7 +203,13 @@ def _build_expanded(data: Any, ctx: BuildContext) -> Workflow | None:
             links.append(link)
     # Check the graph even when some pieces failed, leaving out what those pieces would cause.
     workflow = Workflow(
-        config.name, inputs=inputs, outputs=outputs, steps=steps, links=links, description=config.description
+        config.name,
+        inputs=inputs,
+        outputs=outputs,
+        steps=steps,
+        links=links,
+        description=config.description,
+        durable=config.durable or None,
     )
     link_index = {(lc.source, lc.target): i for i, lc in reversed(list(enumerate(config.links)))}
     for problem in workflow.problems():

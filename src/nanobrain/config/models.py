@@ -132,3 +132,8 @@ class WorkflowConfig(_Strict):
     executors: dict[str, ExecutorConfig] = Field(default_factory=dict)
     steps: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Steps by name; see step kinds")
     links: list[LinkConfig] = Field(default_factory=list)
+    durable: bool = Field(
+        False,
+        description="Journal every run (SQLite under NANOBRAIN_HOME or NANOBRAIN_DATABASE_URL) so that a run "
+        "survives a crash and can wait for input across restarts (`nanobrain runs resume/send`)",
+    )

@@ -11,9 +11,14 @@ import contextvars
 import functools
 import importlib
 import inspect
+import itertools
+import os
+import queue
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor as _PoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from .closing import AsyncClosing
@@ -29,6 +34,115 @@ def call_sync_or_async(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+class _AbandonableFuture(Future[Any]):
+    """A future that remembers when its waiter gave up on it while it was already running."""
+
+    abandoned = False
+
+    def cancel(self) -> bool:
+        if not super().cancel():
+            # Running: the thread cannot be stopped, but no one waits for the result any more.
+            self.abandoned = not self.done()
+            return False
+        return True
+
+
+_WorkItem = tuple[_AbandonableFuture, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+class DaemonThreadPool(_PoolExecutor):
+    """A thread pool whose threads never keep the process alive.
+
+    A function in a thread cannot be stopped. When its caller stops waiting (a step's timeout
+    fired, its run was cancelled), the thread runs on, abandoned: `shutdown(wait=True)` does not
+    wait for it, and since the threads are daemons, neither does the interpreter at exit (the
+    standard pool joins its threads at exit, so one stuck function would hang the process forever).
+    """
+
+    _counter = itertools.count()
+
+    def __init__(self, max_workers: int | None = None, thread_name_prefix: str = "nanobrain-worker") -> None:
+        if max_workers is not None and max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, got {max_workers}")
+        self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self.thread_name_prefix = thread_name_prefix
+        self._work: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._threads: dict[threading.Thread, _AbandonableFuture | None] = {}
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot run new work after the pool was shut down")
+            future = _AbandonableFuture()
+            self._work.put((future, fn, args, kwargs))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self.max_workers:
+                thread = threading.Thread(
+                    target=self._serve, name=f"{self.thread_name_prefix}_{next(self._counter)}", daemon=True
+                )
+                self._threads[thread] = None
+                thread.start()
+        return future
+
+    def _serve(self) -> None:
+        me = threading.current_thread()
+        while (item := self._work.get()) is not None:
+            future, fn, args, kwargs = item
+            if future.set_running_or_notify_cancel():
+                self._threads[me] = future
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+                self._threads[me] = None
+            del item, future, fn, args, kwargs  # do not keep the last call's values alive while idle
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            threads = list(self._threads)
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._work.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        for _ in threads:
+            self._work.put(None)
+        if wait:
+            for thread in threads:
+                busy = self._threads.get(thread)
+                if busy is None or not busy.abandoned:
+                    thread.join()
+
+
+_BLOCKING_POOL: DaemonThreadPool | None = None
+_blocking_pool_lock = threading.Lock()
+
+
+async def run_blocking(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Run a blocking `fn(**kwargs)` in a shared daemon thread, with the caller's context variables.
+
+    For blocking functions that must not hold the event loop (a step with a timeout): if the
+    caller stops waiting, the thread cannot be stopped, but it keeps neither the loop nor the
+    process from ending.
+    """
+    global _BLOCKING_POOL
+    if _BLOCKING_POOL is None:
+        with _blocking_pool_lock:
+            if _BLOCKING_POOL is None:
+                _BLOCKING_POOL = DaemonThreadPool(thread_name_prefix="nanobrain-blocking")
+    call = functools.partial(contextvars.copy_context().run, functools.partial(fn, **kwargs))
+    return await asyncio.wrap_future(_BLOCKING_POOL.submit(call))
 
 
 class Executor(AsyncClosing):
@@ -65,6 +179,8 @@ class _PoolBackedExecutor(Executor):
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max_workers
         self._pool: _PoolExecutor | None = None
+        #: Work still running whose caller stopped waiting (a timeout, a cancelled run).
+        self._abandoned: set[Future[Any]] = set()
 
     def _make_pool(self) -> _PoolExecutor:
         raise NotImplementedError
@@ -77,12 +193,25 @@ class _PoolBackedExecutor(Executor):
         if self.copies_context:
             # The step sees its run's context (current_context(), token and event reporting).
             call = functools.partial(contextvars.copy_context().run, call)
-        return await loop.run_in_executor(self._pool, call)
+        future = self._pool.submit(call)
+        try:
+            return await asyncio.wrap_future(future, loop=loop)
+        except asyncio.CancelledError:
+            if not future.done():
+                self._abandoned.add(future)
+                future.add_done_callback(self._abandoned.discard)
+            raise
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
+            if self._abandoned:
+                self._stop_abandoned(pool)
+            self._abandoned.clear()
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def _stop_abandoned(self, pool: _PoolExecutor) -> None:
+        """Make sure work nobody waits for does not hold up shutdown (threads: see DaemonThreadPool)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_workers={self.max_workers})"
@@ -91,16 +220,15 @@ class _PoolBackedExecutor(Executor):
 class ThreadExecutor(_PoolBackedExecutor):
     """A thread pool, for blocking functions (I/O, C extensions that release the GIL).
 
-    A timeout stops waiting for the thread but cannot stop the thread itself.
+    A timeout stops waiting for the thread but cannot stop the thread itself; the abandoned
+    thread keeps neither `aclose` nor the process from ending (see `DaemonThreadPool`).
     """
 
     kind = "thread"
     copies_context = True
 
     def _make_pool(self) -> _PoolExecutor:
-        from concurrent.futures import ThreadPoolExecutor
-
-        return ThreadPoolExecutor(self.max_workers, thread_name_prefix="nanobrain-step")
+        return DaemonThreadPool(self.max_workers, thread_name_prefix="nanobrain-step")
 
 
 class ProcessExecutor(_PoolBackedExecutor):
@@ -119,6 +247,14 @@ class ProcessExecutor(_PoolBackedExecutor):
 
     async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         return await super().run(_by_name_if_wrapped(fn), kwargs)
+
+    def _stop_abandoned(self, pool: _PoolExecutor) -> None:
+        # A function in another process cannot be told to stop, and shutting the pool down waits
+        # for it (so would the interpreter at exit): end the pool's processes instead.
+        # (ProcessPoolExecutor keeps its workers by pid in `_processes`; Python 3.14 adds kill_workers().)
+        processes = getattr(pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            process.kill()
 
 
 def _by_name_if_wrapped(fn: Callable[..., Any]) -> Callable[..., Any]:

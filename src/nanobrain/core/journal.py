@@ -197,14 +197,18 @@ class RunJournal:
                         value = last[key] + part
                     else:
                         value = part
-                    last[key] = _frozen(value)
-                    values[name] = _thawed(value)
+                    # No copies while decoding (nothing runs meanwhile); the last values are
+                    # copied once at the end, for the deltas this journal writes from now on.
+                    last[key] = value
+                    values[name] = value
                 data = values
             elif kind == CALL:
                 call_key, value = data
                 self.calls[(step, firing, call_key)] = value
             entries.append((kind, step, firing, data))
             self.bytes += len(blob)
+        for key, value in last.items():
+            last[key] = _frozen(value)
         self.seq = len(raw)
         return entries
 
@@ -218,10 +222,6 @@ _MISSING = _Missing()
 
 def _frozen(value: Any) -> Any:
     # Keep a copy of a list: the step may append to the very object it returned.
-    return list(value) if type(value) is list else value
-
-
-def _thawed(value: Any) -> Any:
     return list(value) if type(value) is list else value
 
 

@@ -708,12 +708,15 @@ def wrap_invoke(step: Step, clock: Clock | None) -> Invoke:
         async def with_timeout(inputs: dict[str, Any]) -> Any:
             async with asyncio.timeout(timeout) as scope:
                 try:
-                    return await inner_timeout(inputs)
+                    result = await inner_timeout(inputs)
                 except asyncio.CancelledError:
                     if scope.expired():
                         raise StepTimeout(step.name, timeout, cancelled=step.cancellable) from None
                     raise
-            return None  # pragma: no cover - unreachable, keeps type checkers calm
+            if scope.expired():
+                # The step caught the cancel and returned after its deadline: still a timeout.
+                raise StepTimeout(step.name, timeout, cancelled=step.cancellable)
+            return result
 
         invoke = with_timeout
     policy = step.retry

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import inspect
 import re
@@ -13,7 +12,7 @@ from typing import Any, overload
 
 from .closing import AsyncClosing
 from .data_units import MISSING, DataUnit
-from .executors import DEFAULT_EXECUTOR, Executor, InProcessExecutor
+from .executors import DEFAULT_EXECUTOR, Executor, InProcessExecutor, run_blocking
 from .retry import RetryPolicy
 from .triggers import AllDataReceived, Trigger
 
@@ -160,7 +159,7 @@ class FunctionStep(Step):
         if type(self.executor) is InProcessExecutor and self.timeout is not None and not self._is_async:
             # A blocking function would hold the event loop past its own timeout: give it a thread,
             # so the timeout fires and the run goes on (the thread itself cannot be stopped).
-            result = await asyncio.to_thread(self.fn, **inputs)
+            result = await run_blocking(self.fn, inputs)
         elif type(self.executor) is InProcessExecutor:
             result = self.fn(**inputs)
             if inspect.isawaitable(result):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.errors import NanoBrainError
-from ..core.events import RunFinished, StepStarted, Token
-from ..workflows.chat.app import ChatApp
+from ..core.events import RunFinished, Token
+from ..workflows.chat.app import ChatApp, InvalidChatInput, check_session_id
+from .signals import Stopped, StopSignals
 
 HELP = """\
 Type a message and press Enter. End a line with \\ to continue on the next line, or wrap
@@ -37,6 +40,7 @@ class ChatState:
     session: str
     out: Console
     err: Console
+    stop: StopSignals = field(default_factory=StopSignals)
     read_line: Callable[[str], str] = input
     transcript: list[str] = field(default_factory=list)
 
@@ -52,39 +56,64 @@ def run_chat(
     out: Console,
     err: Console,
 ) -> int:
-    """Open the chat, then answer once (`--once`) or run the interactive loop. Returns the exit code."""
-    with asyncio.Runner() as runner:
-        app = runner.run(ChatApp.open(config=config, model=model, database_url=database_url))
+    """Open the chat, then answer once (`--once`) or run the interactive loop. Returns the exit code.
+
+    Every input is checked before any work: a bad session id or a refused `--once` message loads
+    no model, creates no session and stores nothing. SIGINT, SIGTERM and SIGHUP stop an answer
+    with its partial text kept (marked interrupted); SIGTERM and SIGHUP then end the chat.
+    """
+    if session is not None:
+        check_session_id(session)
+    text = None
+    if once:
+        text = message if message is not None else read_stdin()
+    with StopSignals() as stop, asyncio.Runner() as runner:
+        app = stop.run(runner, ChatApp.open(config=config, model=model, database_url=database_url))
         try:
-            session_id = _start(runner, app, session, err)
-            state = ChatState(app, session_id, out, err)
-            if once:
-                text = message if message is not None else sys.stdin.read()
-                return _answer(runner, state, text, quiet_interrupt=False)
+            if text is not None:
+                refused = app.check_message(text)
+                if refused is not None:
+                    out.print(Text(refused, style="yellow"))
+                    return 1
+            session_id = _start(runner, stop, app, session, err)
+            state = ChatState(app, session_id, out, err, stop)
+            if text is not None:
+                return _answer(runner, state, text, interactive=False)
             _banner(state)
             return _loop(runner, state)
         finally:
+            # Closing must finish even when a signal ends the chat: run it without `stop`.
             runner.run(app.aclose())
 
 
-def _start(runner: asyncio.Runner, app: ChatApp, session: str | None, err: Console) -> str:
-    """Load the model and open the session at once (the model loads in a thread); returns the session id."""
+def read_stdin() -> str:
+    """All of standard input as text; a clear error when it is closed or not UTF-8."""
+    if sys.stdin is None:
+        raise InvalidChatInput("standard input is closed: pass the message as an argument (nanobrain chat --once TEXT)")
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidChatInput(
+            f"standard input is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+            "send the message as UTF-8 text"
+        ) from None
+
+
+def _start(runner: asyncio.Runner, stop: StopSignals, app: ChatApp, session: str | None, err: Console) -> str:
+    """Load the model, then open the session; returns the session id.
+
+    In this order, so that a model that cannot be used leaves no empty session behind.
+    """
 
     async def start() -> str:
-        loading = asyncio.ensure_future(app.warm_up())
-        try:
-            session_id = await _open_session(app, session)
-        except BaseException:
-            loading.cancel()
-            await asyncio.gather(loading, return_exceptions=True)
-            raise
-        await loading
-        return session_id
+        await app.warm_up()
+        return await _open_session(app, session)
 
     if not err.is_terminal:
-        return runner.run(start())
+        return stop.run(runner, start())
     with err.status(f"Loading model {', '.join(app.models())}…", spinner="dots"):
-        return runner.run(start())
+        return stop.run(runner, start())
 
 
 async def _open_session(app: ChatApp, session: str | None) -> str:
@@ -108,25 +137,47 @@ def _loop(runner: asyncio.Runner, state: ChatState) -> int:
     while True:
         try:
             text = read_message(state.read_line)
-        except (EOFError, KeyboardInterrupt):
-            state.err.print()
+        except EOFError:
+            _say(state.err)
             return 0
+        except Stopped as stopped:  # at the prompt: nothing to keep
+            _say(state.err)
+            return 0 if stopped.signum == signal.SIGINT else stopped.exit_code
+        except KeyboardInterrupt:
+            _say(state.err)
+            return 0
+        except UnicodeDecodeError:
+            state.err.print(Text("That line is not valid UTF-8 text; it was not sent.", style="red"))
+            continue
         if text is None:
             continue
         if text.startswith("/"):
             try:
-                if runner.run(command(state, text)) == "quit":
+                if state.stop.run(runner, command(state, text)) == "quit":
                     return 0
-            except KeyboardInterrupt:
+            except Stopped as stopped:
                 state.err.print(Text("(cancelled)", style="dim"))
+                if stopped.signum != signal.SIGINT:
+                    return stopped.exit_code
             except Exception as exc:  # a failed command is reported; the conversation goes on
                 state.err.print(Text(f"error: {_describe(exc)}", style="red"))
             continue
         try:
-            _answer(runner, state, text, quiet_interrupt=True)
+            code = _answer(runner, state, text, interactive=True)
         except Exception as exc:  # e.g. the model's server is down: say so and keep the chat open
             state.out.file.write("\n")
             state.err.print(Text(f"error: {_describe(exc)}", style="red"))
+            continue
+        if code > 128:  # SIGTERM or SIGHUP: the answer so far is stored; leave
+            return code
+
+
+def _say(console: Console, *message: Text) -> None:
+    """Print, unless the terminal is gone (after SIGHUP writes fail; what matters is stored)."""
+    try:
+        console.print(*message)
+    except OSError:
+        pass
 
 
 def _describe(exc: BaseException) -> str:
@@ -156,30 +207,39 @@ def read_message(read_line: Callable[[str], str]) -> str | None:
     return text
 
 
-def _answer(runner: asyncio.Runner, state: ChatState, text: str, *, quiet_interrupt: bool) -> int:
-    """Run one turn; the exit code for `--once` (1 when the message was refused)."""
+def _answer(runner: asyncio.Runner, state: ChatState, text: str, *, interactive: bool) -> int:
+    """Run one turn; the exit code (1 when the message was refused, 128 + N after signal N).
+
+    In the interactive chat, Ctrl-C stops only the answer (exit code 0: the chat goes on).
+    """
     try:
-        answered = runner.run(_turn(state, text))
-    except KeyboardInterrupt:
-        state.out.file.write("\n")
-        state.err.print(Text("[interrupted — the partial answer was kept]", style="yellow"))
-        return 0 if quiet_interrupt else 130
+        answered = state.stop.run(runner, _turn(state, text))
+    except Stopped as stopped:
+        try:
+            state.out.file.write("\n")
+            state.out.file.flush()
+        except OSError:
+            pass
+        _say(state.err, Text("[interrupted — the partial answer was kept]", style="yellow"))
+        return 0 if interactive and stopped.signum == signal.SIGINT else stopped.exit_code
     return 0 if answered else 1
 
 
 async def _turn(state: ChatState, text: str) -> bool:
-    """Stream one turn to the terminal; False when validation refused the message."""
+    """Stream one turn to the terminal; False when validation refused the message.
+
+    The workflow stores the message before the model is called and keeps the answer so far while
+    it streams; however this ends (a signal, a reader that went away), closing the stream stops
+    the turn and lets it store what it has before this returns.
+    """
     app, out = state.app, state.out
     partial: list[str] = []
     reply: str | None = None
     answered = False
-    agent = ""
-    agents = {a.name for a in app.agents()}
-    try:
-        async for event in app.stream(state.session, text):
-            if isinstance(event, StepStarted) and event.step in agents and event.path == app.workflow.name:
-                agent = event.step
-            elif isinstance(event, Token):
+    # Workflow.stream is an async generator, typed as the iterator it is used as.
+    async with aclosing(app.stream(state.session, text)) as events:  # type: ignore[type-var]
+        async for event in events:
+            if isinstance(event, Token):
                 if not partial and out.is_terminal:
                     out.file.write("\x1b[1mnanobrain>\x1b[0m ")
                 partial.append(event.text)
@@ -188,10 +248,6 @@ async def _turn(state: ChatState, text: str) -> bool:
             elif isinstance(event, RunFinished) and event.path == app.workflow.name:
                 reply = str(event.outputs.get("reply", ""))
                 answered = "turn" in event.outputs
-    except asyncio.CancelledError:
-        # Ctrl-C while the answer streams: keep what was said, marked as interrupted.
-        await asyncio.shield(app.record_interrupted(state.session, text, "".join(partial), agent=agent))
-        raise
     if partial:
         out.file.write("\n")
         out.file.flush()
@@ -246,8 +302,7 @@ async def command(state: ChatState, line: str) -> str | None:
     elif name == "/model":
         if argument:
             try:
-                app.set_model(argument)
-                await app.warm_up()
+                await app.switch_model(argument)
             except Exception as exc:  # a bad model string: say why, keep the current model
                 err.print(Text(f"cannot use {argument!r}: {exc}", style="red"))
                 return None

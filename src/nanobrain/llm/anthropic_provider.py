@@ -24,7 +24,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..infrastructure.security.redaction import mask_url
 from .errors import (
+    NO_KEY,
     AuthError,
     BadRequest,
     ModelNotConfigured,
@@ -35,7 +37,9 @@ from .errors import (
     Unreachable,
     error_for_status,
     root_cause,
+    secret_headers,
     shorten,
+    without_secrets,
 )
 from .messages import (
     ChatRequest,
@@ -116,9 +120,37 @@ class AnthropicProvider(Provider):
         return self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or ANTHROPIC_BASE_URL
 
     @property
+    def _where(self) -> str:
+        """The endpoint as messages show it (a password in the URL masked)."""
+        return mask_url(self.endpoint)
+
+    @property
     def _key_advice(self) -> str:
-        source = "the api_key passed to AnthropicProvider" if self.api_key else "the environment"
-        return f"The key came from {source}; set ANTHROPIC_API_KEY (or pass api_key=) to a valid Anthropic API key."
+        if self.api_key:
+            return (
+                "The key came from the api_key passed to AnthropicProvider: pass a valid Anthropic API key "
+                "there (or pass none and set ANTHROPIC_API_KEY)."
+            )
+        if os.environ.get("ANTHROPIC_API_KEY"):
+            source = "the environment variable ANTHROPIC_API_KEY"
+        elif os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+            source = "the environment variable ANTHROPIC_AUTH_TOKEN"
+        elif getattr(self._client, "credentials", None):
+            source = "the Anthropic SDK's credentials profile"
+        else:
+            return "No API key was sent (none is configured): set ANTHROPIC_API_KEY, or pass api_key=."
+        return f"The key came from {source}: set it to a valid Anthropic API key."
+
+    def _secrets(self) -> list[str | None]:
+        client = self._client
+        return [
+            self.api_key,
+            os.environ.get("ANTHROPIC_API_KEY"),
+            os.environ.get("ANTHROPIC_AUTH_TOKEN"),
+            getattr(client, "api_key", None),
+            getattr(client, "auth_token", None),
+            *secret_headers(self.headers),
+        ]
 
     def _get_client(self) -> AsyncAnthropic:
         if self._client is None:
@@ -148,7 +180,7 @@ class AnthropicProvider(Provider):
                         f"model {self.model!r} needs an API key: set ANTHROPIC_API_KEY (or pass api_key=)",
                         provider=self.provider,
                     )
-                client.api_key = "not-needed"  # a local server may ignore it; the SDK insists on one
+                client.api_key = NO_KEY  # a local server may ignore it; the SDK insists on one
             self._client = client
         return self._client
 
@@ -164,7 +196,8 @@ class AnthropicProvider(Provider):
         try:
             response = await client.messages.create(**params)
         except Exception as exc:
-            raise self._classify(exc) from exc
+            error = self._classify(exc)
+            raise error from error.__cause__
         text: list[str] = []
         calls: list[ToolCall] = []
         answer: str | None = None
@@ -191,7 +224,8 @@ class AnthropicProvider(Provider):
         try:
             events = await client.messages.create(**params, stream=True)
         except Exception as exc:
-            raise self._classify(exc) from exc
+            error = self._classify(exc)
+            raise error from error.__cause__
         text: list[str] = []
         # Per content-block index: our tool-call index, id, name and the arguments so far.
         calls: dict[int, dict[str, Any]] = {}
@@ -242,7 +276,8 @@ class AnthropicProvider(Provider):
         except ProviderError:
             raise
         except Exception as exc:
-            raise self._classify(exc) from exc
+            error = self._classify(exc)
+            raise error from error.__cause__
         finally:
             await events.close()
         tool_calls = tuple(
@@ -353,10 +388,13 @@ class AnthropicProvider(Provider):
         return ANTHROPIC_API_VERSION
 
     def _classify(self, exc: BaseException) -> ProviderError:
-        """Turn an SDK exception into a classified ProviderError (the caller chains the original)."""
+        """Turn an SDK exception into a classified ProviderError, chained to it, without secrets."""
+        return without_secrets(self._classified(exc), exc, self._secrets())
+
+    def _classified(self, exc: BaseException) -> ProviderError:
         import anthropic
 
-        where = self.endpoint
+        where = self._where
         name = self.provider
         if isinstance(exc, ProviderError):
             return exc

@@ -1,8 +1,18 @@
-"""Provider errors, classified so that only the retryable ones are retried."""
+"""Provider errors, classified so that only the retryable ones are retried.
+
+A provider's error never shows its credentials: `without_secrets` redacts the configured key
+(and bearer tokens, URL passwords) from the message a server's answer ends up in.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from ..core.errors import NanoBrainError
+from ..infrastructure.security.redaction import redact
+
+#: The key sent to servers that need none (the SDKs insist on one): not a secret.
+NO_KEY = "not-needed"
 
 
 class ProviderError(NanoBrainError):
@@ -95,3 +105,26 @@ def root_cause(exc: BaseException) -> str:
 
 def shorten(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def secret_headers(headers: Mapping[str, str]) -> list[str]:
+    """The values of headers that carry credentials (Authorization, X-Api-Key, ...)."""
+    words = ("auth", "key", "token", "secret", "cookie", "password")
+    return [value for name, value in headers.items() if any(w in name.lower() for w in words)]
+
+
+def without_secrets(error: ProviderError, cause: BaseException, secrets: Iterable[str | None]) -> ProviderError:
+    """`error` with `secrets` (and bearer tokens, URL passwords) redacted from its message.
+
+    `error.__cause__` is set to `cause` unless the cause's own text shows a secret (a server that
+    echoes the key in its error body): raise it with `raise error from error.__cause__`.
+    """
+    known = [s for s in secrets if s and s != NO_KEY]
+    message = str(error)
+    clean = redact(message, known)
+    if clean != message:
+        error.args = (clean,)
+    if cause is not error:
+        shown = f"{cause} {getattr(cause, 'body', '')!r}"
+        error.__cause__ = cause if redact(shown, known) == shown else None
+    return error

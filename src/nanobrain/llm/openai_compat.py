@@ -13,7 +13,9 @@ import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from ..infrastructure.security.redaction import mask_url
 from .errors import (
+    NO_KEY,
     BadRequest,
     ModelNotConfigured,
     ProviderError,
@@ -23,7 +25,9 @@ from .errors import (
     Unreachable,
     error_for_status,
     root_cause,
+    secret_headers,
     shorten,
+    without_secrets,
 )
 from .messages import (
     ChatRequest,
@@ -50,6 +54,8 @@ class OpenAICompatibleProvider(Provider):
 
     Without `base_url` it talks to OpenAI (or `OPENAI_BASE_URL`) with `api_key` or
     `OPENAI_API_KEY`. With `base_url` (e.g. `http://127.0.0.1:8000/v1`) a key is optional.
+    `api_key_source` names where a given `api_key` came from (say, a config field), for the
+    message that tells how to fix a rejected key; errors never show the key itself.
     """
 
     provider = "openai"
@@ -63,10 +69,12 @@ class OpenAICompatibleProvider(Provider):
         headers: dict[str, str] | None = None,
         timeout: float = 120.0,
         organization: str | None = None,
+        api_key_source: str | None = None,
     ) -> None:
         super().__init__(model)
         self.base_url = base_url.rstrip("/") if base_url else None
         self.api_key = api_key
+        self.api_key_source = api_key_source
         self.headers = dict(headers or {})
         self.timeout = timeout
         self.organization = organization
@@ -82,8 +90,25 @@ class OpenAICompatibleProvider(Provider):
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
 
     @property
-    def _key_source(self) -> str:
-        return "the api_key passed to OpenAICompatibleProvider" if self.api_key else "OPENAI_API_KEY"
+    def _where(self) -> str:
+        """The endpoint as messages show it (a password in the URL masked)."""
+        return mask_url(self.endpoint)
+
+    def _key(self) -> tuple[str | None, str]:
+        """The key to send and where it came from (the order the client is built with)."""
+        if self.api_key:
+            return self.api_key, self.api_key_source or "the api_key passed to OpenAICompatibleProvider"
+        return os.environ.get("OPENAI_API_KEY") or None, "the environment variable OPENAI_API_KEY"
+
+    @property
+    def _key_advice(self) -> str:
+        key, source = self._key()
+        if not key or key == NO_KEY:
+            return "No API key was sent (none is configured): set OPENAI_API_KEY, or pass api_key=."
+        return f"The key came from {source}: make that a valid key for this server."
+
+    def _secrets(self) -> list[str | None]:
+        return [self.api_key, os.environ.get("OPENAI_API_KEY"), *secret_headers(self.headers)]
 
     def _get_client(self) -> AsyncOpenAI:
         if self._client is None:
@@ -94,15 +119,15 @@ class OpenAICompatibleProvider(Provider):
                     "the OpenAI-compatible provider needs the `openai` package: pip install 'nanobrain[openai]'",
                     provider=self.provider,
                 ) from None
-            key = self.api_key or os.environ.get("OPENAI_API_KEY")
+            key, _ = self._key()
             if not key:
                 if self.base_url is None:
                     raise ModelNotConfigured(
-                        f"model {self.model!r} on {self.endpoint} needs an API key: set OPENAI_API_KEY "
+                        f"model {self.model!r} on {self._where} needs an API key: set OPENAI_API_KEY "
                         "(or pass api_key=), or give base_url= for a server that needs none",
                         provider=self.provider,
                     )
-                key = "not-needed"  # local servers ignore it; the SDK insists on one
+                key = NO_KEY  # local servers ignore it; the SDK insists on one
             self._client = AsyncOpenAI(
                 api_key=key,
                 base_url=self.endpoint,
@@ -125,9 +150,10 @@ class OpenAICompatibleProvider(Provider):
         try:
             response = await self._create(client, params)
         except Exception as exc:
-            raise self._classify(exc) from exc
+            error = self._classify(exc)
+            raise error from error.__cause__
         if not response.choices:
-            raise ServerError(f"{self.endpoint} answered without any choice", provider=self.provider)
+            raise ServerError(f"{self._where} answered without any choice", provider=self.provider)
         choice = response.choices[0]
         message = choice.message
         calls = tuple(
@@ -151,7 +177,8 @@ class OpenAICompatibleProvider(Provider):
         try:
             response = await self._create(client, params)
         except Exception as exc:
-            raise self._classify(exc) from exc
+            error = self._classify(exc)
+            raise error from error.__cause__
         text: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage = Usage()
@@ -177,7 +204,8 @@ class OpenAICompatibleProvider(Provider):
                     if piece is not None:
                         yield piece
         except Exception as exc:
-            raise self._classify(exc) from exc
+            error = self._classify(exc)
+            raise error from error.__cause__
         finally:
             await response.close()
         tool_calls = tuple(
@@ -259,10 +287,13 @@ class OpenAICompatibleProvider(Provider):
         return params
 
     def _classify(self, exc: BaseException) -> ProviderError:
-        """Turn an SDK exception into a classified ProviderError (the caller chains the original)."""
+        """Turn an SDK exception into a classified ProviderError, chained to it, without secrets."""
+        return without_secrets(self._classified(exc), exc, self._secrets())
+
+    def _classified(self, exc: BaseException) -> ProviderError:
         import openai
 
-        where = self.endpoint
+        where = self._where
         name = self.provider
         if isinstance(exc, openai.APITimeoutError):
             return ProviderTimeout(f"{where} did not answer within {self.timeout:g}s", provider=name)
@@ -282,7 +313,7 @@ class OpenAICompatibleProvider(Provider):
                 said=said,
                 provider=name,
                 model=self.model,
-                key_advice=f"Set {self._key_source} to a valid key.",
+                key_advice=self._key_advice,
                 not_found_hint="Check the model name and that the base URL ends where the API starts (usually /v1).",
             )
         if isinstance(exc, openai.APIError):

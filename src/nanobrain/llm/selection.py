@@ -51,9 +51,8 @@ def resolve_model(spec: str | None = None, *, resilient: bool = True) -> Provide
             )
         from .openai_compat import OpenAICompatibleProvider
 
-        provider = OpenAICompatibleProvider(
-            model, base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY") or "not-needed"
-        )
+        # The provider reads OPENAI_API_KEY itself, so that its errors say where the key came from.
+        provider = OpenAICompatibleProvider(model, base_url=base_url)
     elif kind == "anthropic":
         if not rest:
             raise ModelNotConfigured(f"'anthropic:' needs a model name, e.g. anthropic:claude-sonnet-4-5. {HOW_TO}")

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 from ...core.closing import AsyncClosing
 from ...core.errors import NanoBrainError
-from .home import default_database_url
+from ..security.redaction import mask_url, redact
+from .home import create_private_file, default_database_url, is_in_home, tighten_file
 
 
 class DatabaseError(NanoBrainError):
@@ -39,6 +40,10 @@ class Migration:
     apply: Callable[[Any], Awaitable[None]]  # receives an AsyncConnection
     description: str = ""
 
+
+#: SQLite's primary result codes for a damaged file (the extended codes add bits above 0xFF).
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -111,7 +116,12 @@ class Database(AsyncClosing):
     @property
     def engine(self) -> Any:
         if self._engine is None:
-            self._engine = self._create_engine()
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                self._engine = self._create_engine()
+            except (ArgumentError, ValueError) as exc:  # SQLAlchemy's URL parser: a bad port, form, ...
+                raise DatabaseError(f"invalid database URL {self.safe_url!r}: {redact(str(exc))}") from None
         return self._engine
 
     def _create_engine(self) -> Any:
@@ -120,7 +130,7 @@ class Database(AsyncClosing):
 
         if self.url.split("://", 1)[0].lower() not in _SUPPORTED:
             raise DatabaseError(
-                f"unsupported database URL {self._safe_url()!r}: use sqlite:///PATH (SQLite through aiosqlite) "
+                f"unsupported database URL {self.safe_url!r}: use sqlite:///PATH (SQLite through aiosqlite) "
                 "or postgresql://USER@HOST/DB (PostgreSQL through asyncpg)"
             )
         if self.dialect == "sqlite":
@@ -136,6 +146,7 @@ class Database(AsyncClosing):
                         f"Use a path whose folder can be created, or {_SQLITE_HINT}"
                     ) from None
                 if "uri=true" not in self.url.lower():
+                    self._make_private(Path(path))
                     self._check_sqlite_file(path)
             engine = create_async_engine(
                 self.url, echo=self.echo, connect_args={"timeout": self.connect_timeout}
@@ -181,6 +192,22 @@ class Database(AsyncClosing):
     def _sqlite_path(self) -> str:
         return self.url.split("///", 1)[-1].split("?", 1)[0]
 
+    @staticmethod
+    def _make_private(path: Any) -> None:
+        """A new database file is created owner-only (SQLite gives its -wal and -shm the same mode).
+
+        Files under NANOBRAIN_HOME written by an older NanoBrain are tightened; a database the
+        user keeps elsewhere keeps the mode the user gave it.
+        """
+        try:
+            if create_private_file(path):
+                return
+        except OSError:
+            return  # SQLite reports why the file cannot be opened, with its name
+        if is_in_home(path):
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                tighten_file(path.with_name(path.name + suffix))
+
     def _check_sqlite_file(self, path: str) -> None:
         """Open the file once, synchronously, so that a file that cannot be opened is a clear error.
 
@@ -202,20 +229,50 @@ class Database(AsyncClosing):
             raise error from None
 
     def _explain_connect_errors(self, engine: Any) -> None:
-        """Errors while connecting (no such database, login refused, unopenable file) become DatabaseErrors."""
+        """Errors while connecting (no such database, login refused, unopenable file) and damaged
+        storage become DatabaseErrors that name the database and say what to do."""
         from sqlalchemy import event
 
         @event.listens_for(engine.sync_engine, "handle_error")
         def _explain(context: Any) -> None:
-            if context.connection is not None or context.is_pre_ping:
-                return  # a statement failed, or the pool is checking a connection: not ours to explain
-            error = self._connect_error(context.original_exception)
+            if context.is_pre_ping:
+                return  # the pool is checking a connection: it handles the failure itself
+            exc = context.original_exception
+            error = self.explain(exc) if context.connection is not None else self._connect_error(exc)
             if error is not None:
                 raise error
 
-    def _connect_error(self, exc: BaseException) -> DatabaseError | None:
-        detail = str(exc).strip() or type(exc).__name__
+    def explain(self, exc: BaseException) -> DatabaseError | None:
+        """A clear error for a failed statement that is not the caller's fault (damaged storage), or None."""
+        detail = redact(str(exc).strip() or type(exc).__name__)
         if self.dialect == "sqlite":
+            code = getattr(exc, "sqlite_errorcode", None)
+            primary = code & 0xFF if isinstance(code, int) else None
+            # Adapters may drop the code; the driver's exception class names and words remain.
+            driver_error = type(exc).__name__ in ("DatabaseError", "OperationalError")
+            damaged = primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or (
+                primary is None and driver_error and ("malformed" in detail or "not a database" in detail)
+            )
+            if not damaged:
+                return None
+            path = self._sqlite_path()
+            return DatabaseError(
+                f"the SQLite database {path} is damaged ({detail}). Stop NanoBrain, keep a copy of the file, "
+                f"then recover what is readable with `sqlite3 {path} .recover | sqlite3 {path}.recovered` and "
+                f"use the recovered file, or move {path} away to start with an empty database"
+            )
+        if _sqlstate(exc) in ("XX001", "XX002"):  # data_corrupted, index_corrupted
+            return DatabaseError(
+                f"the PostgreSQL database at {self.safe_url} reports damaged data ({detail}): ask its "
+                "administrator to check the server's storage, REINDEX damaged indexes or restore a backup"
+            )
+        return None
+
+    def _connect_error(self, exc: BaseException) -> DatabaseError | None:
+        detail = redact(str(exc).strip() or type(exc).__name__)
+        if self.dialect == "sqlite":
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_CORRUPT:
+                return self.explain(exc)
             if type(exc).__name__ not in ("OperationalError", "DatabaseError") or "locked" in detail:
                 return None
             fix = "Check that its folder exists and is writable" if "unable to open" in detail else "Use another file"
@@ -226,13 +283,13 @@ class Database(AsyncClosing):
         if code == "3D000":  # invalid_catalog_name
             name = urlsplit(self.url).path.lstrip("/")
             return DatabaseError(
-                f"the PostgreSQL server at {self._safe_url()} has no database {name!r}: create it "
+                f"the PostgreSQL server at {self.safe_url} has no database {name!r}: create it "
                 f"(`createdb {name}`) or name an existing database in the URL"
             )
         if code.startswith("28"):  # invalid_authorization_specification, invalid_password
             user = urlsplit(self.url).username or "(none)"
             return DatabaseError(
-                f"the PostgreSQL server at {self._safe_url()} refused the login of user {user!r} ({detail}): "
+                f"the PostgreSQL server at {self.safe_url} refused the login of user {user!r} ({detail}): "
                 "check the user name and password in the URL, or the server's pg_hba.conf"
             )
         return None
@@ -245,7 +302,7 @@ class Database(AsyncClosing):
             async with self.engine.begin() as connection:
                 yield connection
         except OSError as exc:
-            raise DatabaseError(f"cannot reach the database at {self._safe_url()}: {exc}") from exc
+            raise self.unreachable(exc) from exc
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[Any]:
@@ -255,7 +312,7 @@ class Database(AsyncClosing):
             async with self.engine.connect() as connection:
                 yield connection
         except OSError as exc:
-            raise DatabaseError(f"cannot reach the database at {self._safe_url()}: {exc}") from exc
+            raise self.unreachable(exc) from exc
 
     async def _ensure_schema_exists(self) -> None:
         if not self.schema or "__schema__" in self._ready or self.dialect != "postgresql":
@@ -277,7 +334,7 @@ class Database(AsyncClosing):
         try:
             await self._migrate(component, migrations)
         except OSError as exc:
-            raise DatabaseError(f"cannot reach the database at {self._safe_url()}: {exc}") from exc
+            raise self.unreachable(exc) from exc
 
     async def _migrate(self, component: str, migrations: Sequence[Migration]) -> None:
         from sqlalchemy import text
@@ -312,7 +369,7 @@ class Database(AsyncClosing):
                 current = row[0] if row else 0
                 if current > target:
                     raise DatabaseError(
-                        f"the {component} tables in {self._safe_url()} are at schema version {current}, "
+                        f"the {component} tables in {self.safe_url} are at schema version {current}, "
                         f"written by a newer NanoBrain; this version knows up to {target}. Upgrade NanoBrain."
                     )
                 for migration in sorted(migrations, key=lambda m: m.version):
@@ -355,8 +412,14 @@ class Database(AsyncClosing):
             await connection.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
         self._ready.clear()
 
-    def _safe_url(self) -> str:
-        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", self.url)
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password masked: the form every message and repr shows."""
+        return mask_url(self.url)
+
+    def unreachable(self, exc: OSError) -> DatabaseError:
+        """The error for a database that cannot be reached (the driver's words, without secrets)."""
+        return DatabaseError(f"cannot reach the database at {self.safe_url}: {redact(str(exc))}")
 
     async def aclose(self) -> None:
         engine, self._engine = self._engine, None
@@ -365,4 +428,4 @@ class Database(AsyncClosing):
         self._ready.clear()
 
     def __repr__(self) -> str:
-        return f"Database({self._safe_url()!r})"
+        return f"Database({self.safe_url!r})"

@@ -4,11 +4,17 @@ An append returns only after its transaction committed, so an acknowledged messa
 killed process. Each session row keeps a counter (`last_seq`); an append bumps it and inserts the
 message in one transaction, which serializes concurrent writers to the same session (the row is
 locked on PostgreSQL, the database on SQLite) and gives gap-free, duplicate-free `seq` numbers.
+
+Encrypted content is bound to its place: the session id and `seq` are the associated data of its
+AES-GCM seal, so a ciphertext copied to another session or position fails to decrypt instead of
+being read there. Such rows are stored as `v2:` + base64; rows written before (plain base64,
+unbound) still read, and `reencrypt()` rewrites them bound.
 """
 
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import re
 import time
@@ -22,7 +28,7 @@ from typing import Any
 from ...core.closing import AsyncClosing
 from ...core.errors import NanoBrainError
 from ...llm.messages import Message, ToolCall, Usage
-from .database import Database, DatabaseError
+from .database import Database
 from .history_sql import (
     APPEND_POSTGRES,
     BUMP_SEQ,
@@ -30,12 +36,15 @@ from .history_sql import (
     INSERT_MESSAGE_RETURNING,
     SELECT_IDS,
     SELECT_MESSAGE,
+    UPDATE_MESSAGE,
     ensure_history_schema,
     positional,
     postgres_args,
 )
 
 ROLES = ("system", "user", "assistant", "tool")
+#: Marks content sealed with its session and position as associated data (':' is not base64).
+BOUND = "v2:"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -124,14 +133,6 @@ async def _sqlite_transaction(driver: Any) -> AsyncIterator[None]:
     await driver.commit()
 
 
-def _number(rows: list[dict[str, Any]], last: int) -> int:
-    """Number `rows` so that the last one gets `last`; returns the first number."""
-    first = last - len(rows) + 1
-    for offset, row in enumerate(rows):
-        row["seq"] = first + offset
-    return first
-
-
 class _Parking:
     """At most one idle pooled connection, kept between a history's operations.
 
@@ -184,9 +185,10 @@ class ConversationHistory(AsyncClosing):
     check expiry: `SessionManager.resume` does). `aclose()` (or `async with`) returns the
     connection it keeps between calls to the pool; closing the database does that too.
 
-    With an `encryptor` (an object with `encrypt(bytes) -> bytes` and `decrypt(bytes) -> bytes`),
-    message content is stored encrypted (base64 text) and full-text search is unavailable; tool
-    calls and metadata are stored as they are.
+    With an `encryptor` (an `Encryptor`, or an object with the same `encrypt(data, associated_data)`
+    and `decrypt(data, associated_data)`), message content is stored encrypted and bound to its
+    session and position, and full-text search is unavailable; tool calls and metadata are
+    stored as they are.
     """
 
     def __init__(
@@ -197,6 +199,8 @@ class ConversationHistory(AsyncClosing):
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.database = database
+        if encryptor is not None:
+            _check_encryptor(encryptor)
         self.encryptor = encryptor
         self._now = now
         self._postgres = database.dialect == "postgresql"
@@ -230,12 +234,16 @@ class ConversationHistory(AsyncClosing):
             try:
                 connection = await engine.connect()
             except OSError as exc:
-                raise DatabaseError(f"cannot reach the database at {self.database._safe_url()}: {exc}") from exc
+                raise self.database.unreachable(exc) from exc
             driver = (await connection.get_raw_connection()).driver_connection
         try:
             yield driver
-        except BaseException:
+        except BaseException as exc:
             await connection.close()  # back to the pool, which rolls back whatever is left open
+            # The driver's own errors bypass SQLAlchemy's: a damaged file is explained here.
+            error = self.database.explain(exc)
+            if error is not None:
+                raise error from exc
             raise
         if not self._parking.park(engine, connection, driver):
             await connection.close()
@@ -260,13 +268,20 @@ class ConversationHistory(AsyncClosing):
         params = self._params(session_id, 0, message, model, usage, metadata, to_micros(created))
         params["count"] = 1
         async with self._driver() as driver:
-            if self._postgres:
+            if self._postgres and self.encryptor is None:
                 # One statement is its own transaction: committed when the row comes back.
                 row = await driver.fetchrow(*postgres_args(APPEND_POSTGRES, params))
                 message_id, seq = row[0], row[1]
+            elif self._postgres:
+                # The seal binds the message's number: bump the counter first, then seal and insert.
+                async with driver.transaction():
+                    seq = await driver.fetchval(*postgres_args(BUMP_SEQ, params))
+                    self._number([params], seq)
+                    message_id = await driver.fetchval(*postgres_args(INSERT_MESSAGE_RETURNING, params))
             else:
                 async with _sqlite_transaction(driver):
-                    params["seq"] = seq = (await driver.execute_fetchall(BUMP_SEQ, params))[0][0]
+                    seq = (await driver.execute_fetchall(BUMP_SEQ, params))[0][0]
+                    self._number([params], seq)
                     message_id = (await driver.execute_fetchall(INSERT_MESSAGE_RETURNING, params))[0][0]
         return StoredMessage(message, message_id, session_id, seq, created, model, usage, dict(metadata or {}))
 
@@ -293,19 +308,72 @@ class ConversationHistory(AsyncClosing):
             if self._postgres:
                 async with driver.transaction():
                     last = await driver.fetchval(*postgres_args(BUMP_SEQ, bump))
-                    first = _number(rows, last)
+                    first = self._number(rows, last)
                     sql, names = positional(INSERT_MESSAGE)
                     await driver.executemany(sql, [[row[n] for n in names] for row in rows])
                     ids = [r[0] for r in await driver.fetch(*postgres_args(SELECT_IDS, {**bump, "seq": first}))]
             else:
                 async with _sqlite_transaction(driver):
                     last = (await driver.execute_fetchall(BUMP_SEQ, bump))[0][0]
-                    first = _number(rows, last)
+                    first = self._number(rows, last)
                     await driver.executemany(INSERT_MESSAGE, rows)
                     ids = [r[0] for r in await driver.execute_fetchall(SELECT_IDS, {**bump, "seq": first})]
         return [
             StoredMessage(e.message, i, session_id, first + n, created, e.model, e.usage, dict(e.metadata or {}))
             for n, (e, i) in enumerate(zip(entries, ids, strict=True))
+        ]
+
+    async def _insert_rows(
+        self, driver: Any, session_id: str, rows: list[dict[str, Any]], micros: int
+    ) -> tuple[int, list[int]]:
+        """Number `rows` after the session's last message and insert them (inside the caller's
+        transaction, like `append_entries`); returns the first number and the new ids."""
+        bump = {"session_id": session_id, "created_at": micros, "count": len(rows)}
+        if self._postgres:
+            last = await driver.fetchval(*postgres_args(BUMP_SEQ, bump))
+            first = self._number(rows, last)
+            sql, names = positional(INSERT_MESSAGE)
+            await driver.executemany(sql, [[row[n] for n in names] for row in rows])
+            return first, [r[0] for r in await driver.fetch(*postgres_args(SELECT_IDS, {**bump, "seq": first}))]
+        last = (await driver.execute_fetchall(BUMP_SEQ, bump))[0][0]
+        first = self._number(rows, last)
+        await driver.executemany(INSERT_MESSAGE, rows)
+        return first, [r[0] for r in await driver.execute_fetchall(SELECT_IDS, {**bump, "seq": first})]
+
+    async def replace(self, session_id: str, seq: int, entries: Sequence[HistoryEntry]) -> list[StoredMessage]:
+        """Overwrite message `seq` with the first entry and append the others, in one transaction.
+
+        For a message that grows while it is written (a streamed answer kept as it streams): it is
+        stored early, replaced as it grows, and finally replaced by the messages it turned into.
+        """
+        if not entries:
+            raise HistoryError("replace needs at least one entry")
+        created = self._now()
+        micros = to_micros(created)
+        head, *tail = entries
+        update = self._params(session_id, seq, head.message, head.model, head.usage, head.metadata, micros)
+        rows = [self._params(session_id, 0, e.message, e.model, e.usage, e.metadata, micros) for e in tail]
+        first = seq + 1
+        ids: list[int] = []
+        async with self._driver() as driver:
+            if self._postgres:
+                async with driver.transaction():
+                    found = await driver.fetch(*postgres_args(UPDATE_MESSAGE, update))
+                    if found and rows:
+                        first, ids = await self._insert_rows(driver, session_id, rows, micros)
+            else:
+                async with _sqlite_transaction(driver):
+                    found = list(await driver.execute_fetchall(UPDATE_MESSAGE, update))
+                    if found and rows:
+                        first, ids = await self._insert_rows(driver, session_id, rows, micros)
+        if not found:
+            raise HistoryError(f"session {session_id!r} has no message {seq} to replace")
+        head_id, head_created = found[0][0], from_micros(found[0][1])  # it keeps its place and creation time
+        stored = [StoredMessage(head.message, head_id, session_id, seq, head_created, head.model, head.usage,
+                                dict(head.metadata or {}))]  # fmt: skip
+        return stored + [
+            StoredMessage(e.message, i, session_id, first + n, created, e.model, e.usage, dict(e.metadata or {}))
+            for n, (e, i) in enumerate(zip(tail, ids, strict=True))
         ]
 
     def _params(
@@ -318,6 +386,8 @@ class ConversationHistory(AsyncClosing):
         metadata: dict[str, Any] | None,
         created_at: int,
     ) -> dict[str, Any]:
+        """A message as a row. With an encryptor and a known `seq` (> 0) the content is sealed to its
+        place; a row numbered later (`seq` 0) is sealed by `_number`."""
         if not isinstance(message, Message):
             raise HistoryError(f"expected a Message, got {type(message).__name__}")
         if message.role not in ROLES:
@@ -330,15 +400,11 @@ class ConversationHistory(AsyncClosing):
                 [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls],
                 "tool call arguments",
             )
-        content, encrypted = message.content, False
-        if self.encryptor is not None:
-            content = base64.b64encode(self.encryptor.encrypt(content.encode("utf-8"))).decode("ascii")
-            encrypted = True
-        return {
+        row = {
             "session_id": session_id,
             "seq": seq,
             "role": message.role,
-            "content": content,
+            "content": message.content,
             "tool_calls": calls,
             "tool_call_id": message.tool_call_id,
             "name": message.name,
@@ -348,8 +414,30 @@ class ConversationHistory(AsyncClosing):
             "completion_tokens": usage.completion_tokens if usage is not None else None,
             "metadata": dump_json(metadata or {}, "message metadata"),
             "created_at": created_at,
-            "encrypted": encrypted,
+            "encrypted": False,
         }
+        if seq > 0:
+            self._seal(row)
+        return row
+
+    def _number(self, rows: list[dict[str, Any]], last: int) -> int:
+        """Number rows from `_params(..., seq=0)` so that the last one gets `last`, and seal them to
+        their place (with an encryptor); returns the first number."""
+        first = last - len(rows) + 1
+        for offset, row in enumerate(rows):
+            row["seq"] = first + offset
+            self._seal(row)
+        return first
+
+    def _seal(self, row: dict[str, Any]) -> None:
+        """Encrypt a numbered row's content in place (nothing without an encryptor)."""
+        if self.encryptor is not None:
+            row["content"] = self._sealed(row["content"], row["session_id"], row["seq"])
+            row["encrypted"] = True
+
+    def _sealed(self, content: str, session_id: str, seq: int) -> str:
+        sealed = self.encryptor.encrypt(content.encode("utf-8"), _place(session_id, seq))  # type: ignore[union-attr]
+        return BOUND + base64.b64encode(sealed).decode("ascii")
 
     async def _insert_stored(self, connection: Any, session_id: str, messages: Sequence[StoredMessage]) -> None:
         """Insert already numbered messages inside the caller's transaction (import)."""
@@ -485,10 +573,17 @@ class ConversationHistory(AsyncClosing):
         where = f"message {seq} of session {session_id!r} (id {mid})"
         if self.encryptor is None:
             raise HistoryError(f"{where} is encrypted: open the history with its encryptor to read it")
+        bound = content.startswith(BOUND)
         try:
-            return self.encryptor.decrypt(base64.b64decode(content)).decode("utf-8")
-        except NanoBrainError:
-            raise  # the encryptor's own error already says what is wrong (wrong key, ...)
+            if bound:
+                plain = self.encryptor.decrypt(base64.b64decode(content[len(BOUND) :]), _place(session_id, seq))
+            else:  # written before rows were bound to their place
+                plain = self.encryptor.decrypt(base64.b64decode(content))
+            return plain.decode("utf-8")
+        except NanoBrainError as exc:
+            # The encryptor's own error says what is wrong (wrong key, tampered, moved); add where.
+            exc.args = (f"cannot decrypt {where}: {exc}",)
+            raise
         except Exception as exc:
             raise HistoryError(f"cannot decrypt {where}: {type(exc).__name__}: {exc}") from exc
 
@@ -498,8 +593,9 @@ class ConversationHistory(AsyncClosing):
         """Rewrite encrypted content with the encryptor's current key (after a key rotation).
 
         The encryptor must still decrypt the old content; if it has `needs_rotation(data)`, content
-        already under the current key is left alone. `include_plaintext` also encrypts messages
-        stored before encryption was turned on. Returns how many messages were rewritten.
+        already under the current key and bound to its place is left alone; content written
+        before rows were bound is always rewritten, bound. `include_plaintext` also encrypts
+        messages stored before encryption was turned on. Returns how many messages were rewritten.
         """
         from sqlalchemy import text
 
@@ -524,11 +620,11 @@ class ConversationHistory(AsyncClosing):
                 updates = []
                 current = getattr(self.encryptor, "needs_rotation", None)
                 for mid, session_id, seq, content, encrypted in rows:
-                    if encrypted and current is not None and not current(base64.b64decode(content)):
+                    bound = encrypted and content.startswith(BOUND)
+                    if bound and current is not None and not current(base64.b64decode(content[len(BOUND) :])):
                         continue
                     plain = self._decrypt(content, mid, session_id, seq) if encrypted else content
-                    cipher = base64.b64encode(self.encryptor.encrypt(plain.encode("utf-8"))).decode("ascii")
-                    updates.append({"id": mid, "c": cipher, "yes": True})
+                    updates.append({"id": mid, "c": self._sealed(plain, session_id, seq), "yes": True})
                 if updates:
                     await connection.execute(
                         text("UPDATE history_messages SET content = :c, encrypted = :yes WHERE id = :id"), updates
@@ -538,3 +634,20 @@ class ConversationHistory(AsyncClosing):
 
     def __repr__(self) -> str:
         return f"ConversationHistory({self.database!r}{', encrypted' if self.encryptor is not None else ''})"
+
+
+def _place(session_id: str, seq: int) -> bytes:
+    """The associated data that binds a message's ciphertext to its session and position."""
+    return json.dumps(["nanobrain-history", session_id, seq], ensure_ascii=False).encode("utf-8")
+
+
+def _check_encryptor(encryptor: Any) -> None:
+    for method in ("encrypt", "decrypt"):
+        function = getattr(encryptor, method, None)
+        try:
+            inspect.signature(function).bind(b"", b"")  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise HistoryError(
+                f"the history's encryptor ({type(encryptor).__name__}) needs {method}(data, associated_data), "
+                "as nanobrain.infrastructure.security.Encryptor has: each message is bound to its place"
+            ) from None

@@ -108,6 +108,13 @@ APPEND_POSTGRES = (
     f"WITH bumped AS ({BUMP_SEQ}) INSERT INTO history_messages ({_MESSAGE_COLUMNS}) VALUES "
     f"({_MESSAGE_VALUES.replace(':seq', '(SELECT last_seq FROM bumped)')}) RETURNING id, seq"
 )
+# Replaces a message's content in place (its position and creation time stay).
+UPDATE_MESSAGE = (
+    "UPDATE history_messages SET role = :role, content = :content, tool_calls = :tool_calls, "
+    "tool_call_id = :tool_call_id, name = :name, is_error = :is_error, model = :model, "
+    "prompt_tokens = :prompt_tokens, completion_tokens = :completion_tokens, metadata = :metadata, "
+    "encrypted = :encrypted WHERE session_id = :session_id AND seq = :seq RETURNING id, created_at"
+)
 SELECT_IDS = "SELECT id FROM history_messages WHERE session_id = :session_id AND seq >= :seq ORDER BY seq"
 
 

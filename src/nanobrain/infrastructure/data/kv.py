@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...core.closing import AsyncClosing
 from ...core.errors import NanoBrainError
+from ..security.redaction import mask_url, redact
 from .database import Database, Migration
 
 Clock = Callable[[], float]
@@ -320,19 +321,26 @@ class RedisKeyValueStore(KeyValueStore):
     """Keys in Redis under `prefix`, through `redis.asyncio`; expiry is Redis's own.
 
     Pass a URL (the store opens and closes its client) or a `redis.asyncio.Redis` client
-    created without `decode_responses` (values are bytes).
+    created without `decode_responses` (values are bytes). `url` says where it connects, with
+    the password masked.
     """
 
     def __init__(self, url_or_client: Any = "redis://127.0.0.1:6379/0", *, prefix: str = "nanobrain:") -> None:
         import redis.asyncio as redis
+        from redis.exceptions import AuthenticationError
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
         # Typed loosely: redis-py's stubs allow str answers, but these clients never decode.
         self.client: Any
         if isinstance(url_or_client, str):
-            self.url = url_or_client
-            self.client = redis.Redis.from_url(url_or_client)
+            self.url = mask_url(url_or_client)
+            try:
+                self.client = redis.Redis.from_url(url_or_client)
+            except ValueError as exc:  # a bad port, scheme or address
+                raise StoreError(
+                    f"invalid Redis URL {self.url!r}: {redact(str(exc))}. Use redis://[USER:PASSWORD@]HOST:PORT/DB"
+                ) from None
             self._owns_client = True
         else:
             self.client = url_or_client
@@ -343,9 +351,16 @@ class RedisKeyValueStore(KeyValueStore):
             self._owns_client = False
         self.prefix = prefix
         self._unreachable = (RedisConnectionError, RedisTimeoutError, OSError)
+        self._refused = AuthenticationError
 
     def _fail(self, exc: BaseException) -> StoreError:
-        return StoreError(f"cannot reach Redis at {self.url}: {exc}")
+        said = redact(str(exc))
+        if isinstance(exc, self._refused):
+            return StoreError(
+                f"Redis at {self.url} refused the login ({said}): check the user name and password in the "
+                "URL (redis://USER:PASSWORD@HOST:PORT/DB, or redis://HOST:PORT/DB for a server without auth)"
+            )
+        return StoreError(f"cannot reach Redis at {self.url}: {said}")
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -464,7 +479,7 @@ def open_store(
         plain = urlunsplit(parts._replace(query=urlencode(query)))
         return SQLKeyValueStore(Database(plain, schema=schema), namespace, owns_database=True)
     raise StoreError(
-        f"unsupported store URL {url!r}: use sqlite+aiosqlite:///PATH, postgresql+asyncpg://USER@HOST/DB, "
+        f"unsupported store URL {mask_url(url)!r}: use sqlite+aiosqlite:///PATH, postgresql+asyncpg://USER@HOST/DB, "
         "redis://HOST:PORT/DB or memory://"
     )
 

@@ -118,8 +118,9 @@ class Encryptor:
     def write_key_file(path: str | os.PathLike[str], keys: Iterable[str]) -> Path:
         """Write keys (newest first) to a file only its owner can read."""
         file = Path(path).expanduser()
-        file.parent.mkdir(parents=True, exist_ok=True)
+        file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: close it too
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write("".join(f"{k}\n" for k in keys))
         return file

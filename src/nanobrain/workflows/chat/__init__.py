@@ -1,4 +1,4 @@
-"""The chat workflow: validate -> enrich -> route -> agent -> format -> persist, declared in chat.yaml."""
+"""The chat workflow: validate -> record -> enrich -> route -> agent -> format -> persist, declared in chat.yaml."""
 
 from .app import DEFAULT_CONFIG, ChatApp
 from .services import ChatServices, ServiceStep

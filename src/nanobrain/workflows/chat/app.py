@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ...core.errors import NanoBrainError
 from ...core.events import RunEvent
 from ...core.workflow import Workflow
 from ...llm.messages import Message
 from ...llm.provider import Provider
 from .services import ChatServices, ServiceStep
-from .steps import ChatAgentStep, record_turn
-from .turn import ChatTurn
+from .steps import ChatAgentStep, ValidateInput
 
 DEFAULT_CONFIG = Path(__file__).with_name("chat.yaml")
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+
+
+class InvalidChatInput(NanoBrainError, ValueError):
+    """A session id or message the chat refuses before doing any work."""
+
+
+def check_session_id(session_id: str) -> str:
+    """`session_id` if it is a usable session id, else InvalidChatInput saying what one looks like."""
+    if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
+        shown = repr(session_id) if isinstance(session_id, str) and len(session_id) <= 60 else "given"
+        raise InvalidChatInput(
+            f"the session id {shown} is not valid: use 1 to 128 letters, digits or . _ : @ - "
+            "(or leave it out to start a new session)"
+        )
+    return session_id
 
 
 class ChatApp:
@@ -55,10 +73,14 @@ class ChatApp:
     def agents(self) -> list[ChatAgentStep]:
         return [s for s in self.workflow.walk() if isinstance(s, ChatAgentStep)]
 
-    def set_model(self, model: str | Provider) -> Provider:
-        """Use `model` for every agent from now on (raises ModelNotConfigured with instructions)."""
+    async def switch_model(self, model: str | Provider) -> Provider:
+        """Use `model` for every agent from now on, once it loaded: a model that cannot be used
+        (ModelNotConfigured with instructions) leaves the current one in place."""
         provider = _resolve(model)
         assert provider is not None
+        load = getattr(provider, "load", None)
+        if load is not None:
+            await load()
         self.services.model = provider
         for agent in self.agents():
             agent.bind(self.services)
@@ -92,6 +114,7 @@ class ChatApp:
 
     async def open_session(self, session_id: str) -> None:
         """Continue `session_id`, creating it when it does not exist yet (raises if it expired)."""
+        check_session_id(session_id)
         if await self.services.sessions.get(session_id) is None:
             await self.services.sessions.create(user_id=self.user, session_id=session_id)
         else:
@@ -99,6 +122,7 @@ class ChatApp:
 
     async def resume(self, session_id: str) -> list[Message]:
         """Check the session exists and return its messages, oldest first."""
+        check_session_id(session_id)
         await self.services.sessions.resume(session_id)
         stored = await self.services.history.messages(session_id, limit=1000)
         return [m.to_message() for m in stored]
@@ -112,26 +136,25 @@ class ChatApp:
         await ExportManager(self.services.history, self.services.sessions).export(session_ids, path)
 
     # -- turns -------------------------------------------------------------------------------
+    def check_message(self, text: str) -> str | None:
+        """Why the workflow's validation would refuse `text` (None when it is fine), asked before
+        any work is done for it (loading the model, opening a session)."""
+        for step in self.workflow.walk():
+            if isinstance(step, ValidateInput):
+                problem = step.check(text)
+                if problem is not None:
+                    return problem
+        return None
+
     def stream(self, session: str, text: str) -> AsyncIterator[RunEvent]:
         """Run one turn, yielding its events (tokens included)."""
+        check_session_id(session)
         return self.workflow.stream(message=text, session=session, user=self.user)
 
     async def send(self, session: str, text: str) -> str:
+        check_session_id(session)
         outputs = await self.workflow.run(message=text, session=session, user=self.user)
         return str(outputs["reply"])
-
-    async def record_interrupted(self, session: str, text: str, partial: str, *, agent: str = "") -> None:
-        """Keep a turn stopped by the user: their message and the partial answer, marked interrupted."""
-        models = self.models()
-        turn = ChatTurn(
-            session=session,
-            text=text,
-            user=self.user,
-            agent=agent,
-            messages=(Message.user(text), Message.assistant(partial)),
-            model=models[0] if len(models) == 1 else "",
-        )
-        await record_turn(self.services, turn, interrupted=True)
 
     async def aclose(self) -> None:
         await self.workflow.aclose()

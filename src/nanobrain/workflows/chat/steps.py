@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -9,11 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...agents.agent import Agent
+from ...core.context import StepContext, _current, current_context
 from ...core.data_units import DataUnit
+from ...core.events import RunEvent, Token
 from ...core.imports import import_object
 from ...core.steps import Step
 from ...infrastructure.data.history import HistoryEntry
 from ...llm.messages import Message
+from .draft import DEFAULT_INTERVAL, AnswerDraft
 from .services import ServiceStep
 from .turn import ChatTurn
 
@@ -39,6 +43,9 @@ class ValidateInput(Step):
         bad = sorted({repr(c) for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t"})
         if bad:
             return f"Your message contains control characters ({', '.join(bad[:5])}); please remove them."
+        if any("\ud800" <= c <= "\udfff" for c in text):
+            # Undecodable input bytes arrive as lone surrogates, which no model can take.
+            return "Your message is not valid UTF-8 text (it contains undecodable bytes); please send it as UTF-8."
         return None
 
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any]:
@@ -47,6 +54,19 @@ class ValidateInput(Step):
         if problem is not None:
             return {"rejected": problem}
         return {"turn": ChatTurn(session=inputs["session"], text=text.strip(), user=inputs.get("user"))}
+
+
+class RecordMessage(ServiceStep):
+    """Store the user's message before the model is called: once a message is accepted, it is kept,
+    whatever happens to the answer."""
+
+    inputs = {"turn": ChatTurn}
+    outputs = {"turn": ChatTurn}
+
+    async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any]:
+        turn: ChatTurn = inputs["turn"]
+        stored = await self.require_services().history.append(turn.session, Message.user(turn.text))
+        return {"turn": turn.with_(question_seq=stored.seq)}
 
 
 def estimate_tokens(text: str) -> int:
@@ -96,7 +116,8 @@ class EnrichContext(ServiceStep):
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any]:
         turn: ChatTurn = inputs["turn"]
         services = self.require_services()
-        stored = await services.history.messages(turn.session, limit=self.max_messages)
+        # The user's message may already be stored (RecordMessage): the history is what came before it.
+        stored = await services.history.messages(turn.session, limit=self.max_messages, before_seq=turn.question_seq)
         history = self.window([m.to_message() for m in stored])
         preferences = await services.sessions.get_preferences(turn.user) if turn.user else {}
         context: tuple[str, ...] = ()
@@ -160,7 +181,12 @@ def _rule(index: int, raw: Mapping[str, Any]) -> Rule:
 
 
 class ChatAgentStep(ServiceStep):
-    """Answer a turn with a language-model agent (tokens stream into the run's events)."""
+    """Answer a turn with a language-model agent (tokens stream into the run's events).
+
+    With chat services bound, the answer so far is kept in the history while it streams (see
+    `AnswerDraft`): written every `checkpoint_seconds`, and once more if the turn is stopped or fails.
+    (In a workflow that did not store the user's message first, the first draft stores it.)
+    """
 
     inputs = {"turn": ChatTurn}
     outputs = {"turn": ChatTurn}
@@ -174,9 +200,13 @@ class ChatAgentStep(ServiceStep):
         max_rounds: int = 6,
         temperature: float | None = None,
         max_tokens: int | None = 512,
+        checkpoint_seconds: float = DEFAULT_INTERVAL,
         **options: Any,
     ) -> None:
         super().__init__(**options)
+        if checkpoint_seconds <= 0:
+            raise ValueError(f"checkpoint_seconds must be positive, got {checkpoint_seconds}")
+        self.checkpoint_seconds = checkpoint_seconds
         resolved = [import_object(t) if isinstance(t, str) else t for t in tools]
         self.agent = Agent(
             self.name,
@@ -205,10 +235,59 @@ class ChatAgentStep(ServiceStep):
         if turn.preferences:
             prefs = ", ".join(f"{k}: {v}" for k, v in sorted(turn.preferences.items()))
             text = f"(User preferences: {prefs})\n{text}"
-        result = await self.agent.run_turn(text, history=turn.history)
+        question_seq = turn.question_seq
+        if self.services is None:
+            result = await self.agent.run_turn(text, history=turn.history)
+            answer_seq = None
+        else:
+            draft = AnswerDraft(
+                self.services.history,
+                turn.session,
+                agent=turn.agent,
+                model=self.agent.model.label,
+                interval=self.checkpoint_seconds,
+                # A workflow without RecordMessage: the draft stores the message before itself.
+                question=turn.text if question_seq is None else None,
+            )
+            token = _current.set(_collecting_tokens(current_context(), self.name, draft))
+            try:
+                async with draft:
+                    result = await self.agent.run_turn(text, history=turn.history)
+            finally:
+                _current.reset(token)
+            answer_seq = draft.seq
+            question_seq = question_seq if question_seq is not None else draft.question_seq
         # Store the user's words as typed, not the enriched prompt.
         messages = (Message.user(turn.text), *result.messages[1:])
-        return {"turn": turn.with_(reply=str(result.value), messages=messages, usage=result.usage, model=result.model)}
+        answered = turn.with_(
+            reply=str(result.value),
+            messages=messages,
+            usage=result.usage,
+            model=result.model,
+            question_seq=question_seq,
+            answer_seq=answer_seq,
+        )
+        return {"turn": answered}
+
+
+def _collecting_tokens(context: StepContext | None, step: str, draft: AnswerDraft) -> StepContext:
+    """The step's context with a sink that also hands the agent's streamed text to `draft`.
+
+    With no one else listening the agent streams all the same, so that the draft sees the answer.
+    """
+    forward = context.sink if context is not None else None
+    run_id = context.run_id if context is not None else ""
+
+    def sink(event: RunEvent) -> None:
+        # Only the agent's own text: a tool that runs a workflow streams into the same sink.
+        if isinstance(event, Token) and event.step == step and event.run_id == run_id:
+            draft.add(event.text)
+        if forward is not None:
+            forward(event)
+
+    if context is None:
+        return StepContext(run_id, step, step, sink)
+    return dataclasses.replace(context, sink=sink)
 
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
@@ -238,26 +317,31 @@ class PersistTurn(ServiceStep):
         return {"turn": turn, "reply": turn.reply}
 
 
-async def record_turn(services: Any, turn: ChatTurn, *, interrupted: bool = False) -> None:
-    """Append a turn's messages to the history in one transaction (used by the workflow and on Ctrl-C).
+async def record_turn(services: Any, turn: ChatTurn) -> None:
+    """Store a turn's messages in one transaction.
 
-    The final answer carries the turn's model and token usage; assistant and tool messages say
-    which agent produced them; an interrupted answer is marked so.
+    The user's message is left out when it was stored before the model was called; the answer so
+    far, when it was kept while streaming, is replaced by the final messages. The final answer
+    carries the turn's model and token usage; assistant and tool messages say which agent
+    produced them.
     """
     last = len(turn.messages) - 1
     entries = []
     for i, message in enumerate(turn.messages):
+        if i == 0 and message.role == "user" and turn.question_seq is not None:
+            continue
         is_answer = i == last and message.role == "assistant"
         metadata: dict[str, Any] = {"agent": turn.agent} if message.role != "user" and turn.agent else {}
-        if is_answer and interrupted:
-            metadata["interrupted"] = True
         entries.append(
             HistoryEntry(
                 message,
                 model=turn.model or None if message.role == "assistant" else None,
-                usage=turn.usage if is_answer and not interrupted else None,
+                usage=turn.usage if is_answer else None,
                 metadata=metadata or None,
             )
         )
-    await services.history.append_entries(turn.session, entries)
+    if turn.answer_seq is not None and entries:
+        await services.history.replace(turn.session, turn.answer_seq, entries)
+    else:
+        await services.history.append_entries(turn.session, entries)
     await services.sessions.touch(turn.session)

@@ -25,6 +25,10 @@ class ChatTurn:
     model: str = ""
     #: Set by validation when the input was refused (the reply says why; no model was called).
     rejected: bool = False
+    #: Where the history holds the user's message (stored before the model is called) and the
+    #: answer so far (kept while it streams); None until stored.
+    question_seq: int | None = None
+    answer_seq: int | None = None
 
     def with_(self, **changes: Any) -> ChatTurn:
         return replace(self, **changes)
