@@ -138,7 +138,7 @@ class Map(Step):
             values = dict(shared)
             values[over] = items[index]
             if context is None:
-                return dict(await invoke(values) or {})
+                return await invoke(values) or {}
             sink = context.sink
             item_step = f"{context.step}[{index}]"
             # The item's own context: a nested workflow or agent gets a run id and path per item.
@@ -164,7 +164,7 @@ class Map(Step):
                     )
                     started = time.perf_counter()
                 try:
-                    outcome = dict(await invoke(values) or {})
+                    outcome = await invoke(values) or {}
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -210,17 +210,7 @@ class Map(Step):
         if workers == 1:
             await worker()
         elif workers > 1:
-            tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
-            try:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            finally:
-                # Fail fast, or the map itself was cancelled (timeout, run failed): stop the rest.
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            for task in tasks:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            await _run_workers(worker, workers)
 
         outputs: dict[str, Any] = {
             port: [None if r is None else r.get(port) for r in results] for port in self.step.outputs
@@ -231,6 +221,44 @@ class Map(Step):
 
     def __repr__(self) -> str:
         return f"Map({self.name!r}, step={self.step.name!r}, over={self.over!r})"
+
+
+async def _run_workers(worker: Callable[[], Any], count: int) -> None:
+    """Run `count` copies of `worker` as tasks until all finish or one fails (then cancel the rest).
+
+    One future is awaited for the whole group (no `asyncio.wait`/`gather` bookkeeping per task
+    unless something failed or the map itself was cancelled).
+    """
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    remaining = count
+    failure: list[BaseException] = []
+
+    def done(task: asyncio.Task[Any]) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if finished.done():
+            return
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            failure.append(error)
+            finished.set_result(None)
+        elif remaining == 0:
+            finished.set_result(None)
+
+    tasks = [loop.create_task(worker()) for _ in range(count)]
+    for task in tasks:
+        task.add_done_callback(done)
+    try:
+        await finished
+    finally:
+        if remaining:
+            # Fail fast, or the map itself was cancelled (timeout, run failed): stop the rest.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    if failure:
+        raise failure[0]
 
 
 __all__ = ["Map"]
