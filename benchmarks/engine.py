@@ -281,7 +281,7 @@ async def bench_stream(p: Params) -> dict[str, Any]:
         "S",
         f"{CHAIN_STEPS}-step chain through stream(), every event read, per run",
         "us",
-        f"the same chain through run()",
+        "the same chain through run()",
         engine,
         baseline,
         target=1.3,
