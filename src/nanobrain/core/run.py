@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
 from .context import StepContext, _current
-from .data_units import MISSING, DataUnit
+from .data_units import _PLAIN_KINDS, MISSING, DataUnit
 from .errors import CycleLimitExceeded, LinkFailed, RunError, StepError, StepTimeout
 from .events import (
     EventSink,
@@ -57,6 +57,7 @@ class StepRuntime:
         "concurrency",
         "fired",
         "name",
+        "output_units",
         "outputs",
         "pending",
         "plan",
@@ -73,7 +74,11 @@ class StepRuntime:
         self.name = step.name
         # Templates were named and prepared once in the plan; cloning them is cheap.
         self.units: dict[str, DataUnit] = {port: t.clone() for port, t in plan.inputs.items()}
-        self.outputs: dict[str, DataUnit] = {port: t.clone() for port, t in plan.outputs.items()}
+        #: The latest value of each output, once the step produced one. Plain outputs are checked
+        #: against the plan's template and need no unit of their own in each run.
+        self.outputs: dict[str, Any] | None = None
+        #: Per-run units of outputs that do I/O when set (file, persistent), made when first set.
+        self.output_units: dict[str, DataUnit] | None = None
         self.trigger: TriggerState = step.trigger.arm(self.units, plan.required, plan.connected)
         # Firings waiting for the step, and producers waiting for room: (firing number, snapshot).
         # Most steps of most runs never queue: the deques are made when first needed.
@@ -156,7 +161,7 @@ class Run:
             "steps": {
                 sr.name: {
                     "inputs": {p: u._value for p, u in sr.units.items() if u._value is not MISSING},
-                    "outputs": {p: u._value for p, u in sr.outputs.items() if u._value is not MISSING},
+                    "outputs": dict(sr.outputs or {}),
                     "fired": sr.fired,
                     "running": sr.running,
                     # Firings waiting for the step (their input snapshots), oldest first.
@@ -568,20 +573,37 @@ class Run:
             _current.reset(token)
 
     async def _route_outputs(self, sr: StepRuntime, result: Mapping[str, Any]) -> None:
-        outputs = sr.outputs
+        templates = sr.plan.outputs
         routes = sr.plan.routes
+        values = sr.outputs
+        if values is None:
+            values = sr.outputs = {}
         for name, value in result.items():
-            unit = outputs.get(name)
-            if unit is None:
-                known = ", ".join(outputs) or "none"
+            template = templates.get(name)
+            if template is None:
+                known = ", ".join(templates) or "none"
                 raise RunError(f"step {sr.name!r} returned an unknown output {name!r} (its outputs: {known})")
-            if unit.awaits_set:
-                await unit.set(value)
+            if type(template) in _PLAIN_KINDS:
+                value = template._check(value)  # validates; the template itself is never written
             else:
-                unit.set_nowait(value)
+                value = await self._set_output_unit(sr, template, value)
+            values[name] = value
             targets = routes.get(name)
             if targets:
-                await self._deliver(targets, unit._value)
+                await self._deliver(targets, value)
+
+    async def _set_output_unit(self, sr: StepRuntime, template: DataUnit, value: Any) -> Any:
+        units = sr.output_units
+        if units is None:
+            units = sr.output_units = {}
+        unit = units.get(template.name)
+        if unit is None:
+            unit = units[template.name] = template.clone()
+        if unit.awaits_set:
+            await unit.set(value)
+        else:
+            unit.set_nowait(value)
+        return unit._value
 
     async def _deliver(self, routes: tuple[Route, ...], value: Any) -> None:
         steps = self.steps

@@ -88,7 +88,9 @@ class _AllDataState(TriggerState):
     __slots__ = ("connected", "empty", "waiting")
 
     def __init__(self, units: Mapping[str, DataUnit], required: tuple[str, ...], connected: tuple[str, ...]):
-        super().__init__(units, required)
+        # Armed once per step per run: the base's two fields are set here without a super() call.
+        self.units = units
+        self.required = required
         self.connected = connected
         # Only a real join (two or more linked inputs) needs queues. `empty` counts the inputs
         # still waiting for a value, so each arriving value costs O(1) however wide the join.
