@@ -267,3 +267,21 @@ async def test_a_durable_map_resumes_without_redoing_finished_items():
     assert executed == [0, 1, 2, 3, 4, 5]
     assert await wf.resume("m1", durable=store) == {"result": sum(i * 10 for i in range(8))}
     assert executed == [0, 1, 2, 3, 4, 5, 5, 6, 7]  # items 0-4 came from the journal
+
+
+def test_a_durable_run_notices_when_the_mapped_step_or_a_fan_in_changed():
+    from nanobrain.core.journal import definition_changes, describe_workflow
+
+    before = describe_workflow(Workflow.sequence(Map(square), total))
+    after = describe_workflow(Workflow.sequence(Map(cube, name="square"), total))
+    assert any("item_step" in change for change in definition_changes(before, after))
+
+    def joined(fan_in: str) -> Workflow:
+        wf = Workflow("w", inputs={"x": int}, outputs={"y": None})
+        wf.add(square)
+        wf.link("inputs.x", "square.x", fan_in=fan_in)
+        wf.link("square.result", "outputs.y")
+        return wf
+
+    changes = definition_changes(describe_workflow(joined("merge")), describe_workflow(joined("collect")))
+    assert "links added: inputs.x -> square.x (Link, collect)" in changes

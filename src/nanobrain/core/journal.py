@@ -235,6 +235,7 @@ def _same(a: Any, b: Any) -> bool:
 def describe_workflow(workflow: Any) -> dict[str, Any]:
     """The structure a journal depends on: steps (kind, inputs, outputs, trigger) and links,
     nested workflows included. Resume refuses a run whose workflow no longer matches."""
+    from .steps import Step
     from .workflow import Workflow
 
     steps: dict[str, Any] = {}
@@ -249,10 +250,19 @@ def describe_workflow(workflow: Any) -> dict[str, Any]:
         fn = getattr(step, "fn", None)
         if fn is not None:
             described["function"] = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+        inner = getattr(step, "step", None)
+        if isinstance(inner, Step):  # a map: what runs per item matters to a resumed run
+            item_fn = getattr(inner, "fn", None)
+            described["item_step"] = f"{type(inner).__qualname__} {inner.name}" + (
+                f" {getattr(item_fn, '__module__', '?')}.{getattr(item_fn, '__qualname__', '?')}" if item_fn else ""
+            )
         if isinstance(step, Workflow):
             described["workflow"] = describe_workflow(step)
         steps[name] = described
-    links = sorted(f"{link.source} -> {link.target} ({type(link).__name__})" for link in workflow.links)
+    links = sorted(
+        f"{link.source} -> {link.target} ({type(link).__name__}{', ' + link.fan_in if link.fan_in else ''})"
+        for link in workflow.links
+    )
     return {"name": workflow.name, "inputs": sorted(workflow.inputs), "outputs": sorted(workflow.outputs),
             "steps": steps, "links": links}
 
