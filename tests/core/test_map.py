@@ -285,3 +285,38 @@ def test_a_durable_run_notices_when_the_mapped_step_or_a_fan_in_changed():
 
     changes = definition_changes(describe_workflow(joined("merge")), describe_workflow(joined("collect")))
     assert "links added: inputs.x -> square.x (Link, collect)" in changes
+
+
+async def test_a_collecting_join_resumes_with_the_values_collected_before_the_crash():
+    from collections import Counter
+
+    ran: Counter[str] = Counter()
+    crash = {"armed": True}
+
+    def branch(name: str, factor: int) -> nb.Step:
+        def body(x: int) -> int:
+            ran[name] += 1
+            if name == "c" and crash["armed"]:
+                crash["armed"] = False
+                raise Crash("killed in branch c")
+            return x * factor
+
+        body.__name__ = name
+        return step(body)
+
+    def build() -> Workflow:
+        wf = Workflow("collect", inputs={"x": int}, outputs={"total": int})
+        for name, factor in (("a", 1), ("b", 2), ("c", 3)):
+            wf.add(branch(name, factor))
+            wf.link("inputs.x", f"{name}.x")
+        wf.add(total)
+        wf.collect("total.result", "a.result", "b.result", "c.result")
+        wf.link("total.result", "outputs.total")
+        return wf
+
+    store = MemoryJournalStore()
+    with pytest.raises(StepError, match="killed in branch c"):
+        await build().run(x=2, durable=store, run_id="c1")
+    await store.update("c1", status="running", error="")
+    assert await build().resume("c1", durable=store) == {"total": 12}
+    assert ran["a"] == 1 and ran["b"] == 1 and ran["c"] == 2  # a and b came from the journal
