@@ -474,7 +474,7 @@ class WorkflowHandle:
         self.run = workflow.new_run(on_event=on_event, sinks=(*sinks, self._dispatch), run_id=run_id)
         self._started = False
         self._stopped = False
-        self._stoppers: list[asyncio.Queue[RunEvent | None]] = []
+        self._stoppers: list[EventBuffer] = []
 
     @property
     def run_id(self) -> str:
@@ -523,19 +523,19 @@ class WorkflowHandle:
 
     def events(self) -> AsyncIterator[RunEvent]:
         """Iterate over the events from now on; the iteration ends when the handle stops."""
-        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        self._listeners.append(queue.put_nowait)
-        self._stoppers.append(queue)
+        buffer = EventBuffer()
+        self._listeners.append(buffer)
+        self._stoppers.append(buffer)
         if self._stopped:
-            queue.put_nowait(None)
+            buffer.close()
 
         async def iterate() -> AsyncIterator[RunEvent]:
             try:
-                while (event := await queue.get()) is not None:
+                async for event in buffer:
                     yield event
             finally:
-                if queue.put_nowait in self._listeners:
-                    self._listeners.remove(queue.put_nowait)
+                if buffer in self._listeners:
+                    self._listeners.remove(buffer)
 
         return iterate()
 
@@ -547,8 +547,8 @@ class WorkflowHandle:
         """Disarm triggers, cancel work in flight, and end every `events()` iteration."""
         await self.run.cancel()
         self._stopped = True
-        for queue in self._stoppers:
-            queue.put_nowait(None)
+        for buffer in self._stoppers:
+            buffer.close()
         self._stoppers.clear()
 
 
