@@ -128,3 +128,10 @@ def test_a_malformed_url_is_a_clear_error_without_its_password(url: str, error: 
         if isinstance(store, SQLKeyValueStore):
             store.database.engine  # noqa: B018
     assert shown in str(info.value) and SECRET not in str(info.value)
+
+
+def test_a_malformed_sqlite_url_creates_nothing(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatabaseError, match="an SQLite URL names a file"):
+        Database(f"sqlite+aiosqlite://ada:{SECRET}@/x.db").engine  # noqa: B018
+    assert list(tmp_path.iterdir()) == []

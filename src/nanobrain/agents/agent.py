@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import string
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -211,27 +212,48 @@ class Agent(Step):
     ) -> Completion:
         model = self.model
         request = self._request(messages, tool_choice)
-        if context is not None and context.streaming:
-            completion: Completion | None = None
+        if context is None:
+            return await model.complete(request)
+        if not context.streaming:
+            whole = await model.complete(request)
+            context.add_usage(prompt_tokens=whole.usage.prompt_tokens, completion_tokens=whole.usage.completion_tokens)
+            return whole
+        # Someone listens: time the call (and its first token) for metrics and traces.
+        started = time.perf_counter()
+        first_token: float | None = None
+        completion: Completion | None = None
+        try:
             async for chunk in model.stream(request):
                 if isinstance(chunk, TextDelta):
+                    if first_token is None:
+                        first_token = time.perf_counter() - started
                     context.token(chunk.text)
                 elif isinstance(chunk, Finished):
                     completion = chunk.completion
             if completion is None:
                 raise AgentError(f"agent {self.name!r}: the model's stream ended without a final message")
-        else:
-            completion = await model.complete(request)
-        if context is not None:
-            usage = completion.usage
-            context.add_usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+        except Exception as exc:
             context.report(
                 "llm_call",
-                model=completion.model or model.label,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                tool_calls=[c.name for c in completion.message.tool_calls],
+                model=model.model or model.label,
+                provider=model.provider,
+                duration=time.perf_counter() - started,
+                error=type(exc).__name__,
             )
+            raise
+        usage = completion.usage
+        context.add_usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+        context.report(
+            "llm_call",
+            model=completion.model or model.model or model.label,
+            provider=model.provider,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            tool_calls=[c.name for c in completion.message.tool_calls],
+            finish_reason=completion.finish_reason,
+            duration=time.perf_counter() - started,
+            time_to_first_token=first_token,
+        )
         return completion
 
     async def _run_tools(self, calls: Sequence[ToolCall], context: StepContext | None) -> list[Message]:
@@ -240,9 +262,17 @@ class Agent(Step):
             if tool is None:
                 known = ", ".join(self.tools) or "none"
                 return Message.tool(call, f"there is no tool named {call.name!r} (tools: {known})", is_error=True)
+            started = time.perf_counter()
             result = await tool.call(call.arguments)
             if context is not None:
-                context.report("tool_call", tool=call.name, arguments=call.arguments, is_error=result.is_error)
+                context.report(
+                    "tool_call",
+                    tool=call.name,
+                    call_id=call.id,
+                    arguments=call.arguments,
+                    is_error=result.is_error,
+                    duration=time.perf_counter() - started,
+                )
             return Message.tool(call, result.content, is_error=result.is_error)
 
         return list(await asyncio.gather(*(run(c) for c in calls)))

@@ -27,6 +27,7 @@ from rich.text import Text
 
 from .. import __version__
 from ..core.errors import NanoBrainError, ProblemsError, StepError
+from ..observability.setup import observe_process
 from .run_display import EventLines, Progress, Where, dumps, print_outputs, unwrap
 from .signals import Stopped, StopSignals
 
@@ -333,10 +334,12 @@ def run(
                      "so that `nanobrain runs resume` continues it after a crash; inputs may be sent later."),
     ] = False,
     run_id: Annotated[str | None, typer.Option("--run-id", help="The run's id (default: a new random id).")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics on 127.0.0.1:PORT during the run.")] = None,
 ) -> None:
-    """Run a workflow once and print its outputs."""
+    """Run a workflow once and print its outputs (traced when OTEL_EXPORTER_OTLP_ENDPOINT is set)."""
     with _reporting(ctx, file):
         _require_standard_streams()
+        observe_process(metrics_port=metrics_port)
         values = parse_inputs(input_pairs or [], input_json)
         workflow = _load(file)
         if durable:
@@ -657,9 +660,11 @@ def keys_revoke(
 
 
 def _register_subcommands() -> None:
+    from ..observability.cli import health
     from .runs_cli import runs_app
 
     app.add_typer(runs_app, name="runs")
+    app.command(name="health")(health)
 
 
 _register_subcommands()

@@ -134,6 +134,16 @@ class Database(AsyncClosing):
                 "or postgresql://USER@HOST/DB (PostgreSQL through asyncpg)"
             )
         if self.dialect == "sqlite":
+            from sqlalchemy.engine import make_url
+
+            parsed = make_url(self.url)
+            if parsed.username or parsed.password or parsed.host or parsed.port:
+                # Nothing is created for a URL that is not a file path (it would make folders
+                # named after the URL, password included, in the working directory).
+                raise DatabaseError(
+                    f"invalid database URL {self.safe_url!r}: an SQLite URL names a file, sqlite:///PATH "
+                    "(no user, password or host)"
+                )
             path = self._sqlite_path()
             if path and path != ":memory:":
                 from pathlib import Path

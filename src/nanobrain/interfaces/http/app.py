@@ -56,6 +56,8 @@ class ServerState:
     model_error: str | None = None
     #: Turns being answered by the OpenAI-compatible endpoint (each persists its partial answer when cancelled).
     turns: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: Component checks /ready adds to its own (processor pools of the served workflows).
+    health: Any = None
 
 
 def create_app(
@@ -97,6 +99,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop_observing = observe()
         warming = asyncio.ensure_future(_warm_up(state))
         try:
             yield
@@ -109,6 +112,7 @@ def create_app(
                     await chat.aclose()
                 for workflow in workflows:
                     await workflow.aclose()
+            stop_observing()
 
     app = FastAPI(
         title="NanoBrain",
@@ -122,6 +126,10 @@ def create_app(
     for module in (workflow_routes, run_routes, openai_chat, sessions):
         _check_roles(module.router)
         app.include_router(module.router)
+    from ...observability.http import instrument_app, server_health
+
+    observe = instrument_app(app, check_router=_check_roles, workflows=served.values())
+    state.health = server_health(served.values())
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,

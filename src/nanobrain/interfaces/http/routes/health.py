@@ -40,6 +40,9 @@ async def ready(request: Request) -> Any:
         if problems:
             invalid[name] = "; ".join(str(p) for p in problems[:3])
     checks["workflows"] = {"ok": not invalid, "detail": invalid or f"{len(state.workflows)} valid"}
+    if state.health is not None:
+        report = await state.health.check()
+        checks.update({name: {"ok": result.ok, "detail": result.detail} for name, result in report.checks.items()})
     if all(check["ok"] for check in checks.values()):
         return {"status": "ready", "checks": checks}
     failing = ", ".join(name for name, check in checks.items() if not check["ok"])
