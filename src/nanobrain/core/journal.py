@@ -16,6 +16,7 @@ workflow code, and lives owner-only under NANOBRAIN_HOME by default.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 from collections.abc import Mapping, Sequence
@@ -132,7 +133,7 @@ class RunJournal:
     runs on a value the journal could lose.
     """
 
-    __slots__ = ("_buffer", "_last", "bytes", "calls", "run_id", "seq", "store")
+    __slots__ = ("_buffer", "_last", "_lock", "bytes", "calls", "run_id", "seq", "store")
 
     def __init__(self, store: JournalStore, run_id: str, *, seq: int = 0) -> None:
         self.store = store
@@ -143,6 +144,9 @@ class RunJournal:
         self._last: dict[tuple[str, str], Any] = {}
         #: Recorded calls of this run, by (step, firing, key): what `StepContext.recorded` replays.
         self.calls: dict[tuple[str, int, str], Any] = {}
+        #: Orders concurrent flushes (concurrent firings, a map's items): appends reach the store
+        #: in sequence order, so a crash never leaves a later entry stored and an earlier one lost.
+        self._lock: asyncio.Lock | None = None
 
     def add(self, kind: str, step: str = "", firing: int = 0, data: Any = None) -> None:
         if kind in (DONE, SEND):
@@ -154,10 +158,16 @@ class RunJournal:
     async def flush(self) -> None:
         if not self._buffer:
             return
-        buffer, self._buffer = self._buffer, []
-        first = self.seq
-        self.seq += len(buffer)
-        await self.store.append(self.run_id, first, buffer)
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            # Empty now: a flush that held the lock took (and stored) our entries with its own.
+            if not self._buffer:
+                return
+            buffer, self._buffer = self._buffer, []
+            first = self.seq
+            self.seq += len(buffer)
+            await self.store.append(self.run_id, first, buffer)
 
     def _delta(self, step: str, values: Mapping[str, Any]) -> dict[str, tuple[int, Any]]:
         last = self._last
