@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -22,21 +22,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.text import Text
 
 from .. import __version__
 from ..core.errors import NanoBrainError, ProblemsError, StepError
 from ..observability.setup import observe_process
-from .run_display import EventLines, Progress, Where, dumps, print_outputs, unwrap
+from .cli_inputs import UsageProblem, check_inputs, parse_inputs
+from .run_display import EventLines, Progress, Where, dumps, execute, print_outputs, unwrap
 from .signals import Stopped, StopSignals
 
 if TYPE_CHECKING:
     from ..core.events import RunEvent
     from ..core.workflow import Workflow
-
-PROGRESS_DELAY = 0.3
-"""Seconds a run may take before the live step progress appears (on a terminal)."""
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -64,10 +61,6 @@ app = typer.Typer(
 @dataclasses.dataclass
 class _Options:
     debug: bool = False
-
-
-class UsageProblem(Exception):
-    """A mistake on the command line that typer cannot see (like `--input` without `=`)."""
 
 
 class _Console(Console):
@@ -187,107 +180,6 @@ def _load(file: Path) -> Workflow:
     return workflow
 
 
-# -- values ---------------------------------------------------------------------------------------
-def parse_inputs(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
-    """`--input k=v` pairs (string values) with the `--input-json` object merged over them."""
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise UsageProblem(f"--input expects NAME=VALUE, got {pair!r}")
-        values[name] = value
-    if raw_json is not None:
-        text = raw_json
-        if raw_json.startswith("@"):
-            text = _read_input_file(raw_json[1:])
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageProblem(f"--input-json is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise UsageProblem(
-                f'--input-json must be a JSON object like {{"name": "value"}}, got {type(data).__name__}'
-            )
-        values.update(data)
-    return values
-
-
-def _read_input_file(name: str) -> str:
-    """The text of `--input-json @FILE`: a regular file within the size limit, as UTF-8."""
-    from ..config.files import MAX_INPUT_BYTES, UnreadableFile, read_bytes
-
-    try:
-        return read_bytes(name, MAX_INPUT_BYTES).decode("utf-8")
-    except UnreadableFile as exc:
-        raise UsageProblem(f"--input-json: cannot read {name!r}: {exc}") from None
-    except UnicodeDecodeError:
-        raise UsageProblem(f"--input-json: {name!r} is not UTF-8 text") from None
-
-
-def _check_inputs(workflow: Workflow, values: Mapping[str, Any]) -> None:
-    declared = workflow.inputs
-    unknown = [name for name in values if name not in declared]
-    if unknown:
-        raise UsageProblem(
-            f"workflow {workflow.name!r} has no input {', '.join(map(repr, unknown))} "
-            f"(its inputs: {', '.join(declared) or 'none'})"
-        )
-    # Units that keep their value elsewhere (persistent) may have one stored: the run checks those.
-    missing = [
-        name for name in workflow.required_inputs if name not in values and not declared[name].awaits_set
-    ]
-    if missing:
-        raise UsageProblem(
-            f"workflow {workflow.name!r} needs input {', '.join(map(repr, missing))} "
-            f"(pass {' '.join(f'--input {name}=...' for name in missing)})"
-        )
-
-
-# -- running --------------------------------------------------------------------------------------
-async def _execute(
-    workflow: Workflow,
-    inputs: dict[str, Any],
-    *,
-    on_event: Callable[[RunEvent], None] | None,
-    progress: Progress | None,
-    console: Console,
-    durable: bool = False,
-    run_id: str | None = None,
-) -> dict[str, Any]:
-    """Run the workflow through its event stream; return the top run's outputs."""
-    outputs: dict[str, Any] = {}
-    top_run: str | None = None
-    live: Live | None = None
-    timer: asyncio.TimerHandle | None = None
-    if progress is not None:
-        live = Live(progress, console=console, refresh_per_second=10, transient=False)
-        timer = asyncio.get_running_loop().call_later(PROGRESS_DELAY, live.start)
-    try:
-        async for event in workflow.stream(inputs, durable=durable or None, run_id=run_id):
-            if top_run is None and event.type == "run_started":
-                top_run = event.run_id
-            elif event.type == "run_finished" and event.run_id == top_run:
-                outputs = dict(event.outputs)  # type: ignore[attr-defined]
-            if on_event is not None:
-                on_event(event)
-            if progress is not None:
-                progress.update(event)
-    except asyncio.CancelledError:  # a stop signal: StopSignals cancels us, then raises Stopped
-        if progress is not None:
-            progress.outcome = progress.outcome or "interrupted"
-        raise
-    finally:
-        if timer is not None:
-            timer.cancel()
-        if live is not None and live.is_started:
-            live.stop()
-        aclose = getattr(workflow, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    return outputs
-
-
 # -- commands -------------------------------------------------------------------------------------
 def _version(value: bool) -> None:
     if value:
@@ -349,7 +241,7 @@ def run(
             workflow.source = str(file.resolve())
             run_id = run_id or new_run_id()
         else:
-            _check_inputs(workflow, values)
+            check_inputs(workflow, values)
         out, err = _out(), _err()
         where = Where(workflow.name)
         on_event: Callable[[RunEvent], None] | None = None
@@ -369,7 +261,7 @@ def run(
             with StopSignals() as stop, asyncio.Runner() as runner:
                 outputs = stop.run(
                     runner,
-                    _execute(
+                    execute(
                         workflow, values, on_event=on_event, progress=progress, console=err, durable=durable,
                         run_id=run_id,
                     ),
