@@ -664,9 +664,11 @@ def keys_revoke(
 
 def _register_subcommands() -> None:
     from ..observability.cli import health
+    from .plugins_cli import plugins_app
     from .runs_cli import runs_app
 
     app.add_typer(runs_app, name="runs")
+    app.add_typer(plugins_app, name="plugins")
     app.command(name="health")(health)
 
 
