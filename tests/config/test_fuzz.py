@@ -178,14 +178,24 @@ STEP = st.fixed_dictionaries(
         "retry": VALUES,
         "executor": st.sampled_from(["inprocess", "thread", "nope"]) | VALUES,
         "workflow": VALUES,
-        "file": st.sampled_from(["other.yaml", "fuzz.yaml", "../x.yaml", "/dev/zero"]),
+        "file": st.sampled_from(["other.yaml", "fuzz.yaml", "../x.yaml", "/dev/zero", "a\x00.yaml"]) | st.text(),
+    },
+)
+UNIT = st.fixed_dictionaries(
+    {"kind": st.sampled_from(["memory", "string", "stream", "file", "nope"])},
+    optional={
+        "type": st.sampled_from(["str", "int", "list[str]", "nope[", f"{H}:Repeat", "os:PathLike"]),
+        "path": st.sampled_from(["/dev/zero", "other.yaml", "missing.json", "."]),
+        "format": st.sampled_from(["json", "text", "bytes", "x"]),
+        "default": SCALARS,
+        "maxsize": SCALARS,
     },
 )
 WORKFLOW = st.fixed_dictionaries(
     {},
     optional={
         "name": st.text(max_size=8) | SCALARS,
-        "inputs": st.dictionaries(NAMES, st.sampled_from(["str", "int", "list[str]", "nope[", f"{H}:Repeat"]) | VALUES),
+        "inputs": st.dictionaries(NAMES, st.sampled_from(["str", "int", "list[str]", "nope[", f"{H}:Repeat"]) | UNIT),
         "outputs": st.dictionaries(NAMES, st.sampled_from(["str", "int"]) | VALUES, max_size=3),
         "steps": st.dictionaries(NAMES, STEP | VALUES, max_size=4),
         "links": st.lists(

@@ -49,6 +49,7 @@ def test_a_value_from_the_environment_is_shown_as_its_reference(
           upper: {{function: "{H}:upper", timeout: "${{NB_TEST_SECRET}}", executor: "${{NB_TEST_SECRET}}"}}
           other: {{function: "prefix-${{NB_TEST_SECRET}}", concurrency: "${{NB_TEST_SHORT}}"}}
           third: {{function: "{H}:upper", executor: "${{NB_TEST_SECRET}}"}}
+          fourth: {{function: "{H}:upper", executor: "redis://:written-password@127.0.0.1/0"}}
         links:
           - {{from: inputs.text, to: upper.text}}
           - {{from: upper.result, to: outputs.result}}
@@ -61,6 +62,7 @@ def test_a_value_from_the_environment_is_shown_as_its_reference(
     assert "x1" not in text.replace("max_workers", "")
     assert "'${NB_TEST_SECRET}'" in text
     assert "'${NB_TEST_SHORT}'" in text
+    assert "written-password" not in text and "redis://:***@127.0.0.1/0" in text  # masked like URLs everywhere
     assert len(error.problems) >= 4, error.problems
     with pytest.raises(nb.ConfigError) as caught:
         check_workflow(wf)
@@ -90,7 +92,9 @@ def test_a_nested_file_that_is_not_a_workflow_file_is_refused_unread(tmp_path: P
     assert "x:0:0" not in str(error) and "/bin/" not in str(error)
 
 
-def test_a_nested_file_outside_the_folder_is_refused_unless_allowed(tmp_path: Path) -> None:
+def test_a_nested_file_outside_the_folder_is_refused_unless_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     shared = write(
         tmp_path / "shared" / "inner.yaml",
         f"""
@@ -106,6 +110,9 @@ def test_a_nested_file_outside_the_folder_is_refused_unless_allowed(tmp_path: Pa
     error = load_error(wf)
     assert len(error.problems) == 1 and "outside the workflow's folder" in error.problems[0].message
     assert load_workflow(wf, allowed_dirs=[shared.parent]).steps["sub"].name == "sub"
+    monkeypatch.setenv("NANOBRAIN_ALLOWED_DIRS", f"/nonexistent{os.pathsep}{shared.parent}")
+    assert check_workflow(wf).steps == 1
+    monkeypatch.delenv("NANOBRAIN_ALLOWED_DIRS")
     # A link inside the folder that points out of it is outside too.
     (tmp_path / "project" / "link.yaml").symlink_to(shared)
     assert "outside the workflow's folder" in load_error(nested(tmp_path, "link.yaml")).problems[0].message
@@ -173,9 +180,9 @@ def billion_laughs() -> str:
 
 def test_an_alias_bomb_is_a_located_error_within_a_second(tmp_path: Path) -> None:
     wf = write(tmp_path / "wf.yaml", billion_laughs())
-    started = time.monotonic()
+    started = time.process_time()  # CPU time, so that a busy machine does not fail the test
     error = load_error(wf)
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0
     [problem] = error.problems
     assert "aliases expand this document" in problem.message
     assert problem.file == str(wf) and problem.line is not None and problem.line > 2
@@ -205,7 +212,7 @@ def test_reasonable_aliases_still_work(tmp_path: Path) -> None:
     [
         "name: deep\ndescription: " + "[" * 50_000 + "]" * 50_000 + "\n",
         "name: deep\nsteps: " + "{a: " * 5_000 + "1" + "}" * 5_000 + "\n",
-        "name: deep\nsteps:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 3_000)),
+        "name: deep\nsteps:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 1_500)),
         "a0: &a0 [1]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, 2_000)),
     ],
     ids=["flow-sequences", "flow-mappings", "block-mappings", "alias-chain"],
@@ -277,9 +284,9 @@ def test_loading_time_grows_linearly_and_the_message_stays_short(tmp_path: Path)
     def seconds(steps: int) -> tuple[float, nb.ConfigError]:
         wf = tmp_path / f"broken{steps}.yaml"
         wf.write_text(chain_document(steps, broken=True))
-        started = time.perf_counter()
+        started = time.process_time()  # CPU time: other processes on the machine do not count
         error = load_error(wf)
-        return time.perf_counter() - started, error
+        return time.process_time() - started, error
 
     seconds(500)  # warm up imports and caches
     small, _ = seconds(2_000)
@@ -338,3 +345,26 @@ def test_workflows_nested_through_many_files_stop_at_a_located_limit(tmp_path: P
         assert "nested more than 32 levels deep" in problem.message
         assert problem.file == str(tmp_path / "f16.yaml") and problem.line == 3
     assert time.monotonic() - started < 10
+
+
+def test_a_file_unit_on_a_special_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    os.mkfifo(tmp_path / "pipe")
+    wf = write(
+        tmp_path / "wf.yaml",
+        """
+        name: units
+        inputs:
+          zero: {kind: file, path: /dev/zero, format: bytes}
+          pipe: {kind: file, path: pipe}
+          bad: {kind: file, path: bad.json}
+          fresh: {kind: file, path: fresh.json}
+        """,
+    )
+    started = time.monotonic()
+    problems = {p.where: p.message for p in load_error(wf).problems}
+    assert time.monotonic() - started < 5
+    assert "a device, not a regular file" in problems["inputs.zero.path"]
+    assert "named pipe" in problems["inputs.pipe.path"]
+    assert "cannot read" in problems["inputs.bad.path"]
+    assert "inputs.fresh.path" not in problems

@@ -38,11 +38,14 @@ def problems_of(path: Path, **options: object) -> list[str]:
 
 @pytest.fixture
 def restore_imports() -> Iterator[None]:
-    """Loading user code changes sys.path and sys.modules; put them back for the other tests."""
-    path, modules = list(sys.path), set(sys.modules)
+    """Loading user code changes sys.path and sys.modules; put them back for the other tests.
+
+    Only the test's own modules (named `nb_...`) are forgotten: NanoBrain's must stay loaded once.
+    """
+    path = list(sys.path)
     yield
     sys.path[:] = path
-    for name in set(sys.modules) - modules:
+    for name in [name for name in sys.modules if name.startswith("nb_")]:
         del sys.modules[name]
 
 
@@ -244,6 +247,8 @@ steps:
     options: {{tools: ["os:system"]}}
   agent: {{kind: agent, tools: ["subprocess:run"]}}
   through: {{function: "{H}:nb.core.imports.importlib.import_module"}}
+  dunder: {{function: "{H}:upper.__class__.__base__.__subclasses__"}}
+  builtins: {{function: "{H}:upper.__builtins__"}}
 links:
   - {{from: inputs.text, to: cond.text}}
   - {{from: cond.result, to: outputs.result, transform: "shutil:rmtree"}}
@@ -255,7 +260,7 @@ def test_the_allow_list_refuses_every_kind_of_reference(tmp_path: Path, monkeypa
     monkeypatch.setenv("NANOBRAIN_ALLOWED_MODULES", "tests.config, json")
     wf = write(tmp_path / "wf.yaml", EVERY_KIND)
     problems = problems_of(wf)
-    refused = {p.split(": ", 2)[1] for p in problems if "not in the allow-list" in p}
+    refused = {p.split(": ", 2)[1] for p in problems if "allow-list" in p}
     assert refused == {
         "outputs.size",
         "steps.fn.function",
@@ -265,6 +270,8 @@ def test_the_allow_list_refuses_every_kind_of_reference(tmp_path: Path, monkeypa
         "steps.chat",  # a reference in a class's options, resolved by the class
         "steps.agent.tools[0]",
         "steps.through.function",  # an allowed module's attribute that is another module
+        "steps.dunder.function",
+        "steps.builtins.function",
         "links[1].transform",
         "links[2].when",
     }, problems
@@ -319,3 +326,26 @@ def test_without_an_allow_list_a_module_that_fails_to_import_is_a_problem(
     problems = problems_of(wf)
     assert len(problems) == 1
     assert "importing module 'nb_broken_module' failed: RuntimeError: boom at import" in problems[0]
+
+
+def test_check_locates_modules_in_namespace_packages_without_importing_them(tmp_path: Path) -> None:
+    write(tmp_path / "nb_ns_top" / "inner" / "steps.py", "raise RuntimeError('must not run')\n")
+    wf = write(
+        tmp_path / "wf.yaml",
+        """
+        name: namespaces
+        inputs: {text: str}
+        steps:
+          upper: {function: "nb_ns_top.inner.steps:upper"}
+          missing: {function: "nb_ns_top.inner.nothing:upper"}
+        links:
+          - {from: inputs.text, to: upper.text}
+          - {from: inputs.text, to: missing.text}
+        """,
+    )
+    with pytest.raises(nb.ConfigError) as caught:
+        check_workflow(wf)
+    [problem] = caught.value.problems
+    assert problem.where == "steps.missing.function"
+    assert "cannot find module 'nb_ns_top.inner.nothing'" in problem.message
+    assert "nb_ns_top" not in sys.modules

@@ -26,7 +26,7 @@ from nanobrain.infrastructure.data.database import Database
 from nanobrain.infrastructure.data.journal import SqlJournalStore
 
 REPO = Path(__file__).resolve().parents[2]
-KILLS_PER_SHAPE = 5  # x 5 shapes x 2 databases = 50 kill points
+KILLS_PER_SHAPE = 6  # x 5 shapes x 2 databases = 60 kill points (a few may miss on a busy machine)
 
 
 def _reset(path: Path) -> None:
@@ -68,6 +68,8 @@ def _kill_at(shape: str, url: str, schema: str, run_id: str, side: Path, lines: 
         if child.poll() is None:
             child.kill()
         _, err = child.communicate()
+    if child.returncode == 0:
+        return False  # it finished between our look at the side channel and the signal (a busy machine)
     assert child.returncode == -signal.SIGKILL, err.decode()
     return True
 
@@ -128,7 +130,7 @@ async def _crash_and_resume(database: str, tmp_path: Path) -> None:
                     assert executed[key] == 1, f"{where}: recorded model call {key} ran {executed[key]}x"
                 record = await store.get(run_id)
                 assert record is not None and record.status == "finished"
-        assert kills >= 5 * KILLS_PER_SHAPE - 3  # nearly every kill point hit a live child
+        assert kills >= 25, f"only {kills} of {5 * KILLS_PER_SHAPE} kills hit a live child"
     finally:
         if database == "postgresql":
             await store.database.drop_schema()

@@ -153,3 +153,28 @@ async def test_the_default_store_prunes_by_its_retention_setting(tmp_path, monke
     monkeypatch.setenv("NANOBRAIN_JOURNAL_RETENTION_DAYS", "soon")
     with pytest.raises(JournalError, match="NANOBRAIN_JOURNAL_RETENTION_DAYS='soon' must be a number of days"):
         SqlJournalStore.default()
+
+
+async def test_a_damaged_journal_file_is_a_clear_error_that_names_it(tmp_path):
+    path = tmp_path / "journal.db"
+    store = SqlJournalStore(Database(f"sqlite:///{path}"))
+    await store.create(record("r1"))
+    await store.append("r1", 0, [b"x" * 3000 for _ in range(40)])
+    root, page_size = store._fast().execute(  # type: ignore[union-attr]
+        "SELECT (SELECT rootpage FROM sqlite_master WHERE name = 'nanobrain_journal'), "
+        "(SELECT page_size FROM pragma_page_size)"
+    ).fetchone()
+    await store.aclose()
+    with path.open("r+b") as file:  # a disk error garbles the entries table's first page
+        file.seek((root - 1) * page_size)
+        file.write(b"\xa5" * page_size)
+
+    reopened = SqlJournalStore(Database(f"sqlite:///{path}"))
+    try:
+        for attempt in (lambda: reopened.entries("r1"), lambda: reopened.append("r1", 40, [b"more"])):
+            with pytest.raises(DatabaseError) as info:
+                await attempt()
+            assert f"the SQLite database {path} is damaged" in str(info.value)
+            assert f"sqlite3 {path} .recover" in str(info.value)
+    finally:
+        await reopened.aclose()

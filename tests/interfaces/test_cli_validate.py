@@ -3,6 +3,7 @@ file is code, and keeps its output short; `--input-json @file` reads only regula
 
 from __future__ import annotations
 
+import os
 import textwrap
 import time
 from pathlib import Path
@@ -92,6 +93,9 @@ def test_input_json_reads_only_regular_files(tmp_path: Path) -> None:
         parse_inputs([], "@/dev/zero")
     with pytest.raises(UsageProblem, match="a directory"):
         parse_inputs([], f"@{tmp_path}")
+    os.mkfifo(tmp_path / "pipe")  # opening it to read would wait for a writer forever
+    with pytest.raises(UsageProblem, match="named pipe"):
+        parse_inputs([], f"@{tmp_path / 'pipe'}")
     assert time.monotonic() - started < 5
     data = tmp_path / "inputs.json"
     data.write_text('{"text": "hi"}')

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import stat
 
-MAX_FILE_BYTES = 16 * 1024 * 1024
-"""The largest workflow document (or `--input-json @file`) read: 16 MiB."""
+MAX_FILE_BYTES = 4 * 1024 * 1024
+"""The largest workflow document read: 4 MiB (real ones are a few KiB; loading is linear, and this
+keeps the worst case to seconds)."""
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+"""The largest `--input-json @file` read: 64 MiB (JSON is parsed in C)."""
 
 
 class UnreadableFile(Exception):
@@ -27,6 +30,15 @@ def _kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "not a regular file"
+
+
+def special_file_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why `path` must not be read (it exists and is not a regular file), or None."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):  # missing (a unit creates it), or a name the system refuses
+        return None
+    return None if stat.S_ISREG(info.st_mode) else f"{_kind(info.st_mode)}, not a regular file"
 
 
 def read_bytes(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES) -> bytes:

@@ -26,7 +26,7 @@ from ..core.typing_utils import parse_type
 from ..core.workflow import Workflow
 from . import yaml_source
 from .context import BuildContext
-from .files import MAX_FILE_BYTES
+from .files import MAX_FILE_BYTES, special_file_problem
 from .models import (
     ClassStepConfig,
     ExecutorConfig,
@@ -52,6 +52,9 @@ __all__ = [
     "step_options",
     "workflow_from_dict",
 ]
+
+ALLOWED_DIRS_ENV = "NANOBRAIN_ALLOWED_DIRS"
+"""More folders that nested `file:` workflows may be in (separated like PATH)."""
 
 MAX_NESTING = 32
 """How deep workflows may nest (inline or in files): building them recurses, so this bounds the stack."""
@@ -79,7 +82,7 @@ def load_workflow(
     the file's folder, then the working directory (appended to `sys.path`, so they never shadow
     the standard library or an installed package). `allowed_modules` (and the environment's
     NANOBRAIN_ALLOWED_MODULES) limit which modules may be imported. Nested `file:` workflows must
-    be in the file's folder or in `allowed_dirs`.
+    be in the file's folder, in `allowed_dirs` or in NANOBRAIN_ALLOWED_DIRS.
     """
     ctx = _file_context(path, allowed_modules, allowed_dirs, max_bytes, execute=True)
     workflow = _build_document(ctx)
@@ -116,7 +119,8 @@ def _file_context(
     bundled = folder.is_relative_to(_PACKAGE_DIR)
     search_path = () if bundled else (folder, Path.cwd())
     policy = ImportPolicy.create(search_path=search_path, allowed_modules=allowed_modules, execute=execute)
-    roots = (folder, *(Path(d).resolve() for d in allowed_dirs))
+    from_env = [d for d in os.environ.get(ALLOWED_DIRS_ENV, "").split(os.pathsep) if d.strip()]
+    roots = (folder, *(Path(d).resolve() for d in (*allowed_dirs, *from_env)))
     return BuildContext(
         source, folder, problems=list(source.problems), files=(str(resolved),), policy=policy, roots=roots,
         max_bytes=max_bytes,
@@ -272,7 +276,17 @@ def _unit(name: str, decl: Any, location: Location, ctx: BuildContext) -> DataUn
             ctx.problem(location, "a file unit needs a path")
             return DataUnit(name, type_)
         path = Path(decl.path)
-        return FileUnit(name, type_, path=path if path.is_absolute() else ctx.base_dir / path, format=decl.format)
+        path = path if path.is_absolute() else ctx.base_dir / path
+        # The unit reads what the file holds now: only a regular file (not /dev/zero, not a FIFO).
+        problem = special_file_problem(path)
+        if problem is not None:
+            ctx.problem((*location, "path"), f"{decl.path!r}: {problem}")
+            return DataUnit(name, type_)
+        try:
+            return FileUnit(name, type_, path=path, format=decl.format)
+        except (OSError, ValueError) as exc:  # its current content does not parse, or cannot be read
+            ctx.problem((*location, "path"), str(exc))
+            return DataUnit(name, type_)
     if decl.kind in ("persistent", "persistent_stream"):
         return _persistent_unit(name, type_, default, decl, location, ctx)
     return DataUnit(name, type_, default=default)
@@ -555,13 +569,17 @@ def _nested_source(name: str, build: StepBuild) -> Source | None:
     Problems with the file itself never show its content: a nested file may be anything on disk.
     """
     ctx = build.ctx
-    path = (ctx.base_dir / name).resolve()  # symbolic links resolved: where the file really is
+    try:
+        path = (ctx.base_dir / name).resolve()  # symbolic links resolved: where the file really is
+    except (OSError, ValueError) as exc:  # a NUL byte in the name, a loop of links, ...
+        build.problem("file", f"{name!r} is not a usable file name: {exc}")
+        return None
     if path.suffix.lower() not in NESTED_SUFFIXES:
         build.problem("file", f"{name!r} is not a workflow file (nested workflows are .yaml or .yml files)")
         return None
     if ctx.roots and not any(path.is_relative_to(root) for root in ctx.roots):
         folders = ", ".join(str(root) for root in ctx.roots)
-        message = f"{name!r} is outside the workflow's folder ({folders}); allow its folder with allowed_dirs"
+        message = f"{name!r} is outside the workflow's folder ({folders}); allow its folder in NANOBRAIN_ALLOWED_DIRS"
         build.problem("file", message)
         return None
     if str(path) in ctx.files:

@@ -12,17 +12,19 @@ from .yaml_source import Location, Source
 
 
 def redact(problems: list[Problem], secrets: dict[str, str]) -> None:
-    """Show `${VAR}` wherever a value taken from the environment would appear in a message."""
+    """Show `${VAR}` wherever a value taken from the environment would appear in a message, and
+    mask what looks like a secret written in the document itself (a URL's password, a token)."""
+    from ..infrastructure.security.redaction import redact as mask_secrets
+
     # Longest first, so that a value containing another is replaced whole. Very short values are
     # left alone (replacing every "1" would garble messages); the schema's errors hide them anyway.
     pairs = sorted(((v, r) for v, r in secrets.items() if len(v) >= 4), key=lambda p: -len(p[0]))
-    if not pairs:
-        return
     for problem in problems:
         for value, reference in pairs:
             for shown in {value, repr(value)[1:-1]}:
                 problem.message = problem.message.replace(shown, reference)
                 problem.where = problem.where.replace(shown, reference)
+        problem.message = mask_secrets(problem.message)
 
 
 def fed_by(link: LinkConfig) -> set[str]:

@@ -21,6 +21,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import os
+import pkgutil
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,7 @@ ALLOWED_MODULES_ENV = "NANOBRAIN_ALLOWED_MODULES"
 #: part of the installed tool like its step kinds. The rest of `nanobrain` must be listed.
 ALWAYS_ALLOWED = ("nanobrain.workflows",)
 
-_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 class NotImported(ValueError):
@@ -123,7 +124,7 @@ def split_reference(reference: str) -> tuple[str, str]:
     module_name, sep, attribute = reference.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"{reference!r} is not a reference of the form 'package.module:attribute'")
-    if not _MODULE_NAME.match(module_name):
+    if not _MODULE_NAME.fullmatch(module_name):
         raise ValueError(f"{module_name!r} is not a module name (expected dotted names like 'package.module')")
     if not all(part.isidentifier() for part in attribute.split(".")):
         raise ValueError(f"{attribute!r} is not an attribute name (expected dotted names like 'function')")
@@ -150,6 +151,9 @@ def import_object(reference: str, *, policy: ImportPolicy | None = None) -> Any:
     policy = policy or _active.get() or ImportPolicy.create()
     module_name, attribute = split_reference(reference)
     _check_allowed(module_name, policy)
+    if policy.allowed is not None and any(part.startswith("__") for part in attribute.split(".")):
+        # `allowed.mod:f.__class__.__base__...` reaches anything; no real reference needs a dunder.
+        raise ValueError(f"{attribute!r}: names starting with '__' are not allowed under an allow-list")
     if not policy.execute and not _is_own(module_name):
         locate_module(module_name, policy.search_path)
         raise NotImported(reference)
@@ -193,6 +197,28 @@ def _find_top(name: str) -> importlib.machinery.ModuleSpec | None:
         return None
 
 
+def _find_in(name: str, locations: Sequence[str]) -> importlib.machinery.ModuleSpec | None:
+    """The spec of module `name` in `locations`, asking each folder's finder directly.
+
+    (PathFinder would build a namespace package's path from its parent package, which must
+    then be imported; the folders' own finders need nothing imported.)
+    """
+    portions: list[str] = []
+    for location in locations:
+        finder = pkgutil.get_importer(location)
+        spec = finder.find_spec(name) if finder is not None and hasattr(finder, "find_spec") else None
+        if spec is None:
+            continue
+        if spec.loader is not None:
+            return spec
+        portions.extend(spec.submodule_search_locations or ())  # a namespace package's portion
+    if not portions:
+        return None
+    spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    spec.submodule_search_locations = portions
+    return spec
+
+
 def locate_module(module_name: str, search_path: Sequence[Path] = ()) -> str:
     """Where module `module_name` is, found without running any of its code (nor its packages').
 
@@ -200,12 +226,7 @@ def locate_module(module_name: str, search_path: Sequence[Path] = ()) -> str:
     Attributes cannot be checked this way: only importing a module tells what it defines.
     """
     parts = module_name.split(".")
-    spec = _find_top(parts[0])
-    if spec is None:
-        for folder in search_path:
-            spec = importlib.machinery.PathFinder.find_spec(parts[0], [str(folder)])
-            if spec is not None:
-                break
+    spec = _find_top(parts[0]) or _find_in(parts[0], [str(folder) for folder in search_path])
     for i in range(1, len(parts)):
         if spec is None:
             break
@@ -216,7 +237,7 @@ def locate_module(module_name: str, search_path: Sequence[Path] = ()) -> str:
             raise ValueError(f"cannot find module {module_name!r}: {parent!r} is not a package")
         name = ".".join(parts[: i + 1])
         spec = sys.modules[name].__spec__ if name in sys.modules else None
-        spec = spec or importlib.machinery.PathFinder.find_spec(name, list(locations))
+        spec = spec or _find_in(name, list(locations))
     if spec is None:
         raise ValueError(f"cannot find module {module_name!r}")
     if spec.origin not in (None, "namespace"):

@@ -215,10 +215,10 @@ def parse_inputs(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
 
 def _read_input_file(name: str) -> str:
     """The text of `--input-json @FILE`: a regular file within the size limit, as UTF-8."""
-    from ..config.files import UnreadableFile, read_bytes
+    from ..config.files import MAX_INPUT_BYTES, UnreadableFile, read_bytes
 
     try:
-        return read_bytes(name).decode("utf-8")
+        return read_bytes(name, MAX_INPUT_BYTES).decode("utf-8")
     except UnreadableFile as exc:
         raise UsageProblem(f"--input-json: cannot read {name!r}: {exc}") from None
     except UnicodeDecodeError:
@@ -403,48 +403,14 @@ def _report_durable(run_id: str) -> None:
         _report_status(record)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'s' if n != 1 else ''}"
+def _register_validate() -> None:
+    # In its own module (one command, one concept), registered here to keep its place in --help.
+    from .validate_cli import HELP, validate
+
+    app.command("validate", help=HELP)(validate)
 
 
-@app.command(help=(
-    "Check a workflow file; list every problem (exit 1) or say it is valid.\n\n"
-    "By default no code the file references is run: each module is located without importing it, "
-    "so what it defines (functions, ports, types) is not checked. --import imports the modules, "
-    "running their code, and checks the whole graph.\n\n" + WORKFLOW_IS_CODE
-))
-def validate(
-    ctx: typer.Context,
-    file: FileArgument,
-    import_code: Annotated[
-        bool,
-        typer.Option(
-            "--import",
-            help="Import the modules the workflow names (this RUNS their code) to check functions, ports and types.",
-        ),
-    ] = False,
-) -> None:
-    with _reporting(ctx, file):
-        if import_code:
-            workflow = _load(file)
-            name, steps = workflow.name, len(workflow.steps)
-            inputs, outputs = len(workflow.inputs), len(workflow.outputs)
-            note = ""
-        else:
-            from ..config.check import check_workflow
-
-            if not file.exists():
-                raise UsageProblem(f"file not found: {file}")
-            report = check_workflow(file)
-            name, steps, inputs, outputs = report.name, report.steps, report.inputs, report.outputs
-            note = " (modules located, not imported: --import also checks functions, ports and types)"
-        _out().print(
-            Text.assemble(
-                ("OK ", "bold green"),
-                f"workflow {name!r}: {_plural(steps, 'step')}, {_plural(inputs, 'input')}, "
-                f"{_plural(outputs, 'output')}{note}",
-            )
-        )
+_register_validate()
 
 
 class GraphFormat(StrEnum):

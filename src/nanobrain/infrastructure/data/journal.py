@@ -80,14 +80,21 @@ _SELECTED = (*(f for f in _FIELDS if f not in ("entries", "bytes")), "entries", 
 
 
 @contextmanager
-def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
-    connection.execute("BEGIN IMMEDIATE")
+def _transaction(connection: sqlite3.Connection, database: Database) -> Iterator[None]:
     try:
-        yield
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        # The direct connection bypasses SQLAlchemy's error handling: a damaged file is explained here.
+        error = database.explain(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _record(row: Any) -> RunRecord:
@@ -170,7 +177,7 @@ class SqlJournalStore:
         await self._ready()
         fast = self._fast()
         if fast is not None:
-            with _transaction(fast):
+            with _transaction(fast, self.database):
                 cursor = fast.execute(sql, params or {})
                 rows = cursor.fetchall() if fetch else []
                 self._rowcount = cursor.rowcount
@@ -245,7 +252,7 @@ class SqlJournalStore:
         try:
             fast = self._fast()
             if fast is not None:
-                with _transaction(fast):
+                with _transaction(fast, self.database):
                     fast.executemany(insert, rows)
                 return
             from sqlalchemy import text

@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nanobrain.http")
 
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-"""The routes anyone may call: probes and the API's own description."""
+PUBLIC_PATHS = frozenset(
+    {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/", "/ui"}
+)
+"""The routes anyone may call: probes, the API's own description, and the web UI's page and assets
+(the data the page shows comes from the protected routes, with the key the user types in)."""
 
 
 @dataclass
@@ -69,12 +72,14 @@ def create_app(
     audit: AuditLog | None = None,
     journal: JournalStore | None = None,
     close_on_shutdown: bool = False,
+    ui: bool = True,
 ) -> FastAPI:
     """The ASGI app serving `workflows` and `chat` (also listed as a workflow).
 
     `auth` defaults to open mode (a local admin): `nanobrain serve` passes API keys. Durable runs
     are journaled in `journal` (default: the SQL journal under NANOBRAIN_HOME). With
-    `close_on_shutdown` the app closes the chat and the workflows when it stops.
+    `close_on_shutdown` the app closes the chat and the workflows when it stops. With `ui` the web
+    UI is served at `/`.
     """
     from .routes import health, openai_chat, run_routes, sessions, workflow_routes
 
@@ -138,6 +143,10 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["X-Session-Id", "Location", "Retry-After"],
         )
+    if ui:
+        from ..web import mount_ui
+
+        mount_ui(app)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     return app
 

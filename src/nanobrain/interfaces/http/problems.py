@@ -140,19 +140,19 @@ def _openai_route(path: str) -> bool:
 
 
 # -- classifying exceptions ------------------------------------------------------------------------
-_SECRETS = [
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1***"),
-    (re.compile(r"\b(sk|nb|pk)[-_][A-Za-z0-9_-]{8,}"), r"\1-***"),
-    (re.compile(r"(?i)((?:api[_-]?key|token|secret|password)\s*[=:]\s*)[^\s,;&]+"), r"\1***"),
-    (re.compile(r"//([^:/@\s]+):[^@/\s]*@"), r"//\1:***@"),
-]
+# Key-shaped words the shared redaction cannot know about (it masks URLs, bearer tokens,
+# `api_key=...` values and configured secrets): provider and NanoBrain keys quoted in an error.
+_KEY_SHAPED = re.compile(r"\b(sk|nb|pk)[-_][A-Za-z0-9_-]{8,}")
+_ASSIGNED = re.compile(r"(?i)((?:token|secret|password)\s*[=:]\s*)[^\s,;&]+")
 
 
 def scrub(text: str) -> str:
     """`text` without anything that looks like a credential (keys, bearer tokens, URL passwords)."""
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
+    from ...infrastructure.security.redaction import redact
+
+    text = redact(text)
+    text = _KEY_SHAPED.sub(r"\1-***", text)
+    return _ASSIGNED.sub(r"\1***", text)
 
 
 def root_error(exc: BaseException) -> BaseException:
