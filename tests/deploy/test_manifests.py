@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from tests.conftest import require
 
@@ -154,6 +155,7 @@ def test_service_hpa_and_pdb_point_at_the_deployment() -> None:
     assert docs["PodDisruptionBudget"]["spec"]["minAvailable"] < docs["HorizontalPodAutoscaler"]["spec"]["minReplicas"]
 
 
+@pytest.mark.slow  # two `nanobrain serve` processes
 def test_the_container_command_reads_port_and_insecure_from_the_environment(tmp_path: Path) -> None:
     """CMD is `serve --host 0.0.0.0`: NANOBRAIN_INSECURE lifts the refusal and NANOBRAIN_PORT picks the port.
 
