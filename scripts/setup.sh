@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="local,server"
-if [ "${1:-}" = "dev" ]; then extras="local,server,dev"; fi
+extras="local,server,protocols"
+if [ "${1:-}" = "dev" ]; then extras="local,server,protocols,dev"; fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip

@@ -14,6 +14,7 @@ from .core.data_units import MISSING, DataUnit, FileUnit, MemoryUnit, StreamUnit
 from .core.errors import (
     ConfigError,
     CycleLimitExceeded,
+    ItemFailed,
     LinkFailed,
     NanoBrainError,
     Problem,
@@ -37,6 +38,7 @@ from .core.events import (
 )
 from .core.executors import DaskExecutor, Executor, InProcessExecutor, ProcessExecutor, ThreadExecutor
 from .core.links import ConditionalLink, Link, QueueLink, TransformLink
+from .core.map import Map
 from .core.retry import RetryPolicy
 from .core.schemas import input_schema, output_schema
 from .core.sinks import instrument
@@ -70,9 +72,11 @@ __all__ = [
     "FunctionStep",
     "InProcessExecutor",
     "Interval",
+    "ItemFailed",
     "Link",
     "LinkFailed",
     "Manual",
+    "Map",
     "MemoryUnit",
     "NanoBrainError",
     "OnUpdate",

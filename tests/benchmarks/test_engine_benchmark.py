@@ -10,7 +10,7 @@ from tests.benchmarks.conftest import quick_run
 
 @pytest.mark.slow
 def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
-    figures, printed = quick_run("engine.py", tmp_path, ("A", "B", "Cy", "import"))
+    figures, printed = quick_run("engine.py", tmp_path, ("A", "B", "M", "S", "Cy", "Cm", "import"))
     # Every engine figure has a target (design.md) and says whether it was met.
     for key, figure in figures.items():
         assert isinstance(figure["target_met"], bool), key

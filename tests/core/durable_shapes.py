@@ -14,7 +14,7 @@ import random
 import sys
 from typing import Any
 
-from nanobrain import Step, Workflow, current_context, step
+from nanobrain import Map, Step, Workflow, current_context, step
 from nanobrain.agents.agent import Agent
 from nanobrain.llm.messages import ChatRequest
 from nanobrain.llm.scripted import ScriptedModel, call
@@ -109,12 +109,24 @@ def agent() -> Workflow:
     return Workflow.sequence(inc.renamed("prepare"), ask, name="agent_shape")
 
 
+@step
+async def total(result: list[int]) -> int:
+    mark()
+    return sum(result)
+
+
+def mapped() -> Workflow:
+    """A map whose items finish out of order, three at a time; each item marks `run/each[i]/1`."""
+    return Workflow.sequence(Map(inc, name="each", max_concurrency=3), total, name="map_shape")
+
+
 SHAPES = {
     "chain": (chain, {"x": 0}),
     "fan_join": (fan_join, {"x": 1}),
     "loop": (loop, {"items": []}),
     "nested": (nested, {"x": 0}),
     "agent": (agent, {"x": 1}),
+    "map": (mapped, {"x": list(range(9))}),
 }
 
 

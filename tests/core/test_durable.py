@@ -363,3 +363,32 @@ async def test_a_yaml_workflow_declared_durable_journals_its_runs_and_records_it
     finally:
         await store.aclose()  # type: ignore[attr-defined]
     assert await load_workflow(document).resume("yaml-1") == {"result": "HI"}
+
+
+async def test_concurrent_flushes_reach_the_store_in_sequence_order():
+    """A map's items (or concurrent firings) flush at once; a slow append must not be overtaken,
+    or a crash could keep entry n+1 and lose entry n (the store reports that as corruption)."""
+    from nanobrain.core.journal import FIRE, RunRecord
+
+    class SlowFirstAppend(MemoryJournalStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.appends: list[int] = []
+
+        async def append(self, run_id: str, first_seq: int, entries: Any) -> None:
+            if not self.appends and first_seq == 0:
+                await asyncio.sleep(0.01)
+            await super().append(run_id, first_seq, entries)  # refuses an entry out of order
+            self.appends.append(first_seq)
+
+    store = SlowFirstAppend()
+    await store.create(RunRecord("r", "wf"))
+    journal = RunJournal(store, "r")
+    journal.add(FIRE, "a")
+    first = asyncio.ensure_future(journal.flush())
+    await asyncio.sleep(0)  # the first append is under way
+    journal.add(FIRE, "b")
+    await journal.flush()
+    assert store.appends == [0, 1]  # returned only once its entry and every earlier one were stored
+    await first
+    assert len(await store.entries("r")) == 2

@@ -26,7 +26,7 @@ from nanobrain.infrastructure.data.database import Database
 from nanobrain.infrastructure.data.journal import SqlJournalStore
 
 REPO = Path(__file__).resolve().parents[2]
-KILLS_PER_SHAPE = 6  # x 5 shapes x 2 databases = 60 kill points (a few may miss on a busy machine)
+KILLS_PER_SHAPE = 5  # x 6 shapes x 2 databases = 60 kill points (a few may miss on a busy machine)
 
 
 def _reset(path: Path) -> None:
@@ -84,6 +84,9 @@ def _completed(store_entries: list[bytes], run_id: str) -> tuple[set[str], set[s
         elif kind == CALL and data[0].startswith("model:"):
             # The agent's key is model:ROUND:MESSAGES; the shape's model marks #modelMESSAGES.
             calls.add(f"{run_id}/{step}/{firing}#model{data[0].rsplit(':', 1)[1]}")
+        elif kind == CALL and data[0].startswith("map item "):
+            # A map's finished item: it marked under its own step name, `each[INDEX]`.
+            calls.add(f"{run_id}/{step}[{data[0].rsplit(' ', 1)[1]}]/{firing}")
     return firings, calls
 
 
@@ -130,7 +133,8 @@ async def _crash_and_resume(database: str, tmp_path: Path) -> None:
                     assert executed[key] == 1, f"{where}: recorded model call {key} ran {executed[key]}x"
                 record = await store.get(run_id)
                 assert record is not None and record.status == "finished"
-        assert kills >= 25, f"only {kills} of {5 * KILLS_PER_SHAPE} kills hit a live child"
+        planned = len(durable_shapes.SHAPES) * KILLS_PER_SHAPE
+        assert kills >= 25, f"only {kills} of {planned} kills hit a live child"
     finally:
         if database == "postgresql":
             await store.database.drop_schema()

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from nanobrain import FileUnit, OnUpdate, Step, StreamUnit, Workflow, step
+from nanobrain import FileUnit, FunctionStep, OnUpdate, Step, StreamUnit, Workflow, step
 
 
 async def settle(rounds: int = 20) -> None:
@@ -57,6 +57,7 @@ async def test_run_state_is_a_serializable_view_at_step_boundaries():
         "pending": [],
         "running": 0,
         "waiting": {},
+        "collecting": {},
     }
     assert run.active == 0
     assert run.error is None
@@ -309,3 +310,50 @@ async def test_a_failing_branch_stops_siblings_that_had_not_started_without_hang
 
     with pytest.raises(StepError, match="second failed"):
         await asyncio.wait_for(build().run(x=1), 5)
+
+
+async def test_runs_leave_no_reference_cycles_behind():
+    """Each run's objects are freed by reference counting alone: no work for the cyclic GC."""
+    import gc
+
+    from nanobrain import Map
+
+    def square(x: int) -> int:
+        return x * x
+
+    chain = Workflow.sequence(*[FunctionStep(lambda x: x + 1, f"s{i}") for i in range(5)])
+    mapped = Workflow.sequence(Map(square, max_concurrency=4))
+    await chain.run(x=1)
+    await mapped.run(x=[1, 2])
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            await chain.run(x=1)
+            await mapped.run(x=[1, 2, 3, 4, 5])
+            assert [e.type async for e in chain.stream(x=1)][-1] == "run_finished"
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
+async def test_steps_that_never_wait_get_no_queues():
+    chain = Workflow.sequence(*[FunctionStep(lambda x: x + 1, f"s{i}") for i in range(3)])
+    run = chain.new_run()
+    await run.execute({"x": 0})
+    assert all(sr.pending is None and sr.blocked is None for sr in run.steps)
+
+    @step(concurrency=1)
+    async def slow(x: int) -> int:
+        await asyncio.sleep(0.001)
+        return x
+
+    wf = Workflow("w", inputs={"x": int}, outputs={"y": int}, steps=[slow])
+    wf.link("inputs.x", "slow.x")
+    wf.link("slow.result", "outputs.y")
+    handle = wf.start()
+    async with handle:
+        await handle.send(x=1)
+        await handle.send(x=2)  # the step is busy: this firing waits in its queue
+        assert handle.run.steps[0].pending is not None
+        await handle.idle()

@@ -238,7 +238,9 @@ def test_self_loop_without_a_bound_is_an_error():
     wf.link("double.result", "double.n")
     wf.link("double.result", "outputs.n")
     assert messages(wf) == [
-        "links: cycle without an iteration bound: double -> double (set max_iterations on one of its links)"
+        "links: step 'double' is linked to itself; to use one step several times, add each use under its own "
+        "name (step.renamed('double_2') or workflow.add(step, name='double_2')); for a loop on purpose, set "
+        "max_iterations on the link"
     ]
 
 

@@ -196,7 +196,7 @@ async def test_fan_in_on_one_port_sees_every_branch_value():
     for i in range(55):
         wf.add(FunctionStep(lambda x, i=i: x + i, f"add{i}"))
         wf.link("inputs.x", f"add{i}.x")
-        wf.link(f"add{i}.result", "collect.value")
+        wf.link(f"add{i}.result", "collect.value", fan_in="merge")
     await wf.run(x=1000)
     assert sorted(collected) == [1000 + i for i in range(55)]
 

@@ -123,6 +123,19 @@ async def test_replace_rewrites_a_message_in_place_and_appends_the_rest(database
     assert await history.count("s") == 4
 
 
+async def test_replaced_messages_are_sealed_to_their_place(database: Database) -> None:
+    from nanobrain.infrastructure.security.encryption import Encryptor, generate_key
+
+    history = ConversationHistory(database, encryptor=Encryptor(generate_key()))
+    await history.append("s", Message.user("secret question"))
+    draft = await history.append("s", Message.assistant("secret an"))
+    await history.replace(
+        "s", draft.seq, [HistoryEntry(Message.assistant("secret answer")), HistoryEntry(Message.user("more"))]
+    )
+    assert [m.content for m in await history.messages("s")] == ["secret question", "secret answer", "more"]
+    assert not any("secret" in raw for raw in await _raw_contents(database))
+
+
 async def test_paging_forward_backward_and_latest(database: Database) -> None:
     history = ConversationHistory(database)
     await history.append_many("s", [Message.user(f"m{i}") for i in range(1, 26)])

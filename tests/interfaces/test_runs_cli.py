@@ -162,3 +162,36 @@ def test_unknown_runs_and_empty_sends_are_clear_errors(tmp_path: Path, env: dict
     assert "no durable run with id 'nope'" in missing.stderr and "Traceback" not in missing.stderr
     empty = nanobrain(env, "runs", "send", "nope")
     assert empty.returncode == 1 and "nothing to send" in empty.stderr
+
+
+def test_sigterm_stops_a_resumed_run_which_stays_resumable(tmp_path: Path, env: dict[str, str]) -> None:
+    workflow = write(tmp_path, CHAIN)
+    count = Path(env["NB_COUNT"])
+    # A first process journals `first`, then is killed in `second`.
+    first = subprocess.Popen(
+        [sys.executable, "-c", "from nanobrain.interfaces.cli import main; main()",
+         "run", str(workflow), "--input", "text=hi", "--durable", "--run-id", "t1"],
+        env={**env, "NB_SLEEP": "60"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while "second" not in (count.read_text() if count.exists() else ""):
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    # The resume runs `second` again (slow); SIGTERM stops it cleanly.
+    resumed = subprocess.Popen(
+        [sys.executable, "-c", "from nanobrain.interfaces.cli import main; main()", "runs", "resume", "t1"],
+        env={**env, "NB_SLEEP": "60"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    while count.read_text().split().count("second") < 2:
+        assert resumed.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    resumed.send_signal(signal.SIGTERM)
+    _, err = resumed.communicate(timeout=30)
+    assert resumed.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    assert "status: interrupted" in nanobrain(env, "runs", "show", "t1").stdout
+    finished = nanobrain(env, "runs", "resume", "t1")
+    assert finished.returncode == 0 and "result: HI!" in finished.stdout
+    assert count.read_text().split().count("first") == 1

@@ -614,15 +614,28 @@ def _link(config: LinkConfig, location: Location, ctx: BuildContext) -> Link | N
                 ctx.problem(location, "a link is either conditional (when) or a queue (maxsize), not both")
                 return None
             return ConditionalLink(
-                config.source, config.target, when, transform=transform, max_iterations=config.max_iterations
+                config.source,
+                config.target,
+                when,
+                transform=transform,
+                max_iterations=config.max_iterations,
+                fan_in=config.fan_in,
             )
         if transform is not None:
-            return TransformLink(config.source, config.target, transform, max_iterations=config.max_iterations)
+            return TransformLink(
+                config.source, config.target, transform, max_iterations=config.max_iterations, fan_in=config.fan_in
+            )
         if config.maxsize is not None:
-            return QueueLink(config.source, config.target, maxsize=config.maxsize, max_iterations=config.max_iterations)
+            return QueueLink(
+                config.source,
+                config.target,
+                maxsize=config.maxsize,
+                max_iterations=config.max_iterations,
+                fan_in=config.fan_in,
+            )
         if config.transform or config.when:
             return None  # its reference did not resolve; the problem is already recorded
-        return Link(config.source, config.target, max_iterations=config.max_iterations)
+        return Link(config.source, config.target, max_iterations=config.max_iterations, fan_in=config.fan_in)
     except ValueError as exc:
         ctx.problem(location, str(exc))
         return None

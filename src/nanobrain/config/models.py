@@ -114,6 +114,11 @@ class LinkConfig(_Strict):
     when: str | None = Field(None, description="package.module:predicate; the value travels only when it is true")
     maxsize: int | None = Field(None, ge=1, description="Make this a bounded queue link")
     max_iterations: int | None = Field(None, ge=1, description="Bound for a link that closes a cycle")
+    fan_in: Literal["merge", "collect", "collect_dict"] | None = Field(
+        None,
+        description="How links into one step input combine: merge (fire per value), collect (one list with a "
+        "value from each link), collect_dict (a dict keyed by source step)",
+    )
 
 
 class WorkflowConfig(_Strict):

@@ -48,7 +48,9 @@ class DataUnit:
         self.type = type
         self.default = default
         self._validate = make_validator(name, type)
-        self._subscribers: list[Subscriber] = []
+        # A shared empty tuple until someone subscribes: a run clones every unit of a workflow
+        # and almost none of them ever gets a subscriber.
+        self._subscribers: list[Subscriber] | tuple[()] = ()
         #: How many values were stored; lets observers tell a fresh value from an old one.
         self.version = 0
         self._value = MISSING
@@ -114,11 +116,14 @@ class DataUnit:
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Call `subscriber(value)` after every update; returns a function that unsubscribes."""
-        self._subscribers.append(subscriber)
+        subscribers = self._subscribers
+        if not isinstance(subscribers, list):
+            subscribers = self._subscribers = []
+        subscribers.append(subscriber)
 
         def unsubscribe() -> None:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
+            if subscriber in subscribers:
+                subscribers.remove(subscriber)
 
         return unsubscribe
 
@@ -136,7 +141,7 @@ class DataUnit:
             twin.type = self.type
             twin.default = self.default
             twin._validate = self._validate
-            twin._subscribers = []
+            twin._subscribers = ()
             twin.version = 0
             twin._queued = None
             twin._value = MISSING if self.default is MISSING else self._check(self.default)

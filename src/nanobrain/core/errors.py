@@ -124,3 +124,21 @@ class CycleLimitExceeded(NanoBrainError):
 
 class RunError(NanoBrainError):
     """A run could not complete (for reasons other than a failing step)."""
+
+
+class ItemFailed(NanoBrainError):
+    """One item of a map failed; the original exception is `error` (and `__cause__`)."""
+
+    def __init__(self, step: str, index: int, item: object, error: BaseException) -> None:
+        self.step = step
+        self.index = index
+        self.item = item
+        self.error = error
+        shown = repr(item)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        super().__init__(f"map {step!r}: item {index} ({shown}) failed: {type(error).__name__}: {error}")
+
+    def __reduce__(self) -> tuple[type[ItemFailed], tuple[str, int, object, BaseException]]:
+        # Journaled with a durable run's outputs: rebuild from the fields, not from the message.
+        return (type(self), (self.step, self.index, self.item, self.error))

@@ -6,12 +6,50 @@ for nested workflows the chain of step names (`outer/inner/step`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+E = TypeVar("E", bound=type)
 
 
+def _quick_init(cls: E) -> E:
+    """Give a frozen slots event class an `__init__` that fills its slots through their
+    descriptors, with the same signature as the generated one.
+
+    The dataclass `__init__` of a frozen class sets each field with `object.__setattr__`,
+    which costs about twice as much; a streamed run builds several events per step.
+    """
+    namespace: dict[str, Any] = {"MISSING": dataclasses.MISSING}
+    positional: list[str] = []
+    keyword: list[str] = []
+    body: list[str] = []
+    for f in dataclasses.fields(cls):
+        setter = f"_set_{f.name}"
+        namespace[setter] = getattr(cls, f.name).__set__  # the slot's member descriptor
+        value = f.name
+        if f.default is not dataclasses.MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            param = f"{f.name}=_default_{f.name}"
+        elif f.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            param = f"{f.name}=MISSING"
+            value = f"_factory_{f.name}() if {f.name} is MISSING else {f.name}"
+        else:
+            param = f.name
+        (keyword if f.kw_only else positional).append(param)
+        body.append(f"    {setter}(self, {value})")
+    signature = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
+    exec(f"def __init__({signature}):\n" + "\n".join(body), namespace)  # the code is built from field names only
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
+
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class RunEvent:
     run_id: str
@@ -33,6 +71,7 @@ class RunEvent:
         return data
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class RunStarted(RunEvent):
     inputs: dict[str, Any] = field(default_factory=dict)
@@ -40,6 +79,7 @@ class RunStarted(RunEvent):
     parent_run_id: str | None = None
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class RunFinished(RunEvent):
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +88,7 @@ class RunFinished(RunEvent):
     usage: dict[str, int] = field(default_factory=dict)
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class RunFailed(RunEvent):
     error: BaseException | None = None
@@ -56,6 +97,7 @@ class RunFailed(RunEvent):
     usage: dict[str, int] = field(default_factory=dict)
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class StepStarted(RunEvent):
     step: str = ""
@@ -65,6 +107,7 @@ class StepStarted(RunEvent):
     inputs: dict[str, Any] = field(default_factory=dict)
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class StepFinished(RunEvent):
     step: str = ""
@@ -73,6 +116,7 @@ class StepFinished(RunEvent):
     duration: float = 0.0
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class StepFailed(RunEvent):
     """A firing failed (`attempt` says which try; a retried attempt is followed by another)."""
@@ -83,12 +127,14 @@ class StepFailed(RunEvent):
     attempt: int = 1
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class OutputSet(RunEvent):
     name: str = ""
     value: Any = None
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Token(RunEvent):
     """A piece of text streamed by a step (for example a language model's tokens)."""
@@ -98,6 +144,7 @@ class Token(RunEvent):
     firing: int = 0
 
 
+@_quick_init
 @dataclass(frozen=True, slots=True)
 class Custom(RunEvent):
     """Anything else a step wants to report: `name` says what, `data` carries it."""

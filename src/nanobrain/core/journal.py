@@ -16,6 +16,7 @@ workflow code, and lives owner-only under NANOBRAIN_HOME by default.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 from collections.abc import Mapping, Sequence
@@ -132,7 +133,7 @@ class RunJournal:
     runs on a value the journal could lose.
     """
 
-    __slots__ = ("_buffer", "_last", "bytes", "calls", "run_id", "seq", "store")
+    __slots__ = ("_buffer", "_last", "_lock", "bytes", "calls", "run_id", "seq", "store")
 
     def __init__(self, store: JournalStore, run_id: str, *, seq: int = 0) -> None:
         self.store = store
@@ -143,6 +144,9 @@ class RunJournal:
         self._last: dict[tuple[str, str], Any] = {}
         #: Recorded calls of this run, by (step, firing, key): what `StepContext.recorded` replays.
         self.calls: dict[tuple[str, int, str], Any] = {}
+        #: Orders concurrent flushes (concurrent firings, a map's items): appends reach the store
+        #: in sequence order, so a crash never leaves a later entry stored and an earlier one lost.
+        self._lock: asyncio.Lock | None = None
 
     def add(self, kind: str, step: str = "", firing: int = 0, data: Any = None) -> None:
         if kind in (DONE, SEND):
@@ -154,10 +158,16 @@ class RunJournal:
     async def flush(self) -> None:
         if not self._buffer:
             return
-        buffer, self._buffer = self._buffer, []
-        first = self.seq
-        self.seq += len(buffer)
-        await self.store.append(self.run_id, first, buffer)
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            # Empty now: a flush that held the lock took (and stored) our entries with its own.
+            if not self._buffer:
+                return
+            buffer, self._buffer = self._buffer, []
+            first = self.seq
+            self.seq += len(buffer)
+            await self.store.append(self.run_id, first, buffer)
 
     def _delta(self, step: str, values: Mapping[str, Any]) -> dict[str, tuple[int, Any]]:
         last = self._last
@@ -235,6 +245,7 @@ def _same(a: Any, b: Any) -> bool:
 def describe_workflow(workflow: Any) -> dict[str, Any]:
     """The structure a journal depends on: steps (kind, inputs, outputs, trigger) and links,
     nested workflows included. Resume refuses a run whose workflow no longer matches."""
+    from .steps import Step
     from .workflow import Workflow
 
     steps: dict[str, Any] = {}
@@ -249,10 +260,19 @@ def describe_workflow(workflow: Any) -> dict[str, Any]:
         fn = getattr(step, "fn", None)
         if fn is not None:
             described["function"] = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+        inner = getattr(step, "step", None)
+        if isinstance(inner, Step):  # a map: what runs per item matters to a resumed run
+            item_fn = getattr(inner, "fn", None)
+            described["item_step"] = f"{type(inner).__qualname__} {inner.name}" + (
+                f" {getattr(item_fn, '__module__', '?')}.{getattr(item_fn, '__qualname__', '?')}" if item_fn else ""
+            )
         if isinstance(step, Workflow):
             described["workflow"] = describe_workflow(step)
         steps[name] = described
-    links = sorted(f"{link.source} -> {link.target} ({type(link).__name__})" for link in workflow.links)
+    links = sorted(
+        f"{link.source} -> {link.target} ({type(link).__name__}{', ' + link.fan_in if link.fan_in else ''})"
+        for link in workflow.links
+    )
     return {"name": workflow.name, "inputs": sorted(workflow.inputs), "outputs": sorted(workflow.outputs),
             "steps": steps, "links": links}
 

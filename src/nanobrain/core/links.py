@@ -11,6 +11,12 @@ from typing import Any
 
 RESERVED_ENDPOINTS = ("inputs", "outputs")
 
+#: How several links into one step input combine (`fan_in=`): `merge` fires the step once per
+#: arriving value; `collect` waits for one value from every collecting link and delivers them as
+#: one list (in link order); `collect_dict` delivers them as a dict keyed by source step.
+FAN_IN_MODES = ("merge", "collect", "collect_dict")
+COLLECTING = ("collect", "collect_dict")
+
 
 def parse_endpoint(endpoint: str) -> tuple[str, str]:
     """Split `step.unit` into its two names; ValueError if the text is not of that form."""
@@ -24,20 +30,28 @@ class Link:
     """A direct link: every value set on `source` is set on `target`.
 
     `max_iterations` bounds how many values the link carries in one run; a link that closes a
-    cycle must have one.
+    cycle must have one. `fan_in` says how this link combines with other links into the same
+    step input (see `FAN_IN_MODES`); it must be given when two or more links feed one input.
     """
 
     kind = "direct"
-    __slots__ = ("max_iterations", "name", "source", "target")
+    __slots__ = ("fan_in", "max_iterations", "name", "source", "target")
 
-    def __init__(self, source: str, target: str, *, max_iterations: int | None = None) -> None:
+    def __init__(
+        self, source: str, target: str, *, max_iterations: int | None = None, fan_in: str | None = None
+    ) -> None:
         self.source = source
         self.target = target
         parse_endpoint(source)
         parse_endpoint(target)
         if max_iterations is not None and max_iterations < 1:
             raise ValueError(f"link {source} -> {target}: max_iterations must be at least 1")
+        if fan_in is not None and fan_in not in FAN_IN_MODES:
+            raise ValueError(
+                f"link {source} -> {target}: fan_in must be one of {', '.join(FAN_IN_MODES)}, got {fan_in!r}"
+            )
         self.max_iterations = max_iterations
+        self.fan_in = fan_in
         self.name = f"{source} -> {target}"
 
     #: Returned by `carry` when the value must not travel.

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
 from .data_units import DataUnit, StreamUnit
-from .links import Link, parse_endpoint
+from .links import COLLECTING, Link, parse_endpoint
 from .triggers import Interval
 
 if TYPE_CHECKING:
@@ -26,6 +26,16 @@ class Route:
     plain: bool  # a direct link: no `carry` call needed
     bound: int  # index of this link's iteration counter, or -1 when unbounded
     file_unit: bool  # the target unit does I/O in `set` (`awaits_set`): await it
+    collect: Collector | None = None  # set when the link collects into its target input
+
+
+@dataclass(slots=True, frozen=True)
+class Collector:
+    """A collecting link's place among the collecting links into one step input."""
+
+    slot: int  # this link's position (its value's index in the list)
+    size: int  # how many links collect into the input
+    keys: tuple[str, ...] | None  # dict keys by slot (`collect_dict`), None for a list
 
 
 def run_unit(template: DataUnit, name: str) -> DataUnit:
@@ -83,6 +93,7 @@ def compile_plan(
     connected: list[list[str]] = [[] for _ in step_list]
     capacity: list[int | None] = [None] * len(step_list)
     bounded = 0
+    collectors = _collectors(links)
     for link in links:
         source_step, source_port = parse_endpoint(link.source)
         target_step, target_port = parse_endpoint(link.target)
@@ -100,7 +111,7 @@ def compile_plan(
             limit = link.maxsize or (template.maxsize if isinstance(template, StreamUnit) else None)
             if limit is not None:
                 capacity[target] = limit if capacity[target] is None else min(capacity[target] or limit, limit)
-        route = Route(link, target, target_port, type(link) is Link, bound, file_unit)
+        route = Route(link, target, target_port, type(link) is Link, bound, file_unit, collectors.get(id(link)))
         if source_step == "inputs":
             input_routes.setdefault(source_port, []).append(route)
         else:
@@ -132,3 +143,22 @@ def compile_plan(
         timers=timers,
         bounded_links=bounded,
     )
+
+
+def _collectors(links: list[Link]) -> dict[int, Collector]:
+    """Slots of the collecting links, grouped by the step input they feed (by link identity)."""
+    groups: dict[str, list[Link]] = {}
+    for link in links:
+        if link.fan_in in COLLECTING:
+            groups.setdefault(link.target, []).append(link)
+    found: dict[int, Collector] = {}
+    for group in groups.values():
+        keys = None
+        if group[0].fan_in == "collect_dict":
+            sources = [parse_endpoint(link.source) for link in group]
+            steps_ = [step for step, _ in sources]
+            # Keyed by source step; by `step.port` when one step feeds the input twice.
+            keys = tuple(steps_) if len(set(steps_)) == len(steps_) else tuple(link.source for link in group)
+        for slot, link in enumerate(group):
+            found[id(link)] = Collector(slot, len(group), keys)
+    return found

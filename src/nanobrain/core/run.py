@@ -17,12 +17,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
 from .context import StepContext, _current
-from .data_units import MISSING, DataUnit
+from .data_units import _PLAIN_KINDS, MISSING, DataUnit
 from .errors import CycleLimitExceeded, LinkFailed, RunError, StepError, StepTimeout
 from .events import (
     EventSink,
@@ -56,9 +55,9 @@ class StepRuntime:
         "blocked",
         "capacity",
         "concurrency",
-        "context",
         "fired",
         "name",
+        "output_units",
         "outputs",
         "pending",
         "plan",
@@ -68,33 +67,34 @@ class StepRuntime:
         "units",
     )
 
-    def __init__(self, plan: StepPlan, run: Run) -> None:
+    def __init__(self, plan: StepPlan) -> None:
         step = plan.step
         self.plan = plan
         self.step = step
         self.name = step.name
         # Templates were named and prepared once in the plan; cloning them is cheap.
         self.units: dict[str, DataUnit] = {port: t.clone() for port, t in plan.inputs.items()}
-        self.outputs: dict[str, DataUnit] = {port: t.clone() for port, t in plan.outputs.items()}
+        #: The latest value of each output, once the step produced one. Plain outputs are checked
+        #: against the plan's template and need no unit of their own in each run.
+        self.outputs: dict[str, Any] | None = None
+        #: Per-run units of outputs that do I/O when set (file, persistent), made when first set.
+        self.output_units: dict[str, DataUnit] | None = None
         self.trigger: TriggerState = step.trigger.arm(self.units, plan.required, plan.connected)
         # Firings waiting for the step, and producers waiting for room: (firing number, snapshot).
-        self.pending: deque[tuple[int, Snapshot]] = deque()
-        self.blocked: deque[tuple[int, Snapshot, asyncio.Future[None]]] = deque()
+        # Most steps of most runs never queue: the deques are made when first needed.
+        self.pending: deque[tuple[int, Snapshot]] | None = None
+        self.blocked: deque[tuple[int, Snapshot, asyncio.Future[None]]] | None = None
         self.running = 0
         self.concurrency = step.concurrency
         self.capacity = plan.capacity
-        self.context = StepContext(
-            run.run_id,
-            step.name,
-            f"{run.path}/{step.name}",
-            run.sink,
-            run.usage,
-            run.loop,
-            run.thread,
-            run.clock,
-            journal=run.journal,
-        )
         self.fired = 0
+
+    def queue(self) -> deque[tuple[int, Snapshot]]:
+        """The pending-firing queue, made on first use."""
+        pending = self.pending
+        if pending is None:
+            pending = self.pending = deque()
+        return pending
 
 
 class Run:
@@ -133,7 +133,7 @@ class Run:
         self.clock = clock
         self.inputs = {name: unit.clone() for name, unit in plan.workflow_inputs.items()}
         self.outputs = {name: unit.clone() for name, unit in plan.workflow_outputs.items()}
-        self.steps = [StepRuntime(sp, self) for sp in plan.steps]
+        self.steps = [StepRuntime(sp) for sp in plan.steps]
         self.link_counts = [0] * plan.bounded_links
         self.started = 0.0
         self._ready: deque[tuple[StepRuntime, int, Snapshot]] = deque()
@@ -145,6 +145,8 @@ class Run:
         self._idle: asyncio.Future[None] | None = None
         self._driver: asyncio.Task[Any] | None = None
         self._driver_failed = False
+        #: Values held by collecting links, per (step index, input): allocated on first use.
+        self._collecting: dict[tuple[int, str], list[Any]] | None = None
 
     # -- public surface ---------------------------------------------------------------
     def output_values(self) -> dict[str, Any]:
@@ -159,17 +161,29 @@ class Run:
             "steps": {
                 sr.name: {
                     "inputs": {p: u._value for p, u in sr.units.items() if u._value is not MISSING},
-                    "outputs": {p: u._value for p, u in sr.outputs.items() if u._value is not MISSING},
+                    "outputs": dict(sr.outputs or {}),
                     "fired": sr.fired,
                     "running": sr.running,
                     # Firings waiting for the step (their input snapshots), oldest first.
-                    "pending": [dict(snapshot) for _, snapshot in sr.pending],
+                    "pending": [dict(snapshot) for _, snapshot in sr.pending or ()],
                     # Values a join holds for inputs that ran ahead of the others.
                     "waiting": sr.trigger.dump().get("waiting", {}),
+                    # Values collecting links hold until every link into the input delivered.
+                    "collecting": self._collecting_state(sr),
                 }
                 for sr in self.steps
             },
             "link_counts": list(self.link_counts),
+        }
+
+    def _collecting_state(self, sr: StepRuntime) -> dict[str, list[list[Any]]]:
+        if not self._collecting:
+            return {}
+        index = sr.plan.index
+        return {
+            port: [list(q) for q in held[1]]
+            for (target, port), held in self._collecting.items()
+            if target == index and any(held[1])
         }
 
     @property
@@ -423,7 +437,7 @@ class Run:
             sr.running += 1
             self._ready.append((sr, sr.fired, snap))
         else:
-            sr.pending.append((sr.fired, snap))
+            sr.queue().append((sr.fired, snap))
 
     async def _worker(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         ready = self._ready
@@ -454,13 +468,16 @@ class Run:
             self._idle.set_result(None)
 
     def _admit_next(self, sr: StepRuntime) -> None:
+        pending = sr.pending
+        assert pending is not None
         sr.running += 1
-        self._ready.append((sr, *sr.pending.popleft()))
+        self._ready.append((sr, *pending.popleft()))
         # Room was made in the pending queue: admit the longest-waiting producer.
-        while sr.blocked and (sr.capacity is None or len(sr.pending) < sr.capacity):
-            firing, snap, waiter = sr.blocked.popleft()
+        blocked = sr.blocked
+        while blocked and (sr.capacity is None or len(pending) < sr.capacity):
+            firing, snap, waiter = blocked.popleft()
             if not waiter.done():
-                sr.pending.append((firing, snap))
+                pending.append((firing, snap))
                 waiter.set_result(None)
 
     async def _timer(self, sr: StepRuntime, trigger: Interval) -> None:
@@ -506,16 +523,24 @@ class Run:
     # -- one firing ----------------------------------------------------------------------
     async def _fire(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         sink = self.sink
-        context = sr.context
-        if sr.concurrency == 1:
-            # Firings of this step never overlap: one context object serves them in turn.
-            context.firing = firing
-        else:
-            context = replace(context, firing=firing)
+        # One context per firing, made here: a run keeps none for steps that are not running.
+        context = StepContext(
+            self.run_id,
+            sr.name,
+            f"{self.path}/{sr.name}",
+            sink,
+            self.usage,
+            self.loop,
+            self.thread,
+            self.clock,
+            firing,
+            self.journal,
+        )
         token = _current.set(context)
         try:
             if sink is not None:
-                sink(StepStarted(self.run_id, self.path, step=sr.name, inputs=snap, firing=firing))
+                # Positional arguments (step, firing, inputs): events are built on every firing.
+                sink(StepStarted(self.run_id, self.path, sr.name, firing, snap))
                 started = time.perf_counter()
             try:
                 result = await sr.plan.invoke(snap)
@@ -538,30 +563,47 @@ class Run:
                     StepFinished(
                         self.run_id,
                         self.path,
-                        step=sr.name,
-                        outputs=dict(result) if result else {},
-                        duration=time.perf_counter() - started,
-                        firing=firing,
+                        sr.name,
+                        firing,
+                        dict(result) if result else {},
+                        time.perf_counter() - started,
                     )
                 )
         finally:
             _current.reset(token)
 
     async def _route_outputs(self, sr: StepRuntime, result: Mapping[str, Any]) -> None:
-        outputs = sr.outputs
+        templates = sr.plan.outputs
         routes = sr.plan.routes
+        values = sr.outputs
+        if values is None:
+            values = sr.outputs = {}
         for name, value in result.items():
-            unit = outputs.get(name)
-            if unit is None:
-                known = ", ".join(outputs) or "none"
+            template = templates.get(name)
+            if template is None:
+                known = ", ".join(templates) or "none"
                 raise RunError(f"step {sr.name!r} returned an unknown output {name!r} (its outputs: {known})")
-            if unit.awaits_set:
-                await unit.set(value)
+            if type(template) in _PLAIN_KINDS:
+                value = template._check(value)  # validates; the template itself is never written
             else:
-                unit.set_nowait(value)
+                value = await self._set_output_unit(sr, template, value)
+            values[name] = value
             targets = routes.get(name)
             if targets:
-                await self._deliver(targets, unit._value)
+                await self._deliver(targets, value)
+
+    async def _set_output_unit(self, sr: StepRuntime, template: DataUnit, value: Any) -> Any:
+        units = sr.output_units
+        if units is None:
+            units = sr.output_units = {}
+        unit = units.get(template.name)
+        if unit is None:
+            unit = units[template.name] = template.clone()
+        if unit.awaits_set:
+            await unit.set(value)
+        else:
+            unit.set_nowait(value)
+        return unit._value
 
     async def _deliver(self, routes: tuple[Route, ...], value: Any) -> None:
         steps = self.steps
@@ -582,6 +624,10 @@ class Run:
                 if count > limit:
                     raise CycleLimitExceeded(route.link.name, limit)
                 self.link_counts[route.bound] = count
+            if route.collect is not None:
+                carried = self._collect(route, carried)
+                if carried is MISSING:
+                    continue
             target = route.target
             if target < 0:
                 if route.file_unit:
@@ -602,20 +648,49 @@ class Run:
             if sr.running < sr.concurrency:
                 sr.running += 1
                 self._ready.append((sr, sr.fired, snap))
-            elif sr.capacity is None or len(sr.pending) < sr.capacity or self._replaying:
-                sr.pending.append((sr.fired, snap))
+            elif sr.capacity is None or len(sr.pending or ()) < sr.capacity or self._replaying:
+                sr.queue().append((sr.fired, snap))
             else:
                 await self._wait_for_room(sr, sr.fired, snap)
+
+    def _collect(self, route: Route, value: Any) -> Any:
+        """Hold a collecting link's value until every link into the input has one; then the list
+        (or dict) of the oldest value of each, else MISSING. A link that runs ahead is queued."""
+        collect = route.collect
+        assert collect is not None
+        if self._collecting is None:
+            self._collecting = {}
+        key = (route.target, route.port)
+        held = self._collecting.get(key)
+        if held is None:
+            held = self._collecting[key] = [collect.size, [deque() for _ in range(collect.size)]]
+        queues: list[deque[Any]] = held[1]
+        queue = queues[collect.slot]
+        if not queue:
+            held[0] -= 1
+        queue.append(value)
+        if held[0]:
+            return MISSING
+        values = []
+        for q in queues:
+            values.append(q.popleft())
+            if not q:
+                held[0] += 1
+        if collect.keys is not None:
+            return dict(zip(collect.keys, values, strict=True))
+        return values
 
     async def _wait_for_room(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         # Steps made ready by this worker must not wait for it while it waits for them.
         self.drain_ready()
         waiter = asyncio.get_running_loop().create_future()
+        if sr.blocked is None:
+            sr.blocked = deque()
         sr.blocked.append((firing, snap, waiter))
         try:
             await waiter
         except asyncio.CancelledError:
-            for i, (_, _, w) in enumerate(sr.blocked):
+            for i, (_, _, w) in enumerate(sr.blocked or ()):
                 if w is waiter:
                     del sr.blocked[i]
                     break
@@ -625,13 +700,13 @@ class Run:
         unit = self.outputs[name]
         unit.set_nowait(value)
         if self.sink is not None:
-            self.sink(OutputSet(self.run_id, self.path, name=name, value=unit._value))
+            self.sink(OutputSet(self.run_id, self.path, name, unit._value))
 
     async def _set_output_awaited(self, name: str, value: Any) -> None:
         unit = self.outputs[name]
         await unit.set(value)
         if self.sink is not None:
-            self.sink(OutputSet(self.run_id, self.path, name=name, value=unit._value))
+            self.sink(OutputSet(self.run_id, self.path, name, unit._value))
 
 
 def _report_retry(attempt: int, error: BaseException) -> None:

@@ -7,8 +7,10 @@ run: a broken consumer (a metrics exporter, a closed HTTP stream) never fails th
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from .events import EventSink, RunEvent
 
@@ -62,13 +64,63 @@ class SinkFanout:
         )
 
 
-def fan_out(sinks: Iterable[EventSink | None], run_id: str = "") -> SinkFanout | None:
+def fan_out(sinks: Iterable[EventSink | None], run_id: str = "") -> EventSink | None:
     """One safe sink for the given sinks plus the instruments, or None when nobody listens."""
     chosen = [s for s in sinks if s is not None]
     chosen.extend(_instruments)
     if not chosen:
         return None
+    if len(chosen) == 1 and type(chosen[0]) is EventBuffer:
+        return chosen[0]  # it cannot raise: no guard needed (the common `stream()` case)
     return SinkFanout(chosen, run_id)
 
 
-__all__ = ["SinkFanout", "fan_out", "instrument", "instruments"]
+class EventBuffer:
+    """A sink that keeps events for one async reader (`stream()`, `events()`).
+
+    Appending costs no task wake-up per event: the reader is woken once, then takes every
+    event that arrived meanwhile. Unbounded like the run's own event production, which never
+    waits for a reader. Call `close()` when no more events will come.
+    """
+
+    __slots__ = ("_closed", "_events", "_waiter")
+
+    def __init__(self) -> None:
+        self._events: deque[RunEvent] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    def __call__(self, event: RunEvent) -> None:
+        self._events.append(event)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def close(self, *_: object) -> None:
+        self._closed = True
+        self(None)  # type: ignore[arg-type]  # wakes the reader; `None` marks the end
+
+    async def __aiter__(self) -> AsyncIterator[RunEvent]:
+        events = self._events
+        while True:
+            while events:
+                event = events.popleft()
+                if event is None:
+                    return
+                yield event
+            await self.arrival()
+
+    def arrival(self) -> asyncio.Future[None]:
+        """A future that is done when the next event arrives (for readers that pop `events` themselves)."""
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+    @property
+    def events(self) -> deque[RunEvent]:
+        """Events not yet read, oldest first; `None` after the last one."""
+        return self._events
+
+
+__all__ = ["EventBuffer", "SinkFanout", "fan_out", "instrument", "instruments"]

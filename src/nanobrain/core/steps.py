@@ -156,16 +156,18 @@ class FunctionStep(Step):
         return type(self.executor) is InProcessExecutor and self._is_async
 
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any] | None:
-        if type(self.executor) is InProcessExecutor and self.timeout is not None and not self._is_async:
+        if type(self.executor) is not InProcessExecutor:
+            result = await self.executor.run(self.fn, inputs)
+        elif self._is_async:
+            result = await self.fn(**inputs)
+        elif self.timeout is not None:
             # A blocking function would hold the event loop past its own timeout: give it a thread,
             # so the timeout fires and the run goes on (the thread itself cannot be stopped).
             result = await run_blocking(self.fn, inputs)
-        elif type(self.executor) is InProcessExecutor:
+        else:
             result = self.fn(**inputs)
             if inspect.isawaitable(result):
                 result = await result
-        else:
-            result = await self.executor.run(self.fn, inputs)
         mode = self._mode
         if mode == "single":
             return {self._single: result}  # type: ignore[dict-item]

@@ -80,15 +80,23 @@ class OnUpdate(Trigger):
         return _OnUpdateState(units, required)
 
 
+#: The `waiting` of every join state with a single input (shared, never written).
+_NO_QUEUES: dict[str, deque[Any]] = {}
+
+
 class _AllDataState(TriggerState):
     __slots__ = ("connected", "empty", "waiting")
 
     def __init__(self, units: Mapping[str, DataUnit], required: tuple[str, ...], connected: tuple[str, ...]):
-        super().__init__(units, required)
+        # Armed once per step per run: the base's two fields are set here without a super() call.
+        self.units = units
+        self.required = required
         self.connected = connected
         # Only a real join (two or more linked inputs) needs queues. `empty` counts the inputs
         # still waiting for a value, so each arriving value costs O(1) however wide the join.
-        self.waiting: dict[str, deque[Any]] = {name: deque() for name in connected} if len(connected) > 1 else {}
+        self.waiting: dict[str, deque[Any]] = _NO_QUEUES
+        if len(connected) > 1:
+            self.waiting = {name: deque() for name in connected}
         self.empty = len(self.waiting)
 
     def offer(self, port: str, value: Any) -> Snapshot | None:

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import Problem
-from .links import RESERVED_ENDPOINTS, ConditionalLink, Link, TransformLink, parse_endpoint
+from .fan_in import element_type, fan_in_problems, mismatch_hint
+from .links import COLLECTING, RESERVED_ENDPOINTS, ConditionalLink, Link, TransformLink, parse_endpoint
 from .typing_utils import is_compatible, type_name
 
 if TYPE_CHECKING:
@@ -68,12 +69,14 @@ def find_problems(
         if source is None or target is None:
             continue
         source_type = _carried_type(link, source.type)
-        if not is_compatible(source_type, target.type):
+        target_type = element_type(target.type) if link.fan_in in COLLECTING else target.type
+        if not is_compatible(source_type, target_type):
             problems.append(
                 Problem(
                     where,
                     f"type mismatch: {link.source} gives {type_name(source_type)} "
-                    f"but {link.target} expects {type_name(target.type)}",
+                    f"but {link.target} expects {type_name(target_type)}"
+                    + mismatch_hint(link, source_type, target.type),
                 )
             )
         source_step, _ = parse_endpoint(link.source)
@@ -93,6 +96,7 @@ def find_problems(
         if name not in produced:
             problems.append(Problem(f"outputs.{name}", f"workflow output {name!r} is not produced by any link"))
 
+    problems.extend(fan_in_problems([link for _, _, link in edges]))  # only links whose ends exist
     problems.extend(_unreachable(steps, edges))
     problems.extend(unbounded_cycles(steps, [(s, t, link.max_iterations) for s, t, link in edges]))
     return problems
@@ -188,14 +192,17 @@ def unbounded_cycles(names: Iterable[str], edges: list[tuple[str, str, int | Non
                 continue
             if state.get(nxt) == 1:
                 cycle = [*path[position[nxt] :], nxt]
-                problems.append(
-                    Problem(
-                        "links",
-                        "cycle without an iteration bound: "
-                        + " -> ".join(cycle)
-                        + " (set max_iterations on one of its links)",
+                if len(cycle) == 2:
+                    # Most often one step object used twice in a chain, not a loop on purpose.
+                    hint = (
+                        f"step {nxt!r} is linked to itself; to use one step several times, add each use "
+                        f"under its own name (step.renamed('{nxt}_2') or workflow.add(step, name='{nxt}_2')); "
+                        "for a loop on purpose, set max_iterations on the link"
                     )
-                )
+                else:
+                    hint = "cycle without an iteration bound: " + " -> ".join(cycle)
+                    hint += " (set max_iterations on one of its links)"
+                problems.append(Problem("links", hint))
             elif nxt not in state:
                 state[nxt] = 1
                 position[nxt] = len(path)

@@ -17,7 +17,7 @@ from .journal import JournalStore, RunJournal
 from .links import ConditionalLink, Link, QueueLink, TransformLink
 from .plan import Plan, compile_plan
 from .run import Run, new_run_id
-from .sinks import fan_out
+from .sinks import EventBuffer, fan_out
 from .steps import FunctionStep, Step, UnitSpec
 from .validation import find_problems
 
@@ -88,11 +88,13 @@ class Workflow(Step):
         when: Callable[[Any], bool] | None = None,
         maxsize: int | None = None,
         max_iterations: int | None = None,
+        fan_in: str | None = None,
     ) -> Link:
         """Link `source` (`step.output`, `inputs.x`, or a step with one output) to `target`.
 
         `transform` changes the value on the way, `when` routes only matching values, `maxsize`
-        makes a bounded queue, `max_iterations` bounds a link that closes a cycle.
+        makes a bounded queue, `max_iterations` bounds a link that closes a cycle, `fan_in`
+        ("merge", "collect", "collect_dict") says how links into one input combine.
         """
         src = self._endpoint(source, "source")
         dst = self._endpoint(target, "target")
@@ -100,16 +102,27 @@ class Workflow(Step):
         if when is not None:
             if maxsize is not None:
                 raise ValueError("a link is either conditional (when=) or a queue (maxsize=), not both")
-            link = ConditionalLink(src, dst, when, transform=transform, max_iterations=max_iterations)
+            link = ConditionalLink(src, dst, when, transform=transform, max_iterations=max_iterations, fan_in=fan_in)
         elif transform is not None:
             if maxsize is not None:
                 raise ValueError("a link is either a transform or a queue (maxsize=), not both")
-            link = TransformLink(src, dst, transform, max_iterations=max_iterations)
+            link = TransformLink(src, dst, transform, max_iterations=max_iterations, fan_in=fan_in)
         elif maxsize is not None:
-            link = QueueLink(src, dst, maxsize=maxsize, max_iterations=max_iterations)
+            link = QueueLink(src, dst, maxsize=maxsize, max_iterations=max_iterations, fan_in=fan_in)
         else:
-            link = Link(src, dst, max_iterations=max_iterations)
+            link = Link(src, dst, max_iterations=max_iterations, fan_in=fan_in)
         return self.add_link(link)
+
+    def collect(self, target: Endpoint, *sources: Endpoint, as_dict: bool = False) -> list[Link]:
+        """Link every source into `target`, which receives one list (in the order given) with a
+        value from each once all have delivered; `as_dict` gives a dict keyed by source step.
+
+            wf.collect("total.values", "a.result", "b.result", "c.result")
+        """
+        if not sources:
+            raise ValueError(f"workflow {self.name!r}: collect into {target!r} needs at least one source")
+        mode = "collect_dict" if as_dict else "collect"
+        return [self.link(source, target, fan_in=mode) for source in sources]
 
     def _endpoint(self, endpoint: Endpoint, side: str) -> str:
         if isinstance(endpoint, str):
@@ -131,11 +144,32 @@ class Workflow(Step):
 
         When a step has several outputs or inputs, units with the same name are linked.
         """
-        added = [self.add(s) if not isinstance(s, Step) or s.name not in self.steps else s for s in steps]
+        self._chain(steps)
+        return self
+
+    def _chain(self, steps: Sequence[Step | Callable[..., Any]]) -> list[Step]:
+        added: list[Step] = []
+        used: set[str] = set()
+        for s in steps:
+            made = s if isinstance(s, Step) else FunctionStep(s)
+            if made.name in used:
+                # The same step again in this chain: each use is a step of its own, under its
+                # own name (`add`, `add_2`, `add_3`, ...), not a link from the step to itself.
+                made = self.add(made.renamed(self._free_name(made.name)))
+            elif made is not s or made.name not in self.steps:
+                made = self.add(made)
+            used.add(made.name)
+            added.append(made)
         for previous, following in itertools.pairwise(added):
             for source, target in _match_units(previous, following):
                 self.link(f"{previous.name}.{source}", f"{following.name}.{target}")
-        return self
+        return added
+
+    def _free_name(self, base: str) -> str:
+        number = 2
+        while f"{base}_{number}" in self.steps:
+            number += 1
+        return f"{base}_{number}"
 
     @classmethod
     def sequence(cls, *steps: Step | Callable[..., Any], name: str = "workflow", **options: Any) -> Workflow:
@@ -143,9 +177,9 @@ class Workflow(Step):
         made = [s if isinstance(s, Step) else FunctionStep(s) for s in steps]
         if not made:
             raise ValueError("a sequence needs at least one step")
-        first, last = made[0], made[-1]
-        workflow = cls(name, inputs=dict(first.inputs), outputs=dict(last.outputs), **options)
-        workflow.chain(*made)
+        workflow = cls(name, inputs=dict(made[0].inputs), outputs=dict(made[-1].outputs), **options)
+        added = workflow._chain(made)
+        first, last = added[0], added[-1]
         for port in first.inputs:
             workflow.link(f"inputs.{port}", f"{first.name}.{port}")
         for port in last.outputs:
@@ -317,17 +351,25 @@ class Workflow(Step):
     ) -> AsyncIterator[RunEvent]:
         """Run once, yielding run events as they happen. A failed run raises after its events."""
         values = self._merge_inputs(inputs, more_inputs, run_id=run_id, sinks=sinks, durable=durable)
-        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        task = asyncio.ensure_future(
-            self.invoke(values, on_event=queue.put_nowait, run_id=run_id, sinks=sinks, durable=durable)
-        )
-        task.add_done_callback(lambda _: queue.put_nowait(None))
+        buffer = EventBuffer()
+        task = asyncio.ensure_future(self.invoke(values, on_event=buffer, run_id=run_id, sinks=sinks, durable=durable))
+        task.add_done_callback(buffer.close)
+        events = buffer.events
         try:
+            # The buffer is read here directly, not through a second async generator: one
+            # generator step per event is the whole cost of streaming it.
             while True:
-                event = await queue.get()
-                if event is None:
-                    break
-                yield event
+                while events:
+                    event = events.popleft()
+                    if event is None:
+                        break
+                    yield event
+                else:
+                    if not task.done():
+                        await buffer.arrival()
+                        continue
+                    # Every event was sent before the run ended: no need to wait for the close.
+                break
             await task
         finally:
             if not task.done():
@@ -432,7 +474,7 @@ class WorkflowHandle:
         self.run = workflow.new_run(on_event=on_event, sinks=(*sinks, self._dispatch), run_id=run_id)
         self._started = False
         self._stopped = False
-        self._stoppers: list[asyncio.Queue[RunEvent | None]] = []
+        self._stoppers: list[EventBuffer] = []
 
     @property
     def run_id(self) -> str:
@@ -481,19 +523,19 @@ class WorkflowHandle:
 
     def events(self) -> AsyncIterator[RunEvent]:
         """Iterate over the events from now on; the iteration ends when the handle stops."""
-        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
-        self._listeners.append(queue.put_nowait)
-        self._stoppers.append(queue)
+        buffer = EventBuffer()
+        self._listeners.append(buffer)
+        self._stoppers.append(buffer)
         if self._stopped:
-            queue.put_nowait(None)
+            buffer.close()
 
         async def iterate() -> AsyncIterator[RunEvent]:
             try:
-                while (event := await queue.get()) is not None:
+                async for event in buffer:
                     yield event
             finally:
-                if queue.put_nowait in self._listeners:
-                    self._listeners.remove(queue.put_nowait)
+                if buffer in self._listeners:
+                    self._listeners.remove(buffer)
 
         return iterate()
 
@@ -505,8 +547,8 @@ class WorkflowHandle:
         """Disarm triggers, cancel work in flight, and end every `events()` iteration."""
         await self.run.cancel()
         self._stopped = True
-        for queue in self._stoppers:
-            queue.put_nowait(None)
+        for buffer in self._stoppers:
+            buffer.close()
         self._stoppers.clear()
 
 

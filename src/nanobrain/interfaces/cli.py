@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -22,21 +22,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.text import Text
 
 from .. import __version__
 from ..core.errors import NanoBrainError, ProblemsError, StepError
 from ..observability.setup import observe_process
-from .run_display import EventLines, Progress, Where, dumps, print_outputs, unwrap
+from .cli_inputs import UsageProblem, check_inputs, parse_inputs
+from .run_display import EventLines, Progress, Where, dumps, execute, print_outputs, unwrap
 from .signals import Stopped, StopSignals
 
 if TYPE_CHECKING:
     from ..core.events import RunEvent
     from ..core.workflow import Workflow
-
-PROGRESS_DELAY = 0.3
-"""Seconds a run may take before the live step progress appears (on a terminal)."""
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -64,10 +61,6 @@ app = typer.Typer(
 @dataclasses.dataclass
 class _Options:
     debug: bool = False
-
-
-class UsageProblem(Exception):
-    """A mistake on the command line that typer cannot see (like `--input` without `=`)."""
 
 
 class _Console(Console):
@@ -187,107 +180,6 @@ def _load(file: Path) -> Workflow:
     return workflow
 
 
-# -- values ---------------------------------------------------------------------------------------
-def parse_inputs(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
-    """`--input k=v` pairs (string values) with the `--input-json` object merged over them."""
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise UsageProblem(f"--input expects NAME=VALUE, got {pair!r}")
-        values[name] = value
-    if raw_json is not None:
-        text = raw_json
-        if raw_json.startswith("@"):
-            text = _read_input_file(raw_json[1:])
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UsageProblem(f"--input-json is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise UsageProblem(
-                f'--input-json must be a JSON object like {{"name": "value"}}, got {type(data).__name__}'
-            )
-        values.update(data)
-    return values
-
-
-def _read_input_file(name: str) -> str:
-    """The text of `--input-json @FILE`: a regular file within the size limit, as UTF-8."""
-    from ..config.files import MAX_INPUT_BYTES, UnreadableFile, read_bytes
-
-    try:
-        return read_bytes(name, MAX_INPUT_BYTES).decode("utf-8")
-    except UnreadableFile as exc:
-        raise UsageProblem(f"--input-json: cannot read {name!r}: {exc}") from None
-    except UnicodeDecodeError:
-        raise UsageProblem(f"--input-json: {name!r} is not UTF-8 text") from None
-
-
-def _check_inputs(workflow: Workflow, values: Mapping[str, Any]) -> None:
-    declared = workflow.inputs
-    unknown = [name for name in values if name not in declared]
-    if unknown:
-        raise UsageProblem(
-            f"workflow {workflow.name!r} has no input {', '.join(map(repr, unknown))} "
-            f"(its inputs: {', '.join(declared) or 'none'})"
-        )
-    # Units that keep their value elsewhere (persistent) may have one stored: the run checks those.
-    missing = [
-        name for name in workflow.required_inputs if name not in values and not declared[name].awaits_set
-    ]
-    if missing:
-        raise UsageProblem(
-            f"workflow {workflow.name!r} needs input {', '.join(map(repr, missing))} "
-            f"(pass {' '.join(f'--input {name}=...' for name in missing)})"
-        )
-
-
-# -- running --------------------------------------------------------------------------------------
-async def _execute(
-    workflow: Workflow,
-    inputs: dict[str, Any],
-    *,
-    on_event: Callable[[RunEvent], None] | None,
-    progress: Progress | None,
-    console: Console,
-    durable: bool = False,
-    run_id: str | None = None,
-) -> dict[str, Any]:
-    """Run the workflow through its event stream; return the top run's outputs."""
-    outputs: dict[str, Any] = {}
-    top_run: str | None = None
-    live: Live | None = None
-    timer: asyncio.TimerHandle | None = None
-    if progress is not None:
-        live = Live(progress, console=console, refresh_per_second=10, transient=False)
-        timer = asyncio.get_running_loop().call_later(PROGRESS_DELAY, live.start)
-    try:
-        async for event in workflow.stream(inputs, durable=durable or None, run_id=run_id):
-            if top_run is None and event.type == "run_started":
-                top_run = event.run_id
-            elif event.type == "run_finished" and event.run_id == top_run:
-                outputs = dict(event.outputs)  # type: ignore[attr-defined]
-            if on_event is not None:
-                on_event(event)
-            if progress is not None:
-                progress.update(event)
-    except asyncio.CancelledError:  # a stop signal: StopSignals cancels us, then raises Stopped
-        if progress is not None:
-            progress.outcome = progress.outcome or "interrupted"
-        raise
-    finally:
-        if timer is not None:
-            timer.cancel()
-        if live is not None and live.is_started:
-            live.stop()
-        aclose = getattr(workflow, "aclose", None)
-        if aclose is not None:
-            await aclose()
-    return outputs
-
-
 # -- commands -------------------------------------------------------------------------------------
 def _version(value: bool) -> None:
     if value:
@@ -349,7 +241,7 @@ def run(
             workflow.source = str(file.resolve())
             run_id = run_id or new_run_id()
         else:
-            _check_inputs(workflow, values)
+            check_inputs(workflow, values)
         out, err = _out(), _err()
         where = Where(workflow.name)
         on_event: Callable[[RunEvent], None] | None = None
@@ -369,7 +261,7 @@ def run(
             with StopSignals() as stop, asyncio.Runner() as runner:
                 outputs = stop.run(
                     runner,
-                    _execute(
+                    execute(
                         workflow, values, on_event=on_event, progress=progress, console=err, durable=durable,
                         run_id=run_id,
                     ),
@@ -485,157 +377,21 @@ def chat(
     raise typer.Exit(code)
 
 
-@app.command()
-def serve(
-    ctx: typer.Context,
-    files: Annotated[
-        list[Path] | None, typer.Argument(help="Workflow YAML files to serve (beside the chat).", show_default=False)
-    ] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", "-p", min=0, max=65535, envvar="NANOBRAIN_PORT", help="Port to listen on.")
-    ] = 8080,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", envvar="NANOBRAIN_INSECURE",
-                           help="Allow a non-loopback address without API keys or JWT.")
-    ] = False,
-    chat: Annotated[bool, typer.Option("--chat/--no-chat", help="Serve the chat workflow (and /v1/chat).")] = True,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="The chat's model (default: NANOBRAIN_MODEL, else local).")
-    ] = None,
-    chat_config: Annotated[
-        Path | None, typer.Option("--chat-config", help="A chat workflow YAML (default: the bundled chat.yaml).")
-    ] = None,
-    database: Annotated[
-        str | None,
-        typer.Option("--database", envvar="NANOBRAIN_DATABASE_URL",
-                     help="Database for history and API keys (default: SQLite under NANOBRAIN_HOME)."),
-    ] = None,
-    cors_origin: Annotated[
-        list[str] | None, typer.Option("--cors-origin", help="Allow browsers from this origin (repeatable).")
-    ] = None,
-    max_body: Annotated[int, typer.Option("--max-body", min=1, help="Largest request body, in bytes.")] = 1 << 20,
-    rate_limit: Annotated[
-        float | None, typer.Option("--rate-limit", min=0.001, help="Requests per second allowed per key (burst: 1 s).")
-    ] = None,
-    jwt_secret: Annotated[
-        str | None, typer.Option("--jwt-secret", envvar="NANOBRAIN_JWT_SECRET", help="Accept HS256 JWTs signed so.")
-    ] = None,
-    jwt_public_key: Annotated[
-        Path | None, typer.Option("--jwt-public-key", help="Accept RS256/ES256 JWTs verified with this PEM file.")
-    ] = None,
-    jwt_issuer: Annotated[str | None, typer.Option("--jwt-issuer", help="Required `iss` of JWTs.")] = None,
-    jwt_audience: Annotated[str | None, typer.Option("--jwt-audience", help="Required `aud` of JWTs.")] = None,
-    audit_log: Annotated[
-        Path | None, typer.Option("--audit-log", help="Append the audit log (JSON lines) to this file.")
-    ] = None,
-) -> None:
-    """Serve workflows over HTTP and SSE, with an OpenAI-compatible chat endpoint."""
-    with _reporting(ctx):
-        try:
-            from .http.auth import JwtSettings
-            from .http.serve import ServeOptions, run_serve
-        except ImportError as exc:
-            raise UsageProblem(
-                f"`nanobrain serve` needs the server extra ({exc.name} is missing): pip install 'nanobrain[server]'"
-            ) from None
-        jwt = None
-        if jwt_secret or jwt_public_key:
-            try:
-                public_key = jwt_public_key.read_text() if jwt_public_key else None
-            except OSError as exc:
-                raise UsageProblem(f"--jwt-public-key: cannot read {jwt_public_key}: {exc.strerror or exc}") from None
-            algorithms = ("RS256", "ES256") if public_key else ("HS256",)
-            jwt = JwtSettings(jwt_secret if not public_key else None, public_key, algorithms, jwt_issuer, jwt_audience)
-        options = ServeOptions(
-            files=files or [], host=host, port=port, insecure=insecure, chat=chat, model=model,
-            chat_config=chat_config, database=database, cors_origins=cors_origin or [], max_body_bytes=max_body,
-            rate_limit=rate_limit, jwt=jwt, audit_log=audit_log,
-        )
-        err = _err()
-        run_serve(options, report=lambda line: err.print(Text(line, style="green")))
-
-
-keys_app = typer.Typer(help="Create, list and revoke API keys for `nanobrain serve`.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database", envvar="NANOBRAIN_DATABASE_URL",
-                 help="Where the keys live (default: SQLite under NANOBRAIN_HOME)."),
-]
-
-
-def _with_keys(work: Callable[[Any], Any], database: str | None) -> Any:
-    from ..infrastructure.data.database import Database
-    from ..infrastructure.security.api_keys import ApiKeyStore
-
-    async def go() -> Any:
-        db = Database(database)
-        try:
-            return await work(ApiKeyStore(db))
-        finally:
-            await db.aclose()
-
-    return asyncio.run(go())
-
-
-class KeyRole(StrEnum):
-    read = "read"
-    run = "run"
-    admin = "admin"
-
-
-@keys_app.command("create")
-def keys_create(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Who or what uses the key (shown in the audit log).")],
-    role: Annotated[
-        KeyRole, typer.Option("--role", "-r", help="read: look; run: also start runs and chat; admin: everything.")
-    ] = KeyRole.run,
-    database: DatabaseOption = None,
-) -> None:
-    """Create a key and print it (it is shown only this once)."""
-    with _reporting(ctx):
-        key, secret = _with_keys(lambda store: store.create(name, role.value), database)
-        typer.echo(secret)
-        _err().print(
-            Text(f"created key {key.id} ({key.name!r}, role {key.role}); store it now: it is not shown again",
-                 style="green")
-        )
-
-
-@keys_app.command("list")
-def keys_list(ctx: typer.Context, database: DatabaseOption = None) -> None:
-    """List keys (never their secrets)."""
-    with _reporting(ctx):
-        keys = _with_keys(lambda store: store.list(), database)
-        if not keys:
-            _err().print(Text("no API keys (create one with `nanobrain keys create NAME`)", style="dim"))
-        for key in keys:
-            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
-            typer.echo(f"{key.id}  {key.role:<5}  {state:<24}  {key.created_at:%Y-%m-%d %H:%M}  {key.name}")
-
-
-@keys_app.command("revoke")
-def keys_revoke(
-    ctx: typer.Context,
-    key_id: Annotated[str, typer.Argument(help="The key's id (see `nanobrain keys list`).")],
-    database: DatabaseOption = None,
-) -> None:
-    """Revoke a key: requests with it are refused (within seconds on a running server)."""
-    with _reporting(ctx):
-        key = _with_keys(lambda store: store.revoke(key_id), database)
-        _err().print(Text(f"revoked key {key.id} ({key.name!r})", style="green"))
-
-
 def _register_subcommands() -> None:
+    from ..agents.cli import agents_app
     from ..observability.cli import health
+    from ..protocols.cli import mcp_command
     from .plugins_cli import plugins_app
     from .runs_cli import runs_app
+    from .serve_cli import keys_app, serve
 
     app.add_typer(runs_app, name="runs")
+    app.command()(serve)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(agents_app, name="agents")
     app.add_typer(plugins_app, name="plugins")
     app.command(name="health")(health)
+    app.command("mcp")(mcp_command)
 
 
 _register_subcommands()

@@ -1,4 +1,4 @@
-"""How `nanobrain run` shows a run: event lines (`--stream`), the live progress view, the outputs.
+"""How `nanobrain run` runs and shows a run: event lines (`--stream`), the live progress view, the outputs.
 
 Also the JSON encoding of run values (`--json`) and the wording of step failures, shared with the
 error reporting in `cli`.
@@ -6,13 +6,15 @@ error reporting in `cli`.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.pretty import Pretty, pretty_repr
 from rich.spinner import Spinner
 from rich.table import Table
@@ -22,6 +24,10 @@ from ..core.errors import StepError
 
 if TYPE_CHECKING:
     from ..core.events import RunEvent
+    from ..core.workflow import Workflow
+
+PROGRESS_DELAY = 0.3
+"""Seconds a run may take before the live step progress appears (on a terminal)."""
 
 
 # -- failures -------------------------------------------------------------------------------------
@@ -254,3 +260,49 @@ class Progress:
             (f"{self.workflow} ", "bold"), (status[0], status[1]), (f"  {duration(now - self.started)}", "dim")
         )
         return Group(title, table)
+
+
+# -- running --------------------------------------------------------------------------------------
+async def execute(
+    workflow: Workflow,
+    inputs: dict[str, Any],
+    *,
+    on_event: Callable[[RunEvent], None] | None,
+    progress: Progress | None,
+    console: Console,
+    durable: bool = False,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Run the workflow through its event stream, showing it as it goes; return the top run's outputs.
+
+    The live progress view (with `progress`) appears once the run took PROGRESS_DELAY seconds."""
+    outputs: dict[str, Any] = {}
+    top_run: str | None = None
+    live: Live | None = None
+    timer: asyncio.TimerHandle | None = None
+    if progress is not None:
+        live = Live(progress, console=console, refresh_per_second=10, transient=False)
+        timer = asyncio.get_running_loop().call_later(PROGRESS_DELAY, live.start)
+    try:
+        async for event in workflow.stream(inputs, durable=durable or None, run_id=run_id):
+            if top_run is None and event.type == "run_started":
+                top_run = event.run_id
+            elif event.type == "run_finished" and event.run_id == top_run:
+                outputs = dict(event.outputs)  # type: ignore[attr-defined]
+            if on_event is not None:
+                on_event(event)
+            if progress is not None:
+                progress.update(event)
+    except asyncio.CancelledError:  # a stop signal: StopSignals cancels us, then raises Stopped
+        if progress is not None:
+            progress.outcome = progress.outcome or "interrupted"
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if live is not None and live.is_started:
+            live.stop()
+        aclose = getattr(workflow, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return outputs

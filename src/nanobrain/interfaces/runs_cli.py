@@ -145,7 +145,12 @@ def _continue(
             assert after is not None
             return outputs, after
 
-        outputs, record = asyncio.run(_using(database, go))
+        from .signals import StopSignals
+
+        # SIGINT, SIGTERM and SIGHUP stop the resumed run as they stop `nanobrain run`: what it
+        # completed stays journaled, and the run is marked interrupted, resumable again.
+        with StopSignals() as stop, asyncio.Runner() as runner:
+            outputs, record = stop.run(runner, _using(database, go))
         out = _out()
         print_outputs(out, outputs)
         _report_status(record)

@@ -303,21 +303,13 @@ class ConversationHistory(AsyncClosing):
         created = self._now()
         micros = to_micros(created)
         rows = [self._params(session_id, 0, e.message, e.model, e.usage, e.metadata, micros) for e in entries]
-        bump = {"session_id": session_id, "created_at": micros, "count": len(rows)}
         async with self._driver() as driver:
             if self._postgres:
                 async with driver.transaction():
-                    last = await driver.fetchval(*postgres_args(BUMP_SEQ, bump))
-                    first = self._number(rows, last)
-                    sql, names = positional(INSERT_MESSAGE)
-                    await driver.executemany(sql, [[row[n] for n in names] for row in rows])
-                    ids = [r[0] for r in await driver.fetch(*postgres_args(SELECT_IDS, {**bump, "seq": first}))]
+                    first, ids = await self._insert_rows(driver, session_id, rows, micros)
             else:
                 async with _sqlite_transaction(driver):
-                    last = (await driver.execute_fetchall(BUMP_SEQ, bump))[0][0]
-                    first = self._number(rows, last)
-                    await driver.executemany(INSERT_MESSAGE, rows)
-                    ids = [r[0] for r in await driver.execute_fetchall(SELECT_IDS, {**bump, "seq": first})]
+                    first, ids = await self._insert_rows(driver, session_id, rows, micros)
         return [
             StoredMessage(e.message, i, session_id, first + n, created, e.model, e.usage, dict(e.metadata or {}))
             for n, (e, i) in enumerate(zip(entries, ids, strict=True))

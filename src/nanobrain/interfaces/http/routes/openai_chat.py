@@ -71,8 +71,8 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1, description="A model id from GET /v1/models")
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: str = Field(min_length=1, description="A model id from GET /v1/models", examples=["chat"])
+    messages: list[ChatMessage] = Field(min_length=1, examples=[[{"role": "user", "content": "Hello!"}]])
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="Only one choice is produced")
@@ -140,7 +140,12 @@ async def chat_completions(
         raise ApiProblem.field(
             422, f"messages.{len(body.messages) - 1}.role", f"the last message must be the user's, got {last.role!r}"
         )
-    session = await _open_session(chat, x_session_id or body.session_id, body.messages[:-1], title=last.text())
+    from ....workflows.chat.app import InvalidChatInput
+
+    try:
+        session = await _open_session(chat, x_session_id or body.session_id, body.messages[:-1], title=last.text())
+    except InvalidChatInput as exc:
+        raise ApiProblem.field(422, "X-Session-Id" if x_session_id else "body.session_id", str(exc)) from None
     principal: Principal = request.state.principal
     state.audit.record(principal, "chat", f"session:{session}", model=body.model, stream=body.stream)
     turn = ChatTurnTask(chat, session, last.text(), user=body.user).start(state.turns)
