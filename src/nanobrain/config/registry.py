@@ -1,6 +1,7 @@
 """Registered kinds: a config model and a builder for each `kind:` a step may have.
 
-Other packages add kinds (for example `agent`) with `register_step_kind`. Kinds of NanoBrain's
+Other packages add kinds (for example `agent`) with `register_step_kind`; installed plugins
+(`nanobrain.plugins` entry points) are loaded when a kind is not known otherwise. Kinds of NanoBrain's
 own packages are known by name and imported on first use, so loading a document imports only
 what it uses.
 """
@@ -49,11 +50,18 @@ def step_kind(name: str) -> StepKind | None:
     """The registered kind called `name`, importing the module that provides it if needed."""
     if name not in STEP_KINDS and name in _KINDS_BY_MODULE:
         importlib.import_module(_KINDS_BY_MODULE[name])
+    if name not in STEP_KINDS:
+        from ..plugins import load_plugins
+
+        load_plugins()  # installed plugins may provide it (once per process)
     return STEP_KINDS.get(name)
 
 
 def all_step_kinds() -> dict[str, StepKind]:
     """Every kind, the lazily provided ones included (for the JSON Schema and error messages)."""
+    from ..plugins import load_plugins
+
     for module in set(_KINDS_BY_MODULE.values()):
         importlib.import_module(module)
+    load_plugins()
     return STEP_KINDS

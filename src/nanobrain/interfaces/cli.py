@@ -381,6 +381,7 @@ def _register_subcommands() -> None:
     from ..agents.cli import agents_app
     from ..observability.cli import health
     from ..protocols.cli import mcp_command
+    from .plugins_cli import plugins_app
     from .runs_cli import runs_app
     from .serve_cli import keys_app, serve
 
@@ -388,6 +389,7 @@ def _register_subcommands() -> None:
     app.command()(serve)
     app.add_typer(keys_app, name="keys")
     app.add_typer(agents_app, name="agents")
+    app.add_typer(plugins_app, name="plugins")
     app.command(name="health")(health)
     app.command("mcp")(mcp_command)
 

@@ -18,9 +18,12 @@ def serve(
         list[Path] | None, typer.Argument(help="Workflow YAML files to serve (beside the chat).", show_default=False)
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port to listen on.")] = 8080,
+    port: Annotated[
+        int, typer.Option("--port", "-p", min=0, max=65535, envvar="NANOBRAIN_PORT", help="Port to listen on.")
+    ] = 8080,
     insecure: Annotated[
-        bool, typer.Option("--insecure", help="Allow a non-loopback address without API keys or JWT.")
+        bool, typer.Option("--insecure", envvar="NANOBRAIN_INSECURE",
+                           help="Allow a non-loopback address without API keys or JWT.")
     ] = False,
     chat: Annotated[bool, typer.Option("--chat/--no-chat", help="Serve the chat workflow (and /v1/chat).")] = True,
     model: Annotated[
