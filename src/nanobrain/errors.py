@@ -16,7 +16,8 @@
     ├── EncryptionError ── DecryptionError
     ├── ApiKeyError ── ApiKeyNotFound (LookupError)
     ├── ObservabilityError · UnsafeBind
-    └── InvalidChatInput (ValueError)
+    ├── InvalidChatInput (ValueError)
+    └── MissingExtra (ImportError): an optional package is missing; names the extra to install
 
 Each name is imported from its defining module on first use, so `from nanobrain.errors import X`
 loads only what defines X (several live next to optional dependencies).
@@ -76,6 +77,7 @@ _ELSEWHERE = {
     "nanobrain.observability.setup": ("ObservabilityError",),
     "nanobrain.interfaces.http.serve": ("UnsafeBind",),
     "nanobrain.workflows.chat.app": ("InvalidChatInput",),
+    "nanobrain.optional": ("MissingExtra",),
 }
 _MODULE_OF = {name: module for module, names in _ELSEWHERE.items() for name in names}
 
