@@ -128,9 +128,7 @@ async def test_agent_in_a_workflow_streams_tokens_and_reports_usage() -> None:
     # Each run reports its own usage; the nested run's is added to the outer run's.
     inner_finished = next(e for e in events if isinstance(e, nb.RunFinished) and e.path == "outer/inner")
     assert inner_finished.usage == finished.usage
-    expected_prompt = sum(
-        sum(len(m.content.split()) for m in request.messages) for request in model.requests
-    )
+    expected_prompt = sum(sum(len(m.content.split()) for m in request.messages) for request in model.requests)
     assert finished.usage["prompt_tokens"] == expected_prompt
     assert finished.usage["completion_tokens"] == sum(e.data["completion_tokens"] for e in calls) > 0
 

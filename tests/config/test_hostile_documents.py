@@ -178,11 +178,13 @@ def billion_laughs() -> str:
     return "name: laughs\ndescription: ok\n" + "\n".join(lines) + "\n"
 
 
-def test_an_alias_bomb_is_a_located_error_within_a_second(tmp_path: Path) -> None:
+def test_an_alias_bomb_is_a_located_error_at_once(tmp_path: Path) -> None:
     wf = write(tmp_path / "wf.yaml", billion_laughs())
     started = time.process_time()  # CPU time, so that a busy machine does not fail the test
     error = load_error(wf)
-    assert time.process_time() - started < 1.0
+    # About 0.2 s on a quiet machine; the bound is generous (a shared CPU's cache misses count
+    # as CPU time too), while an unbounded expansion would take minutes and gigabytes.
+    assert time.process_time() - started < 5.0
     [problem] = error.problems
     assert "aliases expand this document" in problem.message
     assert problem.file == str(wf) and problem.line is not None and problem.line > 2

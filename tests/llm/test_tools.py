@@ -90,3 +90,19 @@ def test_bad_tools_are_rejected() -> None:
         Tool.from_function(variadic)
     with pytest.raises(ValueError, match="tool name"):
         Tool.from_function(distance, name="has space")
+
+
+async def test_a_tool_takes_a_raw_json_schema_as_given_and_may_return_its_own_result() -> None:
+    from nanobrain.llm.tools import Tool, ToolResult
+
+    schema = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"], "title": "x"}
+
+    def lookup(**arguments: object) -> ToolResult:
+        return ToolResult(f"no entry for {arguments['q']}", is_error=True)
+
+    remote = Tool("lookup", "Look up", schema, lookup)
+    assert remote.spec.parameters == {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+    assert await remote.call({"q": "zebra"}) == ToolResult("no entry for zebra", is_error=True)
+    assert (await remote.call([1])).is_error  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must describe an object"):
+        Tool("bad", "Bad", {"type": "string"}, lookup)

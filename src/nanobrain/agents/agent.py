@@ -22,7 +22,7 @@ from ..core.errors import NanoBrainError
 from ..core.steps import Step
 from ..llm.messages import ChatRequest, Completion, Finished, Message, TextDelta, ToolCall, Usage
 from ..llm.provider import Provider
-from ..llm.tools import Tool, as_tool
+from ..llm.tools import Tool, Toolset, as_tool
 
 
 class AgentError(NanoBrainError):
@@ -80,7 +80,7 @@ class Agent(Step):
         model: Provider | str | None = None,
         system: str = "",
         prompt: str = "{message}",
-        tools: Iterable[Tool | Step | Any] = (),
+        tools: Iterable[Tool | Step | Toolset | Any] = (),
         max_rounds: int = 8,
         output_type: type[BaseModel] | None = None,
         max_reasks: int = 2,
@@ -99,11 +99,16 @@ class Agent(Step):
         self.system = system
         self.prompt = prompt
         self.tools: dict[str, Tool] = {}
+        #: Tool sources opened on first use (MCP servers, remote agents); their tools join `tools`.
+        self.toolsets: list[Toolset] = []
+        self._toolsets_opened: asyncio.Lock | None = None
+        self._toolsets_ready = False
+        self._toolset_tools: list[str] = []
         for t in tools:
-            converted = as_tool(t)
-            if converted.name in self.tools:
-                raise ValueError(f"agent {name!r}: two tools are named {converted.name!r}")
-            self.tools[converted.name] = converted
+            if isinstance(t, Toolset) and not isinstance(t, (Tool, Step)):
+                self.toolsets.append(t)
+                continue
+            self._add_tool(as_tool(t))
         self.max_rounds = max_rounds
         self.output_type = output_type
         self.max_reasks = max_reasks
@@ -111,6 +116,33 @@ class Agent(Step):
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.description = self.description or f"Agent {name}"
+
+    def _add_tool(self, tool: Tool) -> None:
+        if tool.name in self.tools:
+            raise ValueError(f"agent {self.name!r}: two tools are named {tool.name!r}")
+        self.tools[tool.name] = tool
+
+    async def open_toolsets(self) -> None:
+        """Open the toolsets once (concurrent first turns wait for the same opening)."""
+        if self._toolsets_ready or not self.toolsets:
+            return
+        if self._toolsets_opened is None:
+            self._toolsets_opened = asyncio.Lock()
+        async with self._toolsets_opened:
+            if self._toolsets_ready:
+                return
+            try:
+                for toolset in self.toolsets:
+                    for found in await toolset.tools():
+                        self._add_tool(found)
+                        self._toolset_tools.append(found.name)
+            except BaseException:
+                # Leave no half-added tools behind: the next turn tries the whole opening again.
+                for name in self._toolset_tools:
+                    self.tools.pop(name, None)
+                self._toolset_tools.clear()
+                raise
+            self._toolsets_ready = True
 
     @property
     def model(self) -> Provider:
@@ -150,9 +182,15 @@ class Agent(Step):
             self._model = previous
 
     async def aclose(self) -> None:
-        """Close the model's client (it is opened again if the agent is used later)."""
+        """Close the model's client and the toolsets (they are opened again if the agent is used later)."""
         if isinstance(self._model, Provider):
             await self._model.aclose()
+        for name in self._toolset_tools:
+            self.tools.pop(name, None)
+        self._toolset_tools.clear()
+        self._toolsets_ready = False
+        for toolset in self.toolsets:
+            await toolset.aclose()
 
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any]:
         reply = await self.ask(**inputs)
@@ -173,6 +211,7 @@ class Agent(Step):
         Returns the answer and every message the turn added (the user's, tool calls, tool
         results, the final answer), with the usage of all model calls, for whoever persists it.
         """
+        await self.open_toolsets()
         messages: list[Message] = [Message.system(self._system_prompt())] if self._system_prompt() else []
         messages += history
         turn = [Message.user(text)]

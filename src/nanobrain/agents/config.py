@@ -9,6 +9,8 @@ from pydantic import Field
 from ..config.models import StepConfig
 from ..config.registry import register_step_kind
 from ..core.steps import Step
+from ..protocols.a2a.config import RemoteAgentConfig
+from ..protocols.mcp.config import MCPServerConfig
 
 if TYPE_CHECKING:
     from ..config.loader import StepBuild
@@ -22,6 +24,12 @@ class AgentStepConfig(StepConfig):
     system: str = ""
     prompt: str = Field("{message}", description="Template; its {fields} become the step's inputs")
     tools: list[str] = Field(default_factory=list, description="package.module:function (or a step) for each tool")
+    mcp_servers: list[MCPServerConfig] = Field(
+        default_factory=list, description="MCP servers whose tools the agent may call (a command or a url each)"
+    )
+    a2a_agents: list[RemoteAgentConfig] = Field(
+        default_factory=list, description="Remote A2A agents the agent may call, each as one tool"
+    )
     max_rounds: int = Field(8, ge=1)
     output_type: str | None = Field(None, description="package.module:PydanticModel the answer must match")
     max_reasks: int = Field(2, ge=0)
@@ -35,11 +43,23 @@ def build_agent(config: AgentStepConfig, build: StepBuild) -> Step | None:
 
     from .agent import Agent
 
-    tools = []
+    tools: list[Any] = []
     for i, reference in enumerate(config.tools):
         target = build.callable(reference, f"tools[{i}]", "a tool function or step")
         if target is not None:
             tools.append(target)
+    if config.mcp_servers:
+        from ..protocols.mcp.client import MCPToolset
+
+        # Connected on the agent's first turn and closed with the workflow (Agent.aclose).
+        tools.extend(MCPToolset.from_config(server) for server in config.mcp_servers)
+    for i, remote in enumerate(config.a2a_agents):
+        from ..protocols.a2a.client import RemoteAgent
+
+        try:
+            tools.append(RemoteAgent(remote.url, name=remote.name, **remote.remote_options()))
+        except ValueError as exc:
+            build.problem(f"a2a_agents[{i}].url", str(exc))
     output_type: type[BaseModel] | None = None
     if config.output_type:
         target = build.callable(config.output_type, "output_type", "a pydantic model class")

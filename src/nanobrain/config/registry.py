@@ -31,6 +31,8 @@ STEP_KINDS: dict[str, StepKind] = {}
 #: Kinds whose module registers them when imported.
 _KINDS_BY_MODULE: dict[str, str] = {
     "agent": "nanobrain.agents.config",
+    "a2a_agent": "nanobrain.protocols.a2a.config",
+    "delegate": "nanobrain.agents.delegation_config",
     "parallel": "nanobrain.infrastructure.parallel.config",
     "parallel_agent": "nanobrain.infrastructure.parallel.config",
     "parallel_conversational_agent": "nanobrain.infrastructure.parallel.config",

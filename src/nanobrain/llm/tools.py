@@ -12,7 +12,7 @@ import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -27,17 +27,25 @@ class ToolResult:
 
 
 class Tool:
-    """Something a model can call: a name, a description, an argument schema and a callable."""
+    """Something a model can call: a name, a description, an argument schema and a callable.
+
+    `arguments` is a pydantic model (arguments are validated before the call and passed as
+    keywords) or a raw JSON Schema object (used as given, for tools described elsewhere such as
+    an MCP server's: the callable gets the arguments as keywords and the tool validates them).
+    The callable may return a `ToolResult` to say itself whether the outcome is an error.
+    """
 
     def __init__(
         self,
         name: str,
         description: str,
-        arguments: type[BaseModel],
+        arguments: type[BaseModel] | Mapping[str, Any],
         call: Callable[..., Any],
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
             raise ValueError(f"tool name {name!r} must be 1-64 letters, digits, '_' or '-'")
+        if isinstance(arguments, Mapping) and arguments.get("type", "object") != "object":
+            raise ValueError(f"tool {name!r}: the argument schema must describe an object")
         self.name = name
         self.description = description
         self.arguments = arguments
@@ -45,12 +53,19 @@ class Tool:
 
     @property
     def spec(self) -> ToolSpec:
-        schema = self.arguments.model_json_schema()
+        if isinstance(self.arguments, Mapping):
+            schema = {"type": "object", "properties": {}, **self.arguments}
+        else:
+            schema = self.arguments.model_json_schema()
         schema.pop("title", None)
         return ToolSpec(self.name, self.description, schema)
 
     async def call(self, arguments: dict[str, Any]) -> ToolResult:
         """Validate the arguments, run the tool, and describe the outcome for the model."""
+        if isinstance(self.arguments, Mapping):
+            if not isinstance(arguments, dict):
+                return ToolResult(f"invalid arguments for {self.name}: expected an object", is_error=True)
+            return await self._invoke(arguments)
         try:
             parsed = self.arguments.model_validate(arguments)
         except ValidationError as exc:
@@ -58,13 +73,16 @@ class Tool:
                 f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
             )
             return ToolResult(f"invalid arguments for {self.name}: {problems}", is_error=True)
+        return await self._invoke({name: getattr(parsed, name) for name in type(parsed).model_fields})
+
+    async def _invoke(self, arguments: dict[str, Any]) -> ToolResult:
         try:
-            result = self._call(**{name: getattr(parsed, name) for name in type(parsed).model_fields})
+            result = self._call(**arguments)
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:  # the model hears about it and may try again
             return ToolResult(f"{self.name} failed: {type(exc).__name__}: {exc}", is_error=True)
-        return ToolResult(to_text(result))
+        return result if isinstance(result, ToolResult) else ToolResult(to_text(result))
 
     @classmethod
     def from_function(cls, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> Tool:
@@ -108,6 +126,18 @@ class Tool:
             return next(iter(values.values())) if len(values) == 1 else values
 
         return cls(name or step.name, description or step.description or step.name, model, run)
+
+
+@runtime_checkable
+class Toolset(Protocol):
+    """A source of tools known only once it is opened (an MCP server, a remote agent).
+
+    An agent opens its toolsets on first use (`tools()`, called once) and closes them with itself.
+    """
+
+    async def tools(self) -> list[Tool]: ...
+
+    async def aclose(self) -> None: ...
 
 
 def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None) -> Any:

@@ -180,3 +180,25 @@ def test_a_public_bind_without_auth_is_refused_with_instructions() -> None:
     check_bind("0.0.0.0", auth_configured=False, insecure=True)
     with pytest.raises(UnsafeBind, match=r"nanobrain keys create NAME --role run.*--insecure"):
         check_bind("0.0.0.0", auth_configured=False, insecure=False)
+
+
+async def test_concurrent_requests_with_one_key_share_one_lookup(tmp_path: Path) -> None:
+    import asyncio
+
+    from nanobrain.interfaces.http import Authenticator
+
+    class Counting(ApiKeyStore):
+        lookups = 0
+
+        async def verify(self, secret: str) -> Any:
+            Counting.lookups += 1
+            await asyncio.sleep(0.05)
+            return await super().verify(secret)
+
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'keys.db'}")
+    store = Counting(database)
+    _, secret = await store.create("busy", "run")
+    auth = Authenticator(store, cache_seconds=5)
+    principals = await asyncio.gather(*(auth.authenticate(secret) for _ in range(50)))
+    assert {p.name for p in principals} == {"busy"} and Counting.lookups == 1
+    await database.aclose()

@@ -179,3 +179,13 @@ def test_a_provider_failure_before_the_first_token_of_a_stream_gets_its_status(s
             )
         )
     assert caught.value.status_code == 502
+
+
+def test_a_malformed_session_id_is_a_422_naming_where_it_came_from(server: LiveServer, model: Any) -> None:
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    url = f"{server.url}/v1/chat/completions"
+    in_header = httpx.post(url, json=body, headers={**headers(server, "run"), "X-Session-Id": "no spaces allowed"})
+    assert in_header.status_code == 422 and in_header.json()["errors"][0]["field"] == "X-Session-Id"
+    in_body = httpx.post(url, json={**body, "session_id": "a/b"}, headers=headers(server, "run"))
+    assert in_body.status_code == 422 and in_body.json()["errors"][0]["field"] == "body.session_id"
+    assert model.requests == []

@@ -123,7 +123,8 @@ def test_a_streamed_run_sends_its_events_in_order(server: LiveServer) -> None:
 
 
 def test_events_resume_after_last_event_id_and_heartbeats_keep_quiet_streams_alive(server: LiveServer) -> None:
-    run = post(server, "/v1/workflows/nap/runs", {"inputs": {"seconds": 0.7}, "mode": "background"}).json()
+    # Long enough that the reader joins while the step still sleeps, even on a busy machine.
+    run = post(server, "/v1/workflows/nap/runs", {"inputs": {"seconds": 2.5}, "mode": "background"}).json()
     with httpx.stream("GET", f"{server.url}/v1/runs/{run['run_id']}/events", headers=headers(server, "read")) as live:
         first = sse(live)
     assert {"comment": "heartbeat"} in first  # the step sleeps longer than the heartbeat interval

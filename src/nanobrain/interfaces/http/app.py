@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from ... import __version__
+from ...protocols.paths import PUBLIC_PROTOCOL_PATHS
 from .audit import AuditLog
 from .auth import ROLE_KEY, Authenticator, authorize
 from .limits import BodyLimit
@@ -26,8 +27,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nanobrain.http")
 
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-"""The routes anyone may call: probes and the API's own description."""
+PUBLIC_PATHS = (
+    frozenset({"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/", "/ui"})
+    | PUBLIC_PROTOCOL_PATHS
+)
+"""The routes anyone may call: probes, the API's own description, A2A agent cards, and the web UI's page
+and assets (the data the page shows comes from the protected routes, with the key the user types in)."""
 
 
 @dataclass
@@ -69,13 +74,16 @@ def create_app(
     audit: AuditLog | None = None,
     journal: JournalStore | None = None,
     close_on_shutdown: bool = False,
+    ui: bool = True,
 ) -> FastAPI:
     """The ASGI app serving `workflows` and `chat` (also listed as a workflow).
 
     `auth` defaults to open mode (a local admin): `nanobrain serve` passes API keys. Durable runs
     are journaled in `journal` (default: the SQL journal under NANOBRAIN_HOME). With
-    `close_on_shutdown` the app closes the chat and the workflows when it stops.
+    `close_on_shutdown` the app closes the chat and the workflows when it stops. With `ui` the web
+    UI is served at `/`.
     """
+    from ...protocols.http import protocol_mount
     from .routes import health, openai_chat, run_routes, sessions, workflow_routes
 
     config = config or ServerConfig()
@@ -97,12 +105,21 @@ def create_app(
         ),
     )
 
+    # A2A (per workflow) and MCP (every workflow a tool), when their extras are installed.
+    protocols = protocol_mount(
+        served,
+        primary=chat.workflow.name if chat is not None else None,
+        journal=lambda: state.runs.journal,
+        bearer_auth=lambda: state.auth.required,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop_observing = observe()
         warming = asyncio.ensure_future(_warm_up(state))
         try:
-            yield
+            async with protocols.lifespan():
+                yield
         finally:
             await stop_work(state)
             warming.cancel()
@@ -126,6 +143,11 @@ def create_app(
     for module in (workflow_routes, run_routes, openai_chat, sessions):
         _check_roles(module.router)
         app.include_router(module.router)
+    for public in protocols.public:
+        app.include_router(public)
+    for router in protocols.routers:
+        _check_roles(router)
+        app.include_router(router)
     from ...observability.http import instrument_app, server_health
 
     observe = instrument_app(app, check_router=_check_roles, workflows=served.values())
@@ -138,6 +160,10 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["X-Session-Id", "Location", "Retry-After"],
         )
+    if ui:
+        from ..web import mount_ui
+
+        mount_ui(app)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     return app
 

@@ -9,6 +9,7 @@ allowed on a loopback address only) every request acts as a local admin.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
@@ -19,7 +20,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ...infrastructure.parallel.rate_limit import TokenBucket
-from ...infrastructure.security.api_keys import ROLES, ApiKeyStore, role_allows
+from ...infrastructure.security.api_keys import ROLES, ApiKey, ApiKeyStore, role_allows
 from .problems import PROBLEM_JSON, ApiProblem
 
 ROLE_KEY = "x-required-role"
@@ -101,6 +102,7 @@ class Authenticator:
         self.rate_limits = rate_limits
         # Checked keys by the hash of their text: a revoked key stops working within cache_seconds.
         self._cache: dict[str, tuple[Principal, float]] = {}
+        self._checking: dict[str, asyncio.Future[ApiKey | None]] = {}
 
     async def authenticate(self, token: str | None) -> Principal:
         if not self.required:
@@ -120,7 +122,13 @@ class Authenticator:
         now = time.monotonic()
         if cached is not None and cached[1] > now:
             return cached[0]
-        key = await self.keys.verify(token)
+        # One lookup per key at a time: when its cache entry expires under load, the requests
+        # that arrive meanwhile wait for that lookup instead of each querying the database.
+        checking = self._checking.get(digest)
+        if checking is None:
+            checking = self._checking[digest] = asyncio.ensure_future(self.keys.verify(token))
+            checking.add_done_callback(lambda _: self._checking.pop(digest, None))
+        key = await asyncio.shield(checking)
         if key is None:
             self._cache.pop(digest, None)
             raise _unauthorized("the API key is not valid (unknown, revoked or malformed)")

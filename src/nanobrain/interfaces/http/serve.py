@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import NanoBrainError
-
-STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+from ..signals import STOP_SIGNALS
 
 
 class UnsafeBind(NanoBrainError):
@@ -67,6 +66,7 @@ def make_server(app: Any, host: str, port: int, *, log_level: str = "info", grac
         def capture_signals(self) -> Iterator[None]:
             # uvicorn's own version handles SIGINT and SIGTERM and re-raises them after the
             # shutdown (so the process dies by the signal): we handle SIGHUP too, and exit cleanly.
+            # (The CLI's StopSignals cancels the work outright; a server first drains its streams.)
             if threading.current_thread() is not threading.main_thread():
                 yield
                 return

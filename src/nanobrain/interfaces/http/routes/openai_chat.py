@@ -71,8 +71,8 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1, description="A model id from GET /v1/models")
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: str = Field(min_length=1, description="A model id from GET /v1/models", examples=["chat"])
+    messages: list[ChatMessage] = Field(min_length=1, examples=[[{"role": "user", "content": "Hello!"}]])
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="Only one choice is produced")
@@ -140,7 +140,12 @@ async def chat_completions(
         raise ApiProblem.field(
             422, f"messages.{len(body.messages) - 1}.role", f"the last message must be the user's, got {last.role!r}"
         )
-    session = await _open_session(chat, x_session_id or body.session_id, body.messages[:-1])
+    from ....workflows.chat.app import InvalidChatInput
+
+    try:
+        session = await _open_session(chat, x_session_id or body.session_id, body.messages[:-1], title=last.text())
+    except InvalidChatInput as exc:
+        raise ApiProblem.field(422, "X-Session-Id" if x_session_id else "body.session_id", str(exc)) from None
     principal: Principal = request.state.principal
     state.audit.record(principal, "chat", f"session:{session}", model=body.model, stream=body.stream)
     turn = ChatTurnTask(chat, session, last.text(), user=body.user).start(state.turns)
@@ -165,15 +170,26 @@ async def chat_completions(
     return EventStreamResponse(chunks, headers=headers)
 
 
-async def _open_session(chat: Any, session: str | None, earlier: list[ChatMessage]) -> str:
-    """The session to answer in: the one named (created if new), or a new one seeded with `earlier`."""
+TITLE_CHARS = 60
+
+
+def session_title(text: str) -> str:
+    """A new session's title: the first line of its first message, shortened."""
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+async def _open_session(chat: Any, session: str | None, earlier: list[ChatMessage], *, title: str) -> str:
+    """The session to answer in: the one named (created if new), or a new one seeded with `earlier`
+    and titled after the first user message (what session lists show)."""
     from ....infrastructure.data.history import HistoryEntry
     from ....llm.messages import Message
 
     if session is not None:
         await chat.open_session(session)
         return session
-    session = await chat.new_session()
+    first = next((m.text() for m in earlier if m.role == "user"), title)
+    session = await chat.new_session(title=session_title(first) or None)
     entries = []
     for message in earlier:
         role = "system" if message.role == "developer" else message.role

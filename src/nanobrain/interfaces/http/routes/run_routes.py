@@ -32,7 +32,8 @@ def _state(request: Request) -> Any:
 
 async def wait_for(request: Request, run: ServerRun) -> None:
     """Wait until the run ends (or waits for input); a client that goes away cancels it."""
-    waiting = asyncio.ensure_future(run.done.wait())
+    # The run's own task when it has one (one task fewer per request than waiting on `done`).
+    waiting = run.task if run.task is not None and not run.task.done() else asyncio.ensure_future(run.done.wait())
     try:
         await unless_disconnected(request, waiting)
     except (ClientDisconnected, asyncio.CancelledError):

@@ -96,6 +96,17 @@ async def get_workflow(request: Request, name: WorkflowName) -> dict[str, Any]:
     return describe(_workflow(request, name))
 
 
+@router.get(
+    "/v1/workflows/{name}/graph",
+    summary="A workflow's graph: inputs, steps and outputs as nodes, links as edges (what the UI draws)",
+    **needs("read"),
+)
+async def get_workflow_graph(request: Request, name: WorkflowName) -> dict[str, Any]:
+    from ..graph import graph_json
+
+    return graph_json(_workflow(request, name))
+
+
 @router.post(
     "/v1/workflows/{name}/runs",
     summary="Start a run: wait for its result, or get its id at once (background, long-lived)",

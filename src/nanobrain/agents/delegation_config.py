@@ -1,0 +1,110 @@
+"""`kind: delegate` in workflow documents: a step that hands its `message` to the agent its rules choose."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..config.models import StepConfig
+from ..config.registry import register_step_kind
+from ..core.steps import Step
+from ..protocols.a2a.config import RemoteAgentConfig
+
+if TYPE_CHECKING:
+    from ..config.loader import StepBuild
+
+
+class LocalAgentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    step: str = Field(description="package.module:attribute of a step, agent or workflow")
+    skills: list[str] = Field(default_factory=list)
+
+
+class RuleConfig(BaseModel):
+    """One rule: `agent` with `keywords`, `regex` or `condition`; or a `skill` (optionally `when` a regex)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str | None = None
+    keywords: list[str] | None = None
+    regex: str | None = None
+    condition: str | None = Field(None, description="package.module:function(text) -> bool")
+    skill: str | None = None
+    when: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RuleConfig:
+        kinds = [k for k in ("keywords", "regex", "condition", "skill") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of keywords, regex, condition or skill")
+        if (self.skill is None) == (self.agent is None):
+            raise ValueError("a skill rule names no agent; every other rule names one")
+        return self
+
+
+class DelegateStepConfig(StepConfig):
+    """Choose an agent for each message by rules and measured performance, and ask it."""
+
+    kind: Literal["delegate"] = "delegate"  # type: ignore[assignment]
+    agents: dict[str, RemoteAgentConfig | LocalAgentConfig] = Field(description="Agents by name: a url or a step")
+    rules: list[RuleConfig] = Field(default_factory=list)
+    default: str | None = None
+
+
+def build_delegate(config: DelegateStepConfig, build: StepBuild) -> Step | None:
+    import re
+
+    from .delegation import DelegateStep, DelegationEngine, Rule
+    from .registry import AgentRegistry
+
+    registry = AgentRegistry()
+    for name, agent in config.agents.items():
+        if isinstance(agent, LocalAgentConfig):
+            target = build.callable(agent.step, f"agents.{name}.step", "a step, agent or workflow")
+            if target is None:
+                continue
+            if not isinstance(target, Step):
+                build.problem(f"agents.{name}.step", f"{agent.step!r} is not a step")
+                continue
+            registry.add(name, target, skills=agent.skills)
+        else:
+            from ..protocols.a2a.client import RemoteAgent
+
+            try:
+                registry.add(name, RemoteAgent(agent.url, name=name, **agent.remote_options()))
+            except ValueError as exc:
+                build.problem(f"agents.{name}.url", str(exc))
+    rules: list[Rule] = []
+    for i, rule in enumerate(config.rules):
+        where = f"rules[{i}]"
+        if rule.agent is not None and rule.agent not in config.agents:
+            build.problem(f"{where}.agent", f"no agent named {rule.agent!r} (agents: {', '.join(config.agents)})")
+            continue
+        try:
+            if rule.keywords is not None:
+                rules.append(Rule.keyword(rule.agent or "", *rule.keywords))
+            elif rule.regex is not None:
+                rules.append(Rule.regex(rule.agent or "", rule.regex))
+            elif rule.skill is not None:
+                rules.append(Rule.skill_rule(rule.skill, when=rule.when))
+            else:
+                test: Any = build.callable(rule.condition or "", f"{where}.condition", "a function of the text")
+                if test is not None:
+                    rules.append(Rule.condition(rule.agent or "", test))
+        except re.error as exc:
+            build.problem(f"{where}.regex" if rule.regex else f"{where}.when", f"not a regular expression: {exc}")
+    if config.default is not None and config.default not in config.agents:
+        build.problem("default", f"no agent named {config.default!r} (agents: {', '.join(config.agents)})")
+        return None
+    try:
+        engine = DelegationEngine(registry, rules, default=config.default)
+    except ValueError as exc:  # an agent that could not be built is already reported
+        if not build.ctx.problems:
+            build.problem("agents", str(exc))
+        return None
+    return DelegateStep(build.name, engine, **build.options(config))
+
+
+register_step_kind("delegate", DelegateStepConfig, build_delegate)

@@ -1,0 +1,76 @@
+"""`kind: a2a_agent` in workflow documents, and `a2a_agents:` entries of an agent (remote agents as tools).
+
+Pydantic only: a2a-sdk is imported when the step first calls its agent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...config.models import StepConfig
+from ...config.registry import register_step_kind
+from ...core.steps import Step
+
+if TYPE_CHECKING:
+    from ...config.loader import StepBuild
+
+
+class BreakerConfig(BaseModel):
+    """A circuit breaker in front of the remote agent (see `BreakerPolicy`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failure_rate: float = Field(0.5, gt=0, le=1)
+    window: float = Field(30.0, gt=0)
+    min_calls: int = Field(5, ge=1)
+    consecutive_failures: int | None = Field(None, ge=1)
+    cool_down: float = Field(10.0, ge=0)
+    probes: int = Field(1, ge=1)
+
+
+class RemoteAgentConfig(BaseModel):
+    """A remote A2A agent: where it is and how to call it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="The agent's base URL (its card is at URL/.well-known/agent-card.json)")
+    token: str | None = Field(None, description="Bearer token sent with each call (use ${ENV_VAR})")
+    call_timeout: float = Field(120.0, gt=0, description="Seconds a call may take; then the remote task is cancelled")
+    skill: str | None = Field(None, description="Refuse an agent whose card lacks this skill")
+    breaker: BreakerConfig | None = None
+    name: str | None = Field(None, description="The tool's name (default: the card's name)")
+
+    def remote_options(self) -> dict[str, Any]:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        breaker = None
+        if self.breaker is not None:
+            from ...infrastructure.parallel.breaker import BreakerPolicy, CircuitBreaker
+
+            breaker = CircuitBreaker(f"a2a:{self.url}", BreakerPolicy(**self.breaker.model_dump()))
+        return {"token": self.token, "timeout": self.call_timeout, "skill": self.skill, "breaker": breaker}
+
+
+class A2AAgentStepConfig(StepConfig, RemoteAgentConfig):  # type: ignore[misc]
+    """A remote A2A agent as a step: input `message` (or `inputs`), output `reply`."""
+
+    kind: Literal["a2a_agent"] = "a2a_agent"  # type: ignore[assignment]
+    inputs: list[str] | None = Field(None, description="Input names sent as a data part (default: message, as text)")
+
+
+def build_a2a_agent(config: A2AAgentStepConfig, build: StepBuild) -> Step | None:
+    from .client import A2AAgentStep
+
+    try:
+        remote = config.remote_options()
+    except ValueError as exc:
+        build.problem("url", str(exc))
+        return None
+    inputs = {name: None for name in config.inputs} if config.inputs else None
+    remote["call_timeout"] = remote.pop("timeout")
+    return A2AAgentStep(build.name, config.url, inputs=inputs, **remote, **build.options(config))
+
+
+register_step_kind("a2a_agent", A2AAgentStepConfig, build_a2a_agent)

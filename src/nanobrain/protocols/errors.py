@@ -1,0 +1,25 @@
+"""Errors of the protocol integrations."""
+
+from __future__ import annotations
+
+from ..core.errors import NanoBrainError
+
+
+class ProtocolError(NanoBrainError):
+    """A peer (MCP server, A2A agent) could not be reached, misbehaved, or timed out.
+
+    `retryable` says whether trying again may help (unreachable, timed out) or not (the peer
+    answered that the work failed); retry policies and circuit breakers read it.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def require(module: str, extra: str) -> None:
+    """Fail clearly when an optional dependency is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ProtocolError(f"this needs the {module!r} package: pip install 'nanobrain[{extra}]'")
