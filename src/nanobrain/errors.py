@@ -5,7 +5,8 @@
     ├── LinkFailed · CycleLimitExceeded · RunError
     ├── ProblemsError ── WorkflowValidationError · ConfigError · ImportFileError (also HistoryError)
     ├── JournalError ── RunLocked · RunCorrupt
-    ├── AgentError
+    ├── AgentError · NoAgent · UnknownAgent (KeyError)
+    ├── ProtocolError ── InvalidInput (A2A and MCP)
     ├── ProviderError ── RateLimited · ProviderTimeout (TimeoutError) · ServerError · Unreachable
     │                    · BadRequest · AuthError · ModelNotConfigured
     ├── ParallelError ── CircuitOpen · NoProcessorAvailable · AttemptTimeout · DeadlineExceeded
@@ -45,6 +46,10 @@ from .core.errors import (
 _ELSEWHERE = {
     "nanobrain.core.journal": ("JournalError", "RunCorrupt", "RunLocked"),
     "nanobrain.agents.agent": ("AgentError",),
+    "nanobrain.agents.registry": ("UnknownAgent",),
+    "nanobrain.agents.delegation": ("NoAgent",),
+    "nanobrain.protocols.errors": ("ProtocolError",),
+    "nanobrain.protocols.a2a.parts": ("InvalidInput",),
     "nanobrain.llm.errors": (
         "AuthError",
         "BadRequest",
