@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="local,server,protocols"
-if [ "${1:-}" = "dev" ]; then extras="local,server,protocols,dev"; fi
+# llm: the OpenAI and Anthropic SDKs, so every provider in the README's table works without a reinstall.
+extras="local,server,protocols,llm"
+if [ "${1:-}" = "dev" ]; then extras="local,server,protocols,llm,dev"; fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip

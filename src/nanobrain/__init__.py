@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .core.clock import Clock, RealClock, VirtualClock
 from .core.context import StepContext, current_context
@@ -46,6 +46,11 @@ from .core.steps import FunctionStep, Step, step
 from .core.triggers import AllDataReceived, Condition, Interval, Manual, OnUpdate, Trigger
 from .core.workflow import Workflow, WorkflowHandle
 
+if TYPE_CHECKING:  # the lazy exports below, typed for checkers
+    from .agents.agent import Agent
+    from .llm.scripted import ScriptedModel
+    from .llm.tools import Tool, tool
+
 __version__ = "0.1.0"
 
 
@@ -56,8 +61,34 @@ def load_workflow(path: Any, **kwargs: Any) -> Workflow:
     return _load(path, **kwargs)
 
 
+# The agent API lives in modules that import pydantic and the model layer, so it is loaded on first
+# attribute access rather than with the engine.
+_LAZY = {
+    "Agent": "nanobrain.agents.agent",
+    "Tool": "nanobrain.llm.tools",
+    "tool": "nanobrain.llm.tools",
+    "ScriptedModel": "nanobrain.llm.scripted",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nanobrain' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
     "MISSING",
+    "Agent",
     "AllDataReceived",
     "Clock",
     "Condition",
@@ -91,6 +122,7 @@ __all__ = [
     "RunFailed",
     "RunFinished",
     "RunStarted",
+    "ScriptedModel",
     "Step",
     "StepContext",
     "StepError",
@@ -102,6 +134,7 @@ __all__ = [
     "StringUnit",
     "ThreadExecutor",
     "Token",
+    "Tool",
     "TransformLink",
     "Trigger",
     "UnitTypeError",
@@ -115,4 +148,5 @@ __all__ = [
     "load_workflow",
     "output_schema",
     "step",
+    "tool",
 ]

@@ -173,3 +173,39 @@ async def test_runs_without_a_session_share_no_memory() -> None:
     await workflow.run(message="my secret is 42")
     await workflow.run(message="what is the secret?")
     assert [m.content for m in model.requests[1].messages] == ["what is the secret?"]
+
+
+# -- swapping the model -----------------------------------------------------------------------------
+async def test_the_model_can_be_swapped_through_the_public_attribute() -> None:
+    agent = Agent(model=ScriptedModel(["first"]))
+    assert await agent.ask(message="hi") == "first"
+    replacement = ScriptedModel(["second"])
+    agent.model = replacement
+    assert agent.model is replacement
+    assert await agent.ask(message="hi") == "second"
+
+
+async def test_override_uses_the_model_inside_the_block_and_restores_it_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NANOBRAIN_MODEL", raising=False)
+    original = ScriptedModel(["outside", "after the failure"])
+    agent = Agent(model=original)
+    with agent.override(model=ScriptedModel(["inside"])) as same:
+        assert same is agent
+        assert await agent.ask(message="hi") == "inside"
+    assert agent.model is original
+    with pytest.raises(RuntimeError), agent.override(model=ScriptedModel([])):
+        raise RuntimeError("the block failed")
+    assert agent.model is original
+    assert await agent.ask(message="hi") == "outside"
+
+
+def test_the_model_label_does_not_resolve_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NANOBRAIN_MODEL", raising=False)
+    agent = Agent(model="openai:gpt-4o-mini")
+    assert agent.model_label == "openai:gpt-4o-mini"
+    agent.model = None
+    assert agent.model_label == "local"
+    agent.model = ScriptedModel(["x"])
+    assert agent.model_label == agent.model.label

@@ -28,7 +28,7 @@ async def test_assistant_example_runs_a_two_tool_loop_in_python_and_yaml() -> No
                 "21 °C is 69.8 °F (3 words).",
             ]
         )
-        step._model = model
+        step.model = model
         assert await workflow.run(message="21 C in F, and count my words") == {"reply": "21 °C is 69.8 °F (3 words)."}
         tool_results = [m.content for m in model.requests[-1].messages if m.role == "tool"]
         assert tool_results == ["69.8", "3"]

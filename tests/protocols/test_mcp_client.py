@@ -101,7 +101,7 @@ async def test_yaml_agent_uses_mcp_tools_goes_on_after_a_tool_error_and_closes_t
             "It is evening in Tokyo.",
         ]
     )
-    agent._model = model
+    agent.model = model
     before = _children()
     try:
         assert await workflow.run(message="time in Tokyo?") == {"reply": "It is evening in Tokyo."}

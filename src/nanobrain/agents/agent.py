@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import string
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +152,34 @@ class Agent(Step):
 
             self._model = resolve_model(self._model)
         return self._model
+
+    @model.setter
+    def model(self, model: Provider | str | None) -> None:
+        """Swap the model: a provider, a model string resolved on first use, or None for the default.
+
+        The previous provider is not closed: whoever created it owns it.
+        """
+        self._model = model
+
+    @property
+    def model_label(self) -> str:
+        """The model's label without resolving it (no client is created, no file is loaded)."""
+        if isinstance(self._model, Provider):
+            return self._model.label
+        return self._model or os.environ.get("NANOBRAIN_MODEL") or "local"
+
+    @contextmanager
+    def override(self, *, model: Provider | str | None) -> Iterator[Agent]:
+        """Use `model` inside the block and put the previous one back afterwards (tests, experiments).
+
+        The swap is on this agent object, so it is seen by every task using the agent meanwhile.
+        """
+        previous = self._model
+        self._model = model
+        try:
+            yield self
+        finally:
+            self._model = previous
 
     async def aclose(self) -> None:
         """Close the model's client and the toolsets (they are opened again if the agent is used later)."""

@@ -55,6 +55,7 @@ from .messages import (
 from .provider import Provider, parse_arguments
 
 if TYPE_CHECKING:
+    import httpx2
     from anthropic import AsyncAnthropic
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
@@ -102,6 +103,7 @@ class AnthropicProvider(Provider):
         max_tokens: int = 1024,
         timeout: float = 120.0,
         headers: dict[str, str] | None = None,
+        http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         super().__init__(model)
         if max_tokens < 1:
@@ -111,6 +113,9 @@ class AnthropicProvider(Provider):
         self.max_tokens = max_tokens
         self.timeout = timeout
         self.headers = dict(headers or {})
+        #: The caller's `httpx2` client, the SDK's HTTP library (a proxy, or `httpx2.MockTransport` in
+        #: tests); the caller closes it.
+        self.http_client = http_client
         self._client: AsyncAnthropic | None = None
 
     # -- the client ---------------------------------------------------------------------------
@@ -168,6 +173,7 @@ class AnthropicProvider(Provider):
                     timeout=self.timeout,
                     max_retries=0,
                     default_headers=self.headers or None,
+                    http_client=self.http_client,
                 )
             except anthropic.AnthropicError as exc:  # e.g. an unreadable credentials profile
                 raise ModelNotConfigured(
@@ -186,7 +192,7 @@ class AnthropicProvider(Provider):
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self.http_client is None:  # the SDK would close the caller's client
             await client.close()
 
     # -- calls --------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from .messages import (
 from .provider import Provider, parse_arguments
 
 if TYPE_CHECKING:
+    import httpx2
     from openai import AsyncOpenAI
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -70,6 +71,7 @@ class OpenAICompatibleProvider(Provider):
         timeout: float = 120.0,
         organization: str | None = None,
         api_key_source: str | None = None,
+        http_client: httpx2.AsyncClient | None = None,
     ) -> None:
         super().__init__(model)
         self.base_url = base_url.rstrip("/") if base_url else None
@@ -78,6 +80,9 @@ class OpenAICompatibleProvider(Provider):
         self.headers = dict(headers or {})
         self.timeout = timeout
         self.organization = organization
+        #: The caller's `httpx2` client, the SDK's HTTP library (a proxy, or `httpx2.MockTransport` in
+        #: tests); the caller closes it.
+        self.http_client = http_client
         self._client: AsyncOpenAI | None = None
         # Compatible servers that reject newer request fields are remembered, and asked the older way.
         self._stream_usage = True  # `stream_options.include_usage`
@@ -135,12 +140,13 @@ class OpenAICompatibleProvider(Provider):
                 default_headers=self.headers or None,
                 timeout=self.timeout,
                 max_retries=0,
+                http_client=self.http_client,
             )
         return self._client
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self.http_client is None:  # the SDK would close the caller's client
             await client.close()
 
     # -- calls --------------------------------------------------------------------------------

@@ -122,7 +122,9 @@ def redis_check(url: str) -> Check:
     """`PING` on Redis at `url`."""
 
     async def check() -> str:
-        import redis.asyncio as redis
+        from ..optional import require
+
+        redis = require("redis.asyncio", extra="storage", purpose="a Redis health check")
 
         client = redis.from_url(url)
         try:

@@ -41,7 +41,7 @@ async def test_the_chat_survives_one_of_three_agents_failing(form: str) -> None:
     models = {"alpha": answering("alpha"), "beta": failing(), "gamma": answering("gamma")}
     for processor in chat.pool.processors:
         assert isinstance(processor.step, Agent)
-        processor.step._model = models[processor.name]
+        processor.step.model = models[processor.name]
     messages = [f"question {i}" for i in range(12)]
     events = [e async for e in workflow.stream(messages=messages)]
     replies = next(e for e in events if isinstance(e, nb.RunFinished)).outputs["replies"]

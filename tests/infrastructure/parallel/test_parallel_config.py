@@ -107,7 +107,7 @@ links:
     agents = [p.step for p in step.pool.processors]
     assert agents[0].memory is agents[1].memory is step.memory  # type: ignore[attr-defined]
     for agent in agents:
-        agent._model = ScriptedModel(respond=lambda r, name=agent.name: f"{name}:{len(r.messages)}")  # type: ignore[attr-defined, misc]
+        agent.model = ScriptedModel(respond=lambda r, name=agent.name: f"{name}:{len(r.messages)}")  # type: ignore[attr-defined, misc]
     first = await workflow.run(message="hi", session="s")
     second = await workflow.run(message="again", session="s")
     assert first["reply"].split(":")[0] == second["reply"].split(":")[0]  # the same agent

@@ -133,6 +133,10 @@ class Database(AsyncClosing):
                 f"unsupported database URL {self.safe_url!r}: use sqlite:///PATH (SQLite through aiosqlite) "
                 "or postgresql://USER@HOST/DB (PostgreSQL through asyncpg)"
             )
+        if self.dialect == "postgresql":
+            from ...optional import require
+
+            require("asyncpg", extra="storage", purpose="a PostgreSQL database URL")
         if self.dialect == "sqlite":
             from sqlalchemy.engine import make_url
 

@@ -326,7 +326,9 @@ class RedisKeyValueStore(KeyValueStore):
     """
 
     def __init__(self, url_or_client: Any = "redis://127.0.0.1:6379/0", *, prefix: str = "nanobrain:") -> None:
-        import redis.asyncio as redis
+        from ...optional import require
+
+        redis = require("redis.asyncio", extra="storage", purpose="a Redis store")
         from redis.exceptions import AuthenticationError
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+
 from ...core.errors import NanoBrainError, StepError
 
 
@@ -63,12 +66,34 @@ class QueueFull(ParallelError):
     """`put_nowait` on a full request queue (`put` waits instead)."""
 
 
+#: OS errors that mean the network or the peer failed, not the caller (a missing file is not one).
+_NETWORK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNREFUSED",
+        "ECONNRESET",
+        "ECONNABORTED",
+        "EPIPE",
+        "ETIMEDOUT",
+        "EHOSTUNREACH",
+        "EHOSTDOWN",
+        "ENETUNREACH",
+        "ENETDOWN",
+        "ENETRESET",
+    )
+    if hasattr(errno, name)
+)
+
+
 def is_retryable(error: BaseException) -> bool:
-    """Whether trying again, elsewhere, may help.
+    """Whether trying again, elsewhere, may help: the one decision behind failover and breakers.
 
     An error says so with a `retryable` attribute (provider errors, `CircuitOpen`,
-    `AttemptTimeout`); any other `TimeoutError` is retryable. A step failure inside a nested
-    workflow is judged by its cause.
+    `AttemptTimeout`; auth and bad-request errors say no). Otherwise timeouts and connection
+    failures (`ConnectionError`, DNS errors, socket errors such as "network unreachable") are
+    retryable, and everything else is not: a `KeyError`, `TypeError` or validation error is a
+    bug that another processor would hit too. A step failure inside a nested workflow, and an
+    error raised `from` another (a client library wrapping a socket error), is judged by its cause.
     """
     seen: set[int] = set()
     current: BaseException | None = error
@@ -77,7 +102,9 @@ def is_retryable(error: BaseException) -> bool:
         flag = getattr(current, "retryable", None)
         if isinstance(flag, bool):
             return flag
-        if isinstance(current, TimeoutError):
+        if isinstance(current, (TimeoutError, ConnectionError, socket.gaierror, socket.herror)):
+            return True
+        if isinstance(current, OSError) and current.errno in _NETWORK_ERRNOS:
             return True
         if isinstance(current, StepError):
             current = current.error

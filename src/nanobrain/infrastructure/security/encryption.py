@@ -72,6 +72,9 @@ class Encryptor:
     """Encrypts with the first key, decrypts with any of `keys` (raw 32 bytes or base64 text)."""
 
     def __init__(self, key: str | bytes | None = None, *, keys: Sequence[str | bytes] | None = None) -> None:
+        from ...optional import require
+
+        require("cryptography", extra="storage", purpose="encryption")
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         given = ([key] if key is not None else []) + list(keys or [])

@@ -87,13 +87,7 @@ class ChatApp:
         return provider
 
     def models(self) -> list[str]:
-        labels = []
-        for step in self.agents():
-            model = step.agent._model
-            labels.append(
-                model.label if isinstance(model, Provider) else (model or os.environ.get("NANOBRAIN_MODEL") or "local")
-            )
-        return sorted(set(labels))
+        return sorted({step.agent.model_label for step in self.agents()})
 
     async def warm_up(self) -> None:
         """Resolve every agent's model now (clear errors early) and load local models."""

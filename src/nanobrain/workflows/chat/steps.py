@@ -222,7 +222,7 @@ class ChatAgentStep(ServiceStep):
     def bind(self, services: Any) -> None:
         super().bind(services)
         if services.model is not None:
-            self.agent._model = services.model
+            self.agent.model = services.model
 
     async def aclose(self) -> None:
         await self.agent.aclose()
