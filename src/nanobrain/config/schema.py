@@ -17,7 +17,12 @@ def json_schema() -> dict[str, Any]:
     variants = []
     for kind in all_step_kinds().values():
         sub = kind.model.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
-        defs.update(sub.pop("$defs", {}))
+        for def_name, definition in sub.pop("$defs", {}).items():
+            # Two different models of one name would overwrite each other, and which one wins
+            # would depend on import order: refuse it, so the schema stays one thing.
+            if defs.get(def_name, definition) != definition:
+                raise ValueError(f"two different config models are named {def_name!r}; rename one")
+            defs[def_name] = definition
         name = kind.model.__name__
         defs[name] = sub
         variants.append({"$ref": f"#/$defs/{name}"})

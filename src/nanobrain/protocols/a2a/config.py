@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ...config.loader import StepBuild
 
 
-class BreakerConfig(BaseModel):
+class RemoteBreakerConfig(BaseModel):
     """A circuit breaker in front of the remote agent (see `BreakerPolicy`)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -39,7 +39,7 @@ class RemoteAgentConfig(BaseModel):
     token: str | None = Field(None, description="Bearer token sent with each call (use ${ENV_VAR})")
     call_timeout: float = Field(120.0, gt=0, description="Seconds a call may take; then the remote task is cancelled")
     skill: str | None = Field(None, description="Refuse an agent whose card lacks this skill")
-    breaker: BreakerConfig | None = None
+    breaker: RemoteBreakerConfig | None = None
     name: str | None = Field(None, description="The tool's name (default: the card's name)")
 
     def remote_options(self) -> dict[str, Any]:
