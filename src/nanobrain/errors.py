@@ -1,7 +1,7 @@
 """Every NanoBrain exception in one place.
 
     NanoBrainError
-    ├── UnitTypeError (TypeError) · StreamClosed · StepError · StepTimeout (TimeoutError)
+    ├── UnitTypeError (TypeError) · StreamClosed · StepError · StepTimeout (TimeoutError) · ItemFailed
     ├── LinkFailed · CycleLimitExceeded · RunError
     ├── ProblemsError ── WorkflowValidationError · ConfigError · ImportFileError (also HistoryError)
     ├── JournalError ── RunLocked · RunCorrupt
@@ -32,6 +32,7 @@ from typing import Any
 from .core.errors import (
     ConfigError,
     CycleLimitExceeded,
+    ItemFailed,
     LinkFailed,
     NanoBrainError,
     ProblemsError,
@@ -104,6 +105,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "ConfigError",
     "CycleLimitExceeded",
+    "ItemFailed",
     "LinkFailed",
     "NanoBrainError",
     "ProblemsError",
