@@ -30,6 +30,8 @@ def test_an_old_session_resumes_after_the_server_restarts(tmp_path: Path, page: 
         ask(page, "I like tea")
         old = str(page.evaluate("location.hash")).rsplit("/", 1)[1]
         page.click("#new-chat")
+        # The new chat starts empty: wait for that, or `ask` would count the old answer as before.
+        wait_until(page, "document.querySelectorAll('.messages .message').length === 0", 30)
         ask(page, "Another topic")
     finally:
         first.close()
