@@ -182,5 +182,8 @@ class CachingProvider(Provider):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    async def health_check(self) -> bool:
+        return await self.inner.health_check()
+
     def __repr__(self) -> str:
         return f"CachingProvider({self.inner!r})"
