@@ -40,7 +40,7 @@ QUESTIONS: list[tuple[str, tuple[str, ...]]] = [
     ("What is the capital of Japan?", ("tokyo",)),
     ("What is the capital of Italy?", ("rome",)),
     ("How many legs does a spider have?", ("eight", "8")),
-    ("What planet do we live on?", ("earth",)),
+    ("What is the capital of Spain?", ("madrid",)),
     ("What is the opposite of hot?", ("cold",)),
     ("What language is spoken in Spain?", ("spanish",)),
     ("What is the capital of Germany?", ("berlin",)),

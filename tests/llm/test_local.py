@@ -166,6 +166,17 @@ def test_tool_results_become_user_text_and_calls_become_json() -> None:
     )
 
 
+async def test_the_health_probe_checks_the_model_file_without_loading_it(tmp_path: Path) -> None:
+    require(_installed("llama_cpp"), INSTALL_LLAMA)
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF" + b"\0" * 16)
+    provider = LocalProvider(path)
+    assert await provider.health_check() is True and not provider.loaded
+    path.unlink()
+    with pytest.raises(ModelNotConfigured, match="does not exist"):
+        await provider.health_check()
+
+
 def test_a_round_without_tools_after_tool_calls_is_constrained_to_an_answer() -> None:
     plan = local._plan(ask("hi", tools=(add.spec,), tool_choice="none"))
     assert plan.schema is not None and plan.schema["required"] == ["answer"]
@@ -221,6 +232,10 @@ async def test_output_while_loading_is_not_swallowed(model: LocalProvider, capfd
     out = capfd.readouterr().out
     assert printed > 1
     assert all(f"tick {i}\n" in out for i in range(printed))
+
+
+async def test_a_loaded_model_is_healthy(model: LocalProvider) -> None:
+    assert model.loaded and await model.health_check() is True
 
 
 async def test_complete_returns_text_and_usage(model: LocalProvider) -> None:
