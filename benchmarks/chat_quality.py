@@ -25,8 +25,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import BenchmarkArguments, BenchmarkRun, figure
-
 NANOBRAIN = Path(sys.executable).with_name("nanobrain")
 RAW_MAX_TOKENS = 128
 
@@ -99,6 +97,9 @@ def chat_answers(questions: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Imported here, so that the tests can load the questions and the check without benchmarks/ on sys.path.
+    from common import BenchmarkArguments, BenchmarkRun, figure
+
     args = BenchmarkArguments(__doc__, "chat_quality").parse(argv)
     cases = QUESTIONS[:QUICK] if args.quick else QUESTIONS
     questions = [q for q, _ in cases]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -12,8 +13,11 @@ import pytest
 from tests.benchmarks.conftest import BENCHMARKS, LOCAL_MODEL, local_model_available
 from tests.conftest import require
 
-sys.path.insert(0, str(BENCHMARKS))
-from chat_quality import QUESTIONS, QUICK, correct  # noqa: E402
+_spec = importlib.util.spec_from_file_location("benchmark_chat_quality", BENCHMARKS / "chat_quality.py")
+assert _spec is not None and _spec.loader is not None
+chat_quality = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(chat_quality)
+QUESTIONS, QUICK, correct = chat_quality.QUESTIONS, chat_quality.QUICK, chat_quality.correct
 
 
 def test_the_keyword_check_wants_a_whole_word() -> None:
