@@ -3,6 +3,7 @@
     NanoBrainError
     ├── UnitTypeError (TypeError) · StreamClosed · StepError · StepTimeout (TimeoutError) · ItemFailed
     ├── LinkFailed · CycleLimitExceeded · RunError
+    ├── ExecutorError ── CapacityExceeded
     ├── ProblemsError ── WorkflowValidationError · ConfigError · ImportFileError (also HistoryError)
     ├── JournalError ── RunLocked · RunCorrupt
     ├── AgentError · NoAgent · UnknownAgent (KeyError)
@@ -30,8 +31,10 @@ import importlib
 from typing import Any
 
 from .core.errors import (
+    CapacityExceeded,
     ConfigError,
     CycleLimitExceeded,
+    ExecutorError,
     ItemFailed,
     LinkFailed,
     NanoBrainError,
@@ -103,8 +106,10 @@ def __dir__() -> list[str]:
 
 # The lazy names are listed too, so `import *` and the docs see the whole tree.
 __all__ = [
+    "CapacityExceeded",
     "ConfigError",
     "CycleLimitExceeded",
+    "ExecutorError",
     "ItemFailed",
     "LinkFailed",
     "NanoBrainError",

@@ -35,6 +35,7 @@ from .events import (
 )
 from .journal import DONE, FIRE, SEND, RunJournal
 from .links import Link
+from .resources import admitted
 from .steps import Step
 from .triggers import Interval, Snapshot, TriggerState
 
@@ -721,8 +722,8 @@ def _report_retry(attempt: int, error: BaseException) -> None:
 
 
 def wrap_invoke(step: Step, clock: Clock | None) -> Invoke:
-    """The step's `process`, wrapped in its retry policy and timeout (outermost: retry)."""
-    invoke: Invoke = step.process
+    """The step's `process`, wrapped in its admission, timeout and retry policy (outermost: retry)."""
+    invoke: Invoke = admitted(step)
     timeout = step.timeout
     if timeout is not None:
         inner_timeout = invoke

@@ -13,6 +13,7 @@ from typing import Any, overload
 from .closing import AsyncClosing
 from .data_units import MISSING, DataUnit
 from .executors import DEFAULT_EXECUTOR, Executor, InProcessExecutor, run_blocking
+from .resources import Resources
 from .retry import RetryPolicy
 from .triggers import AllDataReceived, Trigger
 
@@ -62,6 +63,7 @@ class Step(AsyncClosing):
         retry: RetryPolicy | None = None,
         executor: Executor | None = None,
         concurrency: int = 1,
+        resources: Resources | Mapping[str, Any] | None = None,
         description: str = "",
     ) -> None:
         self.name = name or _snake(type(self).__name__)
@@ -79,6 +81,11 @@ class Step(AsyncClosing):
         if concurrency < 1:
             raise ValueError(f"step {self.name!r}: concurrency must be at least 1, got {concurrency}")
         self.concurrency = concurrency
+        try:
+            #: The CPUs and memory one firing uses: it waits until its executor has them free.
+            self.resources = Resources.of(resources)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"step {self.name!r}: resources: {exc}") from None
         # The engine's own classes (FunctionStep, Workflow) document themselves, not the step.
         own_doc = None if type(self).__module__.startswith("nanobrain.core.") else type(self).__doc__
         self.description = description or inspect.cleandoc(own_doc or "").split("\n\n")[0]
