@@ -402,9 +402,7 @@ class DaskExecutor(Executor):
         try:
             future = client.submit(_checked(fn), **kwargs, pure=False, resources=resources)
         except Exception as exc:  # Dask pickles the task (function and inputs) as it submits it
-            raise ExecutorError(
-                f"{step} cannot run on Dask: its function or inputs cannot be sent to the workers: {_reason(exc)}"
-            ) from exc
+            raise ExecutorError(f"{step} cannot run on Dask: {_unpicklable(fn, kwargs, exc)}") from exc
         try:
             outcome = await self._result(client, future, step, resources or {})
         except asyncio.CancelledError:
@@ -423,7 +421,7 @@ class DaskExecutor(Executor):
             raise
         status, value = outcome
         if status == "unpicklable":
-            raise ExecutorError(f"{step} returned a value that cannot be sent back from the Dask worker: {value}")
+            raise ExecutorError(f"{step} returned a value that cannot be sent back from its Dask worker {value}")
         return value if status == "value" else _loads(value)
 
     async def _result(self, client: Any, future: Any, step: str, resources: dict[str, float]) -> Any:
@@ -528,16 +526,22 @@ def _step_name() -> str:
     return f"step {context.step!r}" if context is not None else "a function"
 
 
-def _reason(exc: BaseException) -> str:
-    """The exception and, when it wraps others (Dask's "Could not serialize"), the root cause's words."""
-    text = f"{type(exc).__name__}: {exc}"
-    seen = {id(exc)}
-    cause = exc.__cause__ or exc.__context__
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        text += f" (because {type(cause).__name__}: {cause})"
-        cause = cause.__cause__ or cause.__context__
-    return text
+def _unpicklable(fn: Callable[..., Any], kwargs: Mapping[str, Any], error: Exception) -> str:
+    """Which input (or the function) cannot be pickled, and why (found again, one value at a time)."""
+    import cloudpickle
+
+    for name, value in [*kwargs.items(), ("", fn)]:
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:
+            what = f"its input {name!r}" if name else "its function"
+            return f"{what} ({_type_name(value)}) cannot be sent to the workers: {type(exc).__name__}: {exc}"
+    return f"its task cannot be sent to the workers: {type(error).__name__}: {error}"
+
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    return f"a {kind.__qualname__}" if kind.__module__ == "builtins" else f"a {kind.__module__}.{kind.__qualname__}"
 
 
 def _dask_resource_text(resources: Mapping[str, float]) -> str:
@@ -579,7 +583,8 @@ def _checked(fn: Callable[..., Any]) -> Callable[..., Any]:
 
                 return ("pickled", cloudpickle.dumps(result, protocol=5))
             except Exception as exc:
-                return ("unpicklable", f"{type(exc).__name__}: {exc} (a {type(result).__qualname__})")
+                kind = type(result)
+                return ("unpicklable", f"({kind.__module__}.{kind.__qualname__}) {type(exc).__name__}: {exc}")
 
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__):
 
