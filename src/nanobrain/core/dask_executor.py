@@ -63,7 +63,8 @@ class DaskExecutor(Executor):
         self._client: Any = None
         self._cluster: Any = None
         self._lock: asyncio.Lock | None = None
-        self._workers: tuple[float, asyncio.Future[dict[str, Any]]] | None = None
+        #: The last look at the workers: (its loop, when, the scheduler's answer), shared by waiting steps.
+        self._workers: tuple[asyncio.AbstractEventLoop, float, asyncio.Future[dict[str, Any]]] | None = None
 
     async def client(self) -> Any:
         """The connected `distributed.Client`, created on first use."""
@@ -153,8 +154,8 @@ class DaskExecutor(Executor):
     async def _can_run(self, resources: dict[str, float]) -> bool:
         """Whether a worker is connected that offers `resources` (any worker when none are asked for)."""
         try:
-            workers = await self.worker_info()
-        except OSError:  # the scheduler itself is gone: no worker can run anything
+            workers = await asyncio.wait_for(self.worker_info(), timeout=max(10.0, self.check_every))
+        except (OSError, TimeoutError):  # the scheduler itself is gone or stuck: no worker can run anything
             return False
         return any(
             all(info.get("resources", {}).get(name, 0) >= amount for name, amount in resources.items())
@@ -165,12 +166,15 @@ class DaskExecutor(Executor):
         """The scheduler's view of its workers, fetched at most once per `check_every` for all waiting steps."""
         loop = asyncio.get_running_loop()
         cached = self._workers
-        if cached is None or loop.time() - cached[0] >= self.check_every or (
-            cached[1].done() and cached[1].exception() is not None
+        if (
+            cached is None
+            or cached[0] is not loop
+            or loop.time() - cached[1] >= self.check_every
+            or (cached[2].done() and (cached[2].cancelled() or cached[2].exception() is not None))
         ):
             client = await self.client()
-            cached = self._workers = (loop.time(), asyncio.ensure_future(client.scheduler.identity()))
-        identity = await asyncio.shield(cached[1])
+            cached = self._workers = (loop, loop.time(), asyncio.ensure_future(client.scheduler.identity()))
+        identity = await asyncio.shield(cached[2])
         return dict(identity.get("workers", {}))
 
     @asynccontextmanager
