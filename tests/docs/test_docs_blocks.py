@@ -12,10 +12,19 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import require
-from tests.docs.blocks import DIRECTIVES, NEEDS, RUN, SHOWN, Block, all_blocks, parse, prepare_folder, run_block
-from tests.docs.blocks import shown_output
+from tests.docs.blocks import (
+    DIRECTIVES,
+    NEEDS,
+    RUN,
+    SHOWN,
+    Block,
+    all_blocks,
+    parse,
+    prepare_folder,
+    run_block,
+    shown_output,
+)
 
 BLOCKS = all_blocks()
 EXECUTED = [b for b in BLOCKS if b.language in RUN and not b.included]
