@@ -28,12 +28,15 @@ class RealClock:
         await asyncio.sleep(seconds)
 
 
-class WallClock(RealClock):
+class WallClock:
     """Seconds since the epoch, readable outside an event loop: for expiry times that every
     process must read the same (stores and caches shared between processes)."""
 
     def now(self) -> float:
         return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 WALL_CLOCK = WallClock()

@@ -693,4 +693,3 @@ class Run:
         await unit.set(value)
         if self.sink is not None:
             self.sink(OutputSet(self.run_id, self.path, name, unit._value))
-
