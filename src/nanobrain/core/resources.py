@@ -169,9 +169,10 @@ class Admission:
                 granted.set_result(None)
 
 
-def admitted(step: Step) -> Callable[[dict[str, Any]], Awaitable[Any]]:
-    """The step's `process`, run only once its executor admits the resources it declares."""
-    process = step.process
+def admitted(
+    step: Step, process: Callable[[dict[str, Any]], Any]
+) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+    """`process` (the step's, maybe wrapped), called only once the step's executor admits the resources it declares."""
     needs = step.resources
     if needs is None:
         return process
