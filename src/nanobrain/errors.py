@@ -3,6 +3,7 @@
     NanoBrainError
     ├── UnitTypeError (TypeError) · StreamClosed · StepError · StepTimeout (TimeoutError) · ItemFailed
     ├── LinkFailed · CycleLimitExceeded · RunError
+    ├── ExecutorError ── CapacityExceeded
     ├── ProblemsError ── WorkflowValidationError · ConfigError · ImportFileError (also HistoryError)
     ├── JournalError ── RunLocked · RunCorrupt
     ├── AgentError · NoAgent · UnknownAgent (KeyError)
@@ -10,7 +11,7 @@
     ├── ProviderError ── RateLimited · ProviderTimeout (TimeoutError) · ServerError · Unreachable
     │                    · BadRequest · AuthError · ModelNotConfigured
     ├── ParallelError ── CircuitOpen · NoProcessorAvailable · AttemptTimeout · DeadlineExceeded
-    │                    · PoolClosed · QueueFull
+    │                    · PoolClosed
     ├── InjectedFault
     ├── HistoryError ── SearchUnavailable · ExportError · SessionNotFound (LookupError) · SessionExpired
     ├── HomeError · StoreError · DatabaseError · UnitNotLoaded (LookupError)
@@ -30,8 +31,10 @@ import importlib
 from typing import Any
 
 from .core.errors import (
+    CapacityExceeded,
     ConfigError,
     CycleLimitExceeded,
+    ExecutorError,
     ItemFailed,
     LinkFailed,
     NanoBrainError,
@@ -68,9 +71,8 @@ _ELSEWHERE = {
         "NoProcessorAvailable",
         "ParallelError",
         "PoolClosed",
-        "QueueFull",
     ),
-    "nanobrain.infrastructure.parallel.faults": ("InjectedFault",),
+    "nanobrain.testing": ("InjectedFault",),
     "nanobrain.infrastructure.data.history": ("HistoryError", "SearchUnavailable"),
     "nanobrain.infrastructure.data.export": ("ExportError", "ImportFileError"),
     "nanobrain.infrastructure.data.sessions": ("SessionExpired", "SessionNotFound"),
@@ -103,8 +105,10 @@ def __dir__() -> list[str]:
 
 # The lazy names are listed too, so `import *` and the docs see the whole tree.
 __all__ = [
+    "CapacityExceeded",
     "ConfigError",
     "CycleLimitExceeded",
+    "ExecutorError",
     "ItemFailed",
     "LinkFailed",
     "NanoBrainError",

@@ -13,9 +13,10 @@ from tests.infrastructure.parallel.parallel_helpers import Recorder, drive, sett
 
 from nanobrain import VirtualClock, Workflow
 from nanobrain.agents.agent import Agent
-from nanobrain.infrastructure.parallel import HealthChecker, HealthPolicy, Processor, ProcessorPool, SimulatedProcessor
+from nanobrain.infrastructure.parallel import HealthChecker, HealthPolicy, Processor, ProcessorPool
 from nanobrain.llm import ScriptedModel
 from nanobrain.llm.openai_compat import OpenAICompatibleProvider
+from nanobrain.testing import SimulatedProcessor
 
 
 def pool_of(clock: VirtualClock, count: int, recorder: Recorder | None = None) -> ProcessorPool:

@@ -19,7 +19,8 @@ from ...core.context import current_context
 from ...core.data_units import DataUnit
 from ...core.steps import Step
 from ...llm.tools import Tool
-from ..errors import ProtocolError, require
+from ...optional import require
+from ..errors import ProtocolError
 
 if TYPE_CHECKING:
     from a2a.types import AgentCard
@@ -103,7 +104,7 @@ class RemoteAgent:
         async with self._lock:
             if self._client is not None:
                 return
-            require("a2a", "a2a")
+            require("a2a", extra="a2a", purpose="an A2A client")
             import httpx
             from a2a.client import ClientConfig
             from a2a.client.card_resolver import A2ACardResolver
