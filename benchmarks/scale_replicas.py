@@ -232,17 +232,20 @@ def replicas_throughput(*, quick: bool, repeat: int, run: BenchmarkRun) -> tuple
                     f"replicas_c{clients}_rps", f"chat requests/s, 2 replicas, {clients} concurrent clients",
                     "req/s", "the same load on 1 replica", two, one, higher_is_better=True, details=errors,
                 ))  # fmt: skip
-            for setup in ("one", "two"):
+            for setup, label in (("one", "1 replica"), ("two", "2 replicas")):
                 per = {part: cpu.get(f"{setup}_{part}", 0.0) / max(1, requests[setup]) * 1000
                        for part in ("replica_a", "replica_b", "load", "postgres")}  # fmt: skip
                 spent = ", ".join(f"{part} {ms:.2f}" for part, ms in per.items())
-                details.append((f"cpu_{setup}", f"CPU ms per request with {setup} replica(s): {spent}"))
+                ceiling = (os.cpu_count() or 1) * 1000 / max(sum(per.values()), 1e-9)
+                text = f"CPU ms per request with {label}: {spent}; all cores on this work alone: {ceiling:.0f} req/s"
+                details.append((f"cpu_{setup}", text))
         finally:
             first.stop()
             second.stop()
     details += [
         ("storage", f"history and sessions in {storage}; runs shared through Redis: {'yes' if redis else 'no'}"),
-        ("cpus", f"the replicas, the load generator and the database share {os.cpu_count()} CPUs"),
+        ("cpus", f"the replicas, the load generator and the database share {os.cpu_count()} CPUs; load average "
+                 f"at the end {[round(x, 1) for x in os.getloadavg()]} (other work on the machine counts too)"),
         ("limit", "with every process on the same cores, a second replica adds no CPU: the ratio shows how much "
                   "one replica left idle (waiting on the database and the network), not how a second machine "
                   "would scale"),
