@@ -241,14 +241,15 @@ def read_events(url: str, events: list[dict[str, Any]], **headers: str) -> None:
 
 
 def test_a_run_started_on_one_replica_is_watched_and_cancelled_from_the_other(
-    tmp_path: Path, database: str, redis_url: str
+    tmp_path: Path, database: str, redis_url: str, second_redis: str
 ) -> None:
     import threading
 
     (tmp_path / "napping_steps.py").write_text(NAPPING_STEPS)
     flow = tmp_path / "napping.yaml"
     flow.write_text(textwrap.dedent(NAPPING_FLOW))
-    env = {"NANOBRAIN_DATABASE_URL": database, "NANOBRAIN_REDIS_URL": redis_url}
+    # Two Redis servers: the runs' events are spread over them (the replicas list them in the same order).
+    env = {"NANOBRAIN_DATABASE_URL": database, "NANOBRAIN_REDIS_URL": f"{redis_url},{second_redis}"}
     with (
         replica(tmp_path / "a", str(flow), "--no-chat", env=env) as a,
         replica(tmp_path / "b", str(flow), "--no-chat", env=env) as b,

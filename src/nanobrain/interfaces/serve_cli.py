@@ -59,7 +59,7 @@ def serve(
         str | None,
         typer.Option("--redis", envvar="NANOBRAIN_REDIS_URL",
                      help="Redis shared by replicas: runs are watched and cancelled from any replica, "
-                          "rate limits are global."),
+                          "rate limits are global. Several URLs, comma-separated, spread runs and limits over them."),
     ] = None,
 ) -> None:
     """Serve workflows over HTTP and SSE, with an OpenAI-compatible chat endpoint."""

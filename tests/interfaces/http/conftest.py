@@ -158,7 +158,7 @@ def start_server(
     redis: str | None = None,
     shared_rate_limit: tuple[float, float] | None = None,
 ) -> LiveServer:
-    """A server with the chat and `served_workflows()`; with `redis` (a URL, `?prefix=` honoured) it
+    """A server with the chat and `served_workflows()`; with `redis` (URLs, comma-separated; `?prefix=`) it
     shares its runs with other servers on that Redis, and `shared_rate_limit` (rate, burst) is kept there."""
     keys: dict[str, str] = {}
 
@@ -174,14 +174,15 @@ def start_server(
         options = dict(authenticator_options or {})
         bus = None
         if redis is not None:
-            from nanobrain.interfaces.http.run_bus import RunBus, open_redis
+            from nanobrain.interfaces.http.redis_nodes import RedisNodes
+            from nanobrain.interfaces.http.run_bus import RunBus
             from nanobrain.interfaces.http.shared_limits import RedisRateLimits
 
-            client, prefix = open_redis(redis)
-            closing.append(client)
-            bus = RunBus(client, prefix=prefix, heartbeat_seconds=0.5)
+            nodes = RedisNodes.from_urls(redis)
+            closing.append(nodes)
+            bus = RunBus(nodes, heartbeat_seconds=0.5)
             if shared_rate_limit is not None:
-                options["rate_limits"] = RedisRateLimits(client, *shared_rate_limit, prefix=prefix)
+                options["rate_limits"] = RedisRateLimits(nodes, *shared_rate_limit)
         authenticator = (
             Authenticator(store, cache_seconds=0, **options)
             if auth

@@ -208,3 +208,60 @@ async def test_a_running_run_of_a_replica_that_vanished_reads_as_interrupted(red
         assert records == []
     finally:
         await client.aclose()
+
+
+def test_runs_spread_over_two_redis_servers_and_either_replica_still_finds_each(
+    tmp_path: Path, redis_url: str, second_redis: str
+) -> None:
+    import redis as redis_sync
+
+    from nanobrain.infrastructure.data.kv import MemoryKeyValueStore
+    from nanobrain.infrastructure.data.partitioned import PartitionedStore
+
+    nodes = f"{redis_url},{second_redis}"  # the same order on every replica: placement follows it
+    prefix = redis_url.split("prefix=")[1]
+    a = start_server(tmp_path, ScriptedModel(), redis=nodes)
+    b = start_server(tmp_path, ScriptedModel(), redis=nodes)
+    direct = [redis_sync.Redis.from_url(url.split("?")[0]) for url in (redis_url, second_redis)]
+    ring = PartitionedStore([MemoryKeyValueStore(), MemoryKeyValueStore()])  # placement only: names "0", "1"
+    try:
+        placed: dict[int, list[str]] = {0: [], 1: []}
+        for _ in range(30):
+            run_id = post(a, "/v1/workflows/double/runs", {"inputs": {"x": 2}}).json()["run_id"]
+            placed[int(ring.node_for(run_id))].append(run_id)
+            if placed[0] and placed[1]:
+                break
+        assert placed[0] and placed[1], placed
+        for node, run_ids in placed.items():
+            for run_id in run_ids:
+                deadline = time.monotonic() + 10
+                while not direct[node].exists(f"{prefix}run:{run_id}:events"):
+                    assert time.monotonic() < deadline, f"run {run_id} never reached node {node}"
+                    time.sleep(0.02)
+                assert not direct[1 - node].exists(f"{prefix}run:{run_id}:events")
+                assert not direct[1 - node].exists(f"{prefix}run:{run_id}")
+                seen = get(b, f"/v1/runs/{run_id}").json()
+                assert seen["status"] == "succeeded" and seen["outputs"] == {"result": 4}
+                with httpx.stream("GET", f"{b.url}/v1/runs/{run_id}/events", headers=headers(b, "read")) as response:
+                    kinds = [e["event"] for e in sse(response)]
+                assert kinds[1] == "run_started" and kinds[-2:] == ["run_finished", "end"]
+
+        # A live run on the second server is watched and cancelled from the other replica.
+        while True:
+            started = post(a, "/v1/workflows/nap/runs", {"inputs": {"seconds": 60}, "mode": "background"}).json()
+            if ring.node_for(started["run_id"]) == "1":
+                break
+            post(a, f"/v1/runs/{started['run_id']}/cancel", {})
+        watching = Reader(b, started["run_id"])
+        watching.wait_until("step_started")
+        assert post(b, f"/v1/runs/{started['run_id']}/cancel", {}).json()["status"] == "cancelled"
+        watching.join()
+        assert watching.events[-1]["data"]["status"] == "cancelled"
+    finally:
+        for client in direct:
+            keys = list(client.scan_iter(match=prefix + "*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
+        b.close()
+        a.close()

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .redis_nodes import RedisNodes, open_redis
 from .runs import HEARTBEAT, Record, encode
 
 if TYPE_CHECKING:
@@ -44,27 +45,6 @@ def is_over(view: dict[str, Any]) -> bool:
     return view["status"] in ENDED or (view["status"] == "waiting" and view.get("mode") != "long_lived")
 
 
-def open_redis(url: str) -> tuple[Any, str]:
-    """A `redis.asyncio` client for `url` and the key prefix (`?prefix=app:`, default `nanobrain:`);
-    a clear error naming the URL (its password masked) when the URL is not one."""
-    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-    from ...infrastructure.data.kv import StoreError
-    from ...infrastructure.security.redaction import mask_url, redact
-    from ...optional import require
-
-    redis = require("redis.asyncio", extra="storage", purpose="sharing runs and rate limits through Redis")
-    try:
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query))
-        prefix = query.pop("prefix", "nanobrain:")
-        return redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(query)))), prefix
-    except ValueError as exc:
-        raise StoreError(
-            f"invalid Redis URL {mask_url(url)!r}: {redact(str(exc))}. Use redis://[USER:PASSWORD@]HOST:PORT/DB"
-        ) from None
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -74,12 +54,16 @@ def _entry_seq(entry_id: Any) -> tuple[int, int]:
     return int(ms), int(n or 0)
 
 
+__all__ = ["RemoteRun", "RunBus", "open_redis"]
+
+
 class RunBus:
-    """The runs of every replica that shares `client`'s Redis (keys under `prefix`)."""
+    """The runs of every replica that shares `redis` (a client, or `RedisNodes` to spread runs over
+    several servers), keys under `prefix` (for a client; nodes carry their own)."""
 
     def __init__(
         self,
-        client: Any,
+        redis: Any,
         *,
         prefix: str = "nanobrain:",
         replica: str | None = None,
@@ -88,8 +72,9 @@ class RunBus:
         keep_runs: int = 10_000,
         heartbeat_seconds: float = 5.0,
     ) -> None:
-        self.client = client
-        self.prefix = prefix
+        self.nodes = redis if isinstance(redis, RedisNodes) else RedisNodes([redis], prefix=prefix)
+        self.client = self.nodes.primary  # the control channel, heartbeats and the index of runs
+        self.prefix = self.nodes.prefix
         self.replica = replica or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.max_events = max_events
         self.keep_seconds = keep_seconds
@@ -180,10 +165,18 @@ class RunBus:
                     self._queue.task_done()
 
     async def _send(self, batch: Sequence[tuple[str, ServerRun, Any]]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        pipes: dict[int, Any] = {}
+
+        def pipeline(client: Any) -> Any:
+            if id(client) not in pipes:
+                pipes[id(client)] = client.pipeline(transaction=False)
+            return pipes[id(client)]
+
+        index = pipeline(self.client)
         touched: dict[str, ServerRun] = {}
         for kind, run, value in batch:
             touched[run.id] = run
+            pipe = pipeline(self.nodes.for_key(run.id))
             if kind == "event":
                 seq, event_type, event = value
                 data = encode(event.to_dict())
@@ -196,19 +189,20 @@ class RunBus:
                 fields = {"view": view, "owner": self.replica, "status": value["status"]}
                 pipe.hset(self._run_key(run.id), mapping=fields)
                 if kind == "start":
-                    pipe.zadd(f"{self.prefix}runs", {run.id: run.created})
-                    pipe.zremrangebyrank(f"{self.prefix}runs", 0, -self.keep_runs - 1)
+                    index.zadd(f"{self.prefix}runs", {run.id: run.created})
+                    index.zremrangebyrank(f"{self.prefix}runs", 0, -self.keep_runs - 1)
                 else:
                     pipe.xadd(
                         self._events_key(run.id), {"t": "end", "d": view}, id=f"{value['events']}-1",
                         maxlen=self.max_events, approximate=False,
                     )  # fmt: skip
+        ttl = int(self.keep_seconds * 1000)
         for run_id, run in touched.items():
+            pipe = pipeline(self.nodes.for_key(run_id))
             pipe.hset(self._run_key(run_id), "events", run._seq)
-            ttl = int(self.keep_seconds * 1000)
             pipe.pexpire(self._run_key(run_id), ttl)
             pipe.pexpire(self._events_key(run_id), ttl)
-        await pipe.execute(raise_on_error=False)
+        await asyncio.gather(*(pipe.execute(raise_on_error=False) for pipe in pipes.values()))
 
     async def _listen(self, pubsub: Any) -> None:
         try:
@@ -251,7 +245,7 @@ class RunBus:
 
     async def view(self, run_id: str) -> dict[str, Any] | None:
         """The run's view as its owner last wrote it; a running run of a vanished replica is interrupted."""
-        found = await self.client.hgetall(self._run_key(run_id))
+        found = await self.nodes.for_key(run_id).hgetall(self._run_key(run_id))
         if not found:
             return None
         fields = {_text(k): _text(v) for k, v in found.items()}
@@ -270,13 +264,13 @@ class RunBus:
         return [view for view in found if view is not None]
 
     async def first_kept(self, run_id: str, events: int) -> int:
-        first = await self.client.xrange(self._events_key(run_id), count=1)
+        first = await self.nodes.for_key(run_id).xrange(self._events_key(run_id), count=1)
         return _entry_seq(first[0][0])[0] if first else events + 1
 
     async def cancel(self, run_id: str, *, wait_seconds: float = 10.0) -> dict[str, Any] | None:
         """Ask the owner to cancel `run_id` and wait (up to `wait_seconds`) for the run to end; its view."""
-        key = self._events_key(run_id)
-        last = await self.client.xrevrange(key, count=1)
+        key, node = self._events_key(run_id), self.nodes.for_key(run_id)
+        last = await node.xrevrange(key, count=1)
         after = _text(last[0][0]) if last else "0-0"
         await self.client.publish(self._control, json.dumps({"cancel": run_id, "from": self.replica}))
         deadline = time.monotonic() + wait_seconds
@@ -284,7 +278,7 @@ class RunBus:
             view = await self.view(run_id)
             if view is None or is_over(view):
                 return view
-            found = await self.client.xread({key: after}, block=max(1, int(min(left, 1.0) * 1000)))
+            found = await node.xread({key: after}, block=max(1, int(min(left, 1.0) * 1000)))
             for _, entries in found:
                 after = _text(entries[-1][0])
         return await self.view(run_id)
@@ -294,11 +288,11 @@ class RunBus:
 
         With `heartbeat`, HEARTBEAT comes whenever that many seconds pass without an event.
         """
-        key = self._events_key(run_id)
+        key, node = self._events_key(run_id), self.nodes.for_key(run_id)
         cursor = f"{after}-1" if after else "0-0"
         block: int | None = None  # the first read takes what is there without waiting
         while True:
-            found = await self.client.xread({key: cursor}, block=block, count=500)
+            found = await node.xread({key: cursor}, block=block, count=500)
             entries = found[0][1] if found else []
             for entry_id, fields in entries:
                 cursor = _text(entry_id)

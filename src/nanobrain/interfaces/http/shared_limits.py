@@ -44,32 +44,35 @@ return string.format('%.6f', wait)
 
 
 class RedisRateLimits:
-    """`requests_per_second` per principal with a `burst`, shared by every replica on `client`'s Redis.
+    """`requests_per_second` per principal with a `burst`, shared by every replica on `redis` (a client,
+    or `RedisNodes` to spread the buckets over several servers; `prefix` is for a client).
 
     When Redis cannot be reached the request goes ahead (logged): an outage of the limiter
     should not take the API down with it.
     """
 
     def __init__(
-        self, client: Any, requests_per_second: float, burst: float | None = None, *, prefix: str = "nanobrain:"
+        self, redis: Any, requests_per_second: float, burst: float | None = None, *, prefix: str = "nanobrain:"
     ) -> None:
+        from .redis_nodes import RedisNodes
+
         if requests_per_second <= 0:
             raise ValueError(f"a rate limit needs a positive rate, got {requests_per_second}")
-        self.client = client
+        self.nodes = redis if isinstance(redis, RedisNodes) else RedisNodes([redis], prefix=prefix)
         self.requests_per_second = requests_per_second
         self.burst = float(burst) if burst is not None else max(1.0, requests_per_second)
         if self.burst <= 0:
             raise ValueError(f"a rate limit needs a positive burst, got {burst}")
-        self.prefix = prefix
-        self._take = client.register_script(TAKE)
+        self.prefix = self.nodes.prefix
+        self._take = {id(client): client.register_script(TAKE) for client in self.nodes.clients}
         self._warned_at = 0.0
 
     async def acquire(self, who: str) -> float | None:
         """None when the request may go ahead (and is counted); else seconds to wait."""
+        key = f"{self.prefix}ratelimit:{who}"
+        take = self._take[id(self.nodes.for_key(key))]
         try:
-            wait = float(
-                await self._take(keys=[f"{self.prefix}ratelimit:{who}"], args=[self.requests_per_second, self.burst])
-            )
+            wait = float(await take(keys=[key], args=[self.requests_per_second, self.burst]))
         except Exception as exc:
             now = time.monotonic()
             if now - self._warned_at > 30:
