@@ -384,13 +384,20 @@ class RunRegistry:
             await run.handle.send(**inputs)
         return run
 
-    async def views(self, *, limit: int, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
-        """The views of the newest `limit` runs that `keep` accepts, oldest first: this server's,
+    async def views(
+        self, *, limit: int, status: str | None = None, workflow: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The views of the newest `limit` runs (of `status`, of `workflow`), oldest first: this server's,
         and with a bus every replica's."""
-        views = {run.id: view for run in list(self.runs.values()) if keep(view := run.view())}
+
+        def wanted(state: str, name: str) -> bool:
+            return (status is None or state == status) and (workflow is None or name == workflow)
+
+        mine = [run for run in self.runs.values() if wanted(run.state, run.workflow.name)][-limit:]
+        views = {run.id: run.view() for run in mine}
         if self.bus is not None:
             for view in await self.bus.views(max(limit, 1000)):
-                if view["run_id"] not in views and keep(view):
+                if view["run_id"] not in views and wanted(view["status"], view["workflow"]):
                     views[view["run_id"]] = view
         ordered = sorted(views.values(), key=lambda view: view["created"])
         return ordered[-limit:]

@@ -78,10 +78,7 @@ async def list_runs(
     workflow: Annotated[str | None, Query(max_length=200, description="Only runs of this workflow")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    def keep(view: dict[str, Any]) -> bool:
-        return (status is None or view["status"] == status) and (workflow is None or view["workflow"] == workflow)
-
-    return {"runs": await _state(request).runs.views(limit=limit, keep=keep)}
+    return {"runs": await _state(request).runs.views(limit=limit, status=status, workflow=workflow)}
 
 
 @router.get("/v1/runs/{run_id}", summary="A run's state and, once finished, its result", **needs("read"))
