@@ -5,6 +5,9 @@ Needs the `server` extra (fastapi, uvicorn, pyjwt): `pip install 'nanobrain[serv
 
 from .app import PUBLIC_PATHS, ServerConfig, ServerState, create_app
 from .auth import Authenticator, JwtSettings, Principal, RateLimits, needs
+from .redis_nodes import RedisNodes
+from .run_bus import RunBus
+from .shared_limits import RedisRateLimits
 
 __all__ = [
     "PUBLIC_PATHS",
@@ -12,6 +15,9 @@ __all__ = [
     "JwtSettings",
     "Principal",
     "RateLimits",
+    "RedisNodes",
+    "RedisRateLimits",
+    "RunBus",
     "ServerConfig",
     "ServerState",
     "create_app",

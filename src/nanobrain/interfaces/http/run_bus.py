@@ -199,7 +199,7 @@ class RunBus:
         ttl = int(self.keep_seconds * 1000)
         for run_id, run in touched.items():
             pipe = pipeline(self.nodes.for_key(run_id))
-            pipe.hset(self._run_key(run_id), "events", run._seq)
+            pipe.hset(self._run_key(run_id), "events", run.event_count)
             pipe.pexpire(self._run_key(run_id), ttl)
             pipe.pexpire(self._events_key(run_id), ttl)
         await asyncio.gather(*(pipe.execute(raise_on_error=False) for pipe in pipes.values()))

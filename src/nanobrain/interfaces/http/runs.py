@@ -164,6 +164,11 @@ class ServerRun:
             self._readers.remove(queue)
 
     @property
+    def event_count(self) -> int:
+        """How many events the run has had (the number of the last one)."""
+        return self._seq
+
+    @property
     def first_kept(self) -> int:
         """The number of the oldest event still kept (events before it cannot be resumed from)."""
         return self._events[0][0] if self._events else self._seq + 1
