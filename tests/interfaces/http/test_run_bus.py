@@ -265,3 +265,20 @@ def test_runs_spread_over_two_redis_servers_and_either_replica_still_finds_each(
             client.close()
         b.close()
         a.close()
+
+
+async def test_without_redis_a_run_of_another_replica_is_a_503_not_a_404(unused_tcp_port: int) -> None:
+    from nanobrain.interfaces.http.problems import ApiProblem
+    from nanobrain.interfaces.http.run_bus import RunBus, open_redis
+    from nanobrain.interfaces.http.runs import RunRegistry
+
+    client, _ = open_redis(f"redis://:sekrit@127.0.0.1:{unused_tcp_port}/0")
+    registry = RunRegistry(bus=RunBus(client))
+    try:
+        for lookup in (registry.find("r-elsewhere", {}), registry.views(limit=10)):
+            with pytest.raises(ApiProblem) as refused:
+                await lookup
+            assert refused.value.status == 503 and "Redis did not answer" in refused.value.detail
+            assert "sekrit" not in refused.value.detail
+    finally:
+        await client.aclose()

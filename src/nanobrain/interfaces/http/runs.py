@@ -199,6 +199,14 @@ def _looks_like_id(run_id: str) -> bool:
     return 0 < len(run_id) <= 64 and all(c.isalnum() or c in "-_" for c in run_id)
 
 
+def _bus_unreachable(exc: BaseException) -> ApiProblem:
+    from ...infrastructure.security.redaction import redact
+
+    said = redact(str(exc)) or type(exc).__name__
+    detail = f"the runs of the other replicas cannot be read: Redis did not answer ({said})"
+    return ApiProblem(503, detail, headers={"Retry-After": "5"})
+
+
 def _json(record: Kept) -> Record:
     seq, kind, event = record
     assert event is not None
@@ -343,7 +351,10 @@ class RunRegistry:
         if self.bus is not None and _looks_like_id(run_id):
             from .run_bus import RemoteRun
 
-            view = await self.bus.view(run_id)
+            try:
+                view = await self.bus.view(run_id)
+            except Exception as exc:
+                raise _bus_unreachable(exc) from None
             # A durable run that waits or was interrupted is taken over through the journal instead.
             if view is not None and not (view.get("durable") and view["status"] in ("waiting", "interrupted")):
                 return RemoteRun(self.bus, view, await self.bus.first_kept(run_id, view["events"]))
@@ -401,7 +412,11 @@ class RunRegistry:
         mine = [run for run in self.runs.values() if wanted(run.state, run.workflow.name)][-limit:]
         views = {run.id: run.view() for run in mine}
         if self.bus is not None:
-            for view in await self.bus.views(max(limit, 1000)):
+            try:
+                shared = await self.bus.views(max(limit, 1000))
+            except Exception as exc:
+                raise _bus_unreachable(exc) from None
+            for view in shared:
                 if view["run_id"] not in views and wanted(view["status"], view["workflow"]):
                     views[view["run_id"]] = view
         ordered = sorted(views.values(), key=lambda view: view["created"])
