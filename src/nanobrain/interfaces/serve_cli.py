@@ -55,6 +55,12 @@ def serve(
     audit_log: Annotated[
         Path | None, typer.Option("--audit-log", help="Append the audit log (JSON lines) to this file.")
     ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option("--redis", envvar="NANOBRAIN_REDIS_URL",
+                     help="Redis shared by replicas: runs are watched and cancelled from any replica, "
+                          "rate limits are global. Several URLs, comma-separated, spread runs and limits over them."),
+    ] = None,
 ) -> None:
     """Serve workflows over HTTP and SSE, with an OpenAI-compatible chat endpoint."""
     from .cli import UsageProblem, _err, _reporting
@@ -78,7 +84,7 @@ def serve(
         options = ServeOptions(
             files=files or [], host=host, port=port, insecure=insecure, chat=chat, model=model,
             chat_config=chat_config, database=database, cors_origins=cors_origin or [], max_body_bytes=max_body,
-            rate_limit=rate_limit, jwt=jwt, audit_log=audit_log,
+            rate_limit=rate_limit, jwt=jwt, audit_log=audit_log, redis=redis,
         )
         err = _err()
         run_serve(options, report=lambda line: err.print(Text(line, style="green")))
