@@ -26,7 +26,7 @@ def list_services(
         typer.Option("--registry", envvar="NANOBRAIN_REGISTRY_URL",
                      help="The service registry (redis://HOST:PORT/DB, postgresql://USER@HOST/DB, sqlite:///PATH)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of one line per service.")] = False,
 ) -> None:
     """List live services (expired ones are not shown); URLs and secret-looking values are masked."""
     from .cli import UsageProblem, _err, _reporting
