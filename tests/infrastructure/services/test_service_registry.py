@@ -205,3 +205,38 @@ def test_describe_masks_urls_and_secret_looking_metadata() -> None:
     described = record.describe()
     assert described["url"] == "http://user:***@h:1/x"
     assert "sk-abcdefghijkl" not in str(described) and described["metadata"]["n"] == 1
+
+
+class FlakyRegistry(MemoryServiceRegistry):
+    """A memory registry that refuses writes while `down` (a registry that is briefly unreachable)."""
+
+    down = False
+
+    async def announce(self, record: ServiceRecord, ttl: float) -> None:
+        if self.down:
+            raise ServiceRegistryError("the service registry at memory:// failed: connection refused")
+        await super().announce(record, ttl)
+
+
+async def test_a_failed_heartbeat_is_logged_and_the_next_one_recovers(caplog: pytest.LogCaptureFixture) -> None:
+    registry = FlakyRegistry()
+    registration = await registry.register(ServiceRecord("replica", "r", "http://127.0.0.1:4"), ttl=3, interval=0.1)
+    try:
+        registry.down = True
+
+        async def failing() -> bool:
+            return registration.failures >= 2
+
+        await wait_until(failing, within=10)
+        assert registration.alive  # a failure does not end the heartbeat
+        assert "heartbeat of replica 'r' to the service registry at memory:// failed (1 in a row)" in caplog.text
+        registry.down = False
+
+        async def recovered() -> bool:
+            return registration.failures == 0
+
+        await wait_until(recovered, within=10)
+        assert [r.name for r in await registry.discover("replica")] == ["r"]
+    finally:
+        await registration.stop()
+    assert await registry.discover() == []
