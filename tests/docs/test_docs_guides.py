@@ -208,3 +208,13 @@ async def test_a2a_guide_calls_a_served_workflow_over_the_protocol() -> None:
     from docs.guides.code import a2a_agents
 
     assert await a2a_agents.main() == {"reply": "OVER THE WIRE!"}
+
+
+async def test_service_registry_guide_calls_an_agent_by_its_registered_name(tmp_path: Path) -> None:
+    from docs.guides.code import service_registry
+    from tests.infrastructure.services.backends import open_backend
+
+    async for redis in open_backend("redis", tmp_path):
+        before, reply, after = await service_registry.main(redis.url)
+        assert (before, reply, after) == (["shouter"], {"reply": "FOUND BY NAME!"}, [])
+    assert await service_registry.main() == (["shouter"], {"reply": "FOUND BY NAME!"}, [])  # memory://
