@@ -240,3 +240,22 @@ async def test_a_failed_heartbeat_is_logged_and_the_next_one_recovers(caplog: py
     finally:
         await registration.stop()
     assert await registry.discover() == []
+
+
+async def test_a_virtual_clock_decides_expiry_without_waiting(tmp_path: Path) -> None:
+    from nanobrain.infrastructure.data.database import Database
+    from nanobrain.infrastructure.services import SqlServiceRegistry
+
+    now = [1000.0]
+    for registry in (
+        MemoryServiceRegistry(clock=lambda: now[0]),
+        SqlServiceRegistry(Database(f"sqlite:///{tmp_path / 'clock.db'}"), clock=lambda: now[0], owns_database=True),
+    ):
+        async with registry:
+            now[0] = 1000.0
+            await registry.announce(ServiceRecord("replica", "r", "http://127.0.0.1:5"), 10)
+            now[0] = 1009.5
+            (record,) = await registry.discover("replica")
+            assert record.expires_at == 1010.0
+            now[0] = 1010.5
+            assert await registry.discover("replica") == [], registry

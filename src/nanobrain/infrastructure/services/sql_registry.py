@@ -1,14 +1,13 @@
 """The service registry in one table of a `Database` (PostgreSQL, or SQLite for one machine).
 
-Each row holds a record and its absolute expiry (wall-clock seconds, the same in every process);
-reads skip expired rows and each announce deletes them, so a crashed process's row is ignored
-once its TTL has passed and removed soon after.
+Each row holds a record and its absolute expiry in seconds of the database server's clock (so
+the replicas' clocks need not agree); reads skip expired rows and each announce deletes them, so
+a crashed process's row is ignored once its TTL has passed and removed soon after.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from ..data.database import Database, Migration
@@ -46,11 +45,18 @@ async def _create_services_table(connection: Any) -> None:
 SERVICES_MIGRATIONS = [Migration(1, _create_services_table, "service registry table")]
 
 
+#: The database server's time in Unix seconds, as SQL.
+_SERVER_NOW = {
+    "postgresql": "CAST(extract(epoch FROM clock_timestamp()) AS double precision)",
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+}
+
+
 class SqlServiceRegistry(ServiceRegistry):
-    """Services in the `nanobrain_services` table; `clock` is wall time (tests may pass another)."""
+    """Services in the `nanobrain_services` table; time is the database server's (or `clock`, for tests)."""
 
     def __init__(
-        self, database: Database | str, *, clock: Clock = time.time, owns_database: bool | None = None
+        self, database: Database | str, *, clock: Clock | None = None, owns_database: bool | None = None
     ) -> None:
         if isinstance(database, str):
             database = Database(database)
@@ -68,22 +74,27 @@ class SqlServiceRegistry(ServiceRegistry):
         return self._statements
 
     def _build_statements(self) -> dict[str, Any]:
-        from sqlalchemy import bindparam, delete, select
+        from sqlalchemy import Float, bindparam, delete, literal_column, select
         from sqlalchemy.dialects import postgresql, sqlite
 
-        insert: Any = postgresql.insert if self.database.dialect == "postgresql" else sqlite.insert
+        dialect = self.database.dialect
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        now: Any = bindparam("now", type_=Float) if self.clock else literal_column(_SERVER_NOW[dialect], Float)
         t = _services_table()
         c = t.c
-        upsert = insert(t)
+        upsert = insert(t).values(
+            {k: bindparam(k) for k in ("id", "type", "name", "url", "metadata")}
+            | {"expires_at": now + bindparam("ttl", type_=Float)}
+        )
         upsert = upsert.on_conflict_do_update(
             index_elements=[c.id],
             set_={k: upsert.excluded[k] for k in ("type", "name", "url", "metadata", "expires_at")},
         )
-        live = c.expires_at > bindparam("now")
+        live = c.expires_at > now
         columns = (c.id, c.type, c.name, c.url, c.metadata, c.expires_at)
         return {
             "upsert": upsert,
-            "purge": delete(t).where(c.expires_at <= bindparam("now")),
+            "purge": delete(t).where(c.expires_at <= now),
             "deregister": delete(t).where(c.id == bindparam("id"), live),
             "all": select(*columns).where(live),
             "type": select(*columns).where(live, c.type == bindparam("type")),
@@ -94,29 +105,32 @@ class SqlServiceRegistry(ServiceRegistry):
     async def announce(self, record: ServiceRecord, ttl: float) -> None:
         metadata = json.loads(record.to_json())["metadata"]  # checks that it is JSON
         statements = await self._prepare()
-        now = self.clock()
         row = {
             "id": record.id, "type": record.type, "name": record.name, "url": record.url,
-            "metadata": json.dumps(metadata), "expires_at": now + check_ttl(ttl),
+            "metadata": json.dumps(metadata), "ttl": check_ttl(ttl), **self._now(),
         }  # fmt: skip
         async with self.database.begin() as connection:
-            await connection.execute(statements["purge"], {"now": now})
-            await connection.execute(statements["upsert"], [row])
+            await connection.execute(statements["purge"], self._now())
+            await connection.execute(statements["upsert"], row)
 
     async def deregister(self, service_id: str) -> bool:
         statements = await self._prepare()
         async with self.database.begin() as connection:
-            result = await connection.execute(statements["deregister"], {"id": service_id, "now": self.clock()})
+            result = await connection.execute(statements["deregister"], {"id": service_id, **self._now()})
         return bool(result.rowcount)
 
     async def discover(self, type: str | None = None, name: str | None = None) -> list[ServiceRecord]:
         statements = await self._prepare()
         which = "all" if type is None and name is None else "name" if type is None else "type_name" if name else "type"
-        params = {"now": self.clock(), "type": type, "name": name}
+        params = {"type": type, "name": name, **self._now()}
         async with self.database.connect() as connection:
             rows = (await connection.execute(statements[which], params)).all()
         # Sorted here: the databases' collations would order names differently.
         return _sorted([ServiceRecord(r.type, r.name, r.url, json.loads(r.metadata), r.id, r.expires_at) for r in rows])
+
+    def _now(self) -> dict[str, float]:
+        """The `now` parameter when a clock was given (otherwise the statements read the server's)."""
+        return {"now": self.clock()} if self.clock else {}
 
     async def aclose(self) -> None:
         if self._owns_database:
