@@ -134,3 +134,26 @@ def test_a_registered_service_without_a_registry_names_the_field(
     (tmp_path / "b.yaml").write_text(caller_yaml(both))
     with pytest.raises(nb.ConfigError, match=r"exactly one of url .* or service"):
         load_workflow(tmp_path / "b.yaml")
+
+
+async def test_agents_list_shows_registered_agents_with_their_cards(shared_backend: Backend) -> None:
+    import asyncio
+    import json
+
+    from typer.testing import CliRunner
+
+    from nanobrain.interfaces.cli import app
+
+    async with served(lambda base: a2a_app(a2a_peer.shout(), base_url=base, tags=["loud"])) as base:
+        registration = await shared_backend.registry.register(shouter_record(base), ttl=30)
+        try:
+            args = ["agents", "list", "--registered", "--registry", shared_backend.url, "--json"]
+            done = await asyncio.to_thread(CliRunner().invoke, app, args)
+        finally:
+            await registration.stop()
+    assert done.exit_code == 0, done.output
+    (row,) = json.loads(done.stdout)
+    assert (row["name"], row["where"], row["healthy"]) == ("shouter", base, True)
+    assert row["skills"] == ["loud", "shout"] and row["description"] == "Shout a text back, word by word"
+    missing = CliRunner().invoke(app, ["agents", "list", "--registered"], env={"NANOBRAIN_REGISTRY_URL": ""})
+    assert missing.exit_code != 0 and "--registered needs a service registry" in missing.output
