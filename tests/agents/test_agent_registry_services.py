@@ -157,3 +157,27 @@ async def test_agents_list_shows_registered_agents_with_their_cards(shared_backe
     assert row["skills"] == ["loud", "shout"] and row["description"] == "Shout a text back, word by word"
     missing = CliRunner().invoke(app, ["agents", "list", "--registered"], env={"NANOBRAIN_REGISTRY_URL": ""})
     assert missing.exit_code != 0 and "--registered needs a service registry" in missing.output
+
+
+
+async def test_after_its_replica_goes_away_the_agent_is_looked_up_again(shared_backend: Backend) -> None:
+    import contextlib
+
+    from nanobrain.protocols.a2a.client import RemoteAgent
+
+    registry = shared_backend.registry
+    remote = RemoteAgent(service="shouter", registry=registry, connect_timeout=5)
+    async with contextlib.AsyncExitStack() as second_server, contextlib.AsyncExitStack() as first_server:
+        first = await first_server.enter_async_context(served(lambda b: a2a_app(a2a_peer.shout(), base_url=b)))
+        await registry.announce(shouter_record(first, replica="first"), 30)
+        assert await remote.send("one") == {"result": "ONE!"} and remote.url == first
+        second = await second_server.enter_async_context(served(lambda b: a2a_app(a2a_peer.shout(), base_url=b)))
+        await registry.announce(shouter_record(second, replica="second"), 30)
+        # The first replica stops: it deregisters and its port closes.
+        (gone,) = [r for r in await registry.discover(A2A_AGENT, "shouter") if r.url == first]
+        await registry.deregister(gone.id)
+        await first_server.aclose()
+        with pytest.raises(ProtocolError):
+            await remote.send("two")  # still connected to the first: this call fails (retry: would repeat it)
+        assert await remote.send("three") == {"result": "THREE!"} and remote.url == second  # looked up again
+        await remote.aclose()

@@ -50,7 +50,7 @@ class RemoteAgent:
         registry: ServiceRegistry | str | None = None,
     ) -> None:
         if (url is None) == (service is None):
-            raise ValueError("give an A2A agent either a url or the name of a registered service, not both")
+            raise ValueError("give an A2A agent exactly one of a url or the name of a registered service")
         if service is not None and registry is None:
             raise ValueError(
                 f"the A2A agent registered as {service!r} needs a service registry: "
