@@ -143,3 +143,13 @@ def test_serve_with_an_unreachable_registry_stops_with_a_clear_error(tmp_path: P
     assert done.returncode == 1, done.stderr
     assert "service registry at Redis redis://:***@127.0.0.1" in done.stderr
     assert "s3cretpassword" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_advertised_url_is_one_other_machines_can_use() -> None:
+    from nanobrain.interfaces.http.announce import advertised_url
+
+    assert advertised_url("127.0.0.1", 8080) == "http://127.0.0.1:8080"
+    assert advertised_url("::1", 8080) == "http://[::1]:8080"
+    assert advertised_url("0.0.0.0", 8080) == f"http://{socket.gethostname()}:8080"  # not "0.0.0.0"
+    assert advertised_url("::", 9000) == f"http://{socket.gethostname()}:9000"
+    assert advertised_url("0.0.0.0", 8080, "https://nb.example.org/") == "https://nb.example.org"
