@@ -167,12 +167,16 @@ async def test_after_its_replica_goes_away_the_agent_is_looked_up_again(shared_b
 
     registry = shared_backend.registry
     remote = RemoteAgent(service="shouter", registry=registry, connect_timeout=5)
-    async with contextlib.AsyncExitStack() as second_server, contextlib.AsyncExitStack() as first_server:
+    # The second server starts first: uvicorn restores signal handlers on exit, so servers in one
+    # thread must stop in the reverse order of their start (else a stale handler outlives them).
+    async with (
+        served(lambda b: a2a_app(a2a_peer.shout(), base_url=b)) as second,
+        contextlib.AsyncExitStack() as first_server,
+    ):
         first = await first_server.enter_async_context(served(lambda b: a2a_app(a2a_peer.shout(), base_url=b)))
         await registry.announce(shouter_record(first, replica="first"), 30)
         assert await remote.send("one") == {"result": "ONE!"} and remote.url == first
-        second = await second_server.enter_async_context(served(lambda b: a2a_app(a2a_peer.shout(), base_url=b)))
-        await registry.announce(shouter_record(second, replica="second"), 30)
+        await registry.announce(shouter_record(second, replica="second"), 30)  # a replica joins
         # The first replica stops: it deregisters and its port closes.
         (gone,) = [r for r in await registry.discover(A2A_AGENT, "shouter") if r.url == first]
         await registry.deregister(gone.id)
