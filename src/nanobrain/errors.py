@@ -10,7 +10,7 @@
     ├── ProviderError ── RateLimited · ProviderTimeout (TimeoutError) · ServerError · Unreachable
     │                    · BadRequest · AuthError · ModelNotConfigured
     ├── ParallelError ── CircuitOpen · NoProcessorAvailable · AttemptTimeout · DeadlineExceeded
-    │                    · PoolClosed · QueueFull
+    │                    · PoolClosed
     ├── InjectedFault
     ├── HistoryError ── SearchUnavailable · ExportError · SessionNotFound (LookupError) · SessionExpired
     ├── HomeError · StoreError · DatabaseError · UnitNotLoaded (LookupError) · ServiceRegistryError
@@ -68,9 +68,8 @@ _ELSEWHERE = {
         "NoProcessorAvailable",
         "ParallelError",
         "PoolClosed",
-        "QueueFull",
     ),
-    "nanobrain.infrastructure.parallel.faults": ("InjectedFault",),
+    "nanobrain.testing": ("InjectedFault",),
     "nanobrain.infrastructure.data.history": ("HistoryError", "SearchUnavailable"),
     "nanobrain.infrastructure.data.export": ("ExportError", "ImportFileError"),
     "nanobrain.infrastructure.data.sessions": ("SessionExpired", "SessionNotFound"),

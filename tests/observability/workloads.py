@@ -7,9 +7,10 @@ import itertools
 
 import nanobrain as nb
 from nanobrain.agents.agent import Agent
-from nanobrain.infrastructure.parallel import BreakerPolicy, FailoverRetry, FaultyStep, ParallelStep, SimulatedProcessor
+from nanobrain.infrastructure.parallel import BreakerPolicy, FailoverRetry, ParallelStep
 from nanobrain.llm import ChatRequest, ScriptedModel, call
 from nanobrain.llm.scripted import Reply
+from nanobrain.testing import FaultyStep, SimulatedProcessor
 
 
 def lookup(city: str) -> str:

@@ -19,14 +19,12 @@ from nanobrain.infrastructure.parallel import (
     BreakerState,
     DeadlineExceeded,
     FailoverRetry,
-    FaultyStep,
-    InjectedFault,
     Processor,
     ProcessorPool,
     Request,
     RoundRobin,
-    SimulatedProcessor,
 )
+from nanobrain.testing import FaultyStep, InjectedFault, SimulatedProcessor
 
 scenario = st.fixed_dictionaries(
     {

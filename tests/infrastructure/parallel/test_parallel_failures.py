@@ -19,10 +19,10 @@ from nanobrain.infrastructure.parallel import (
     BreakerState,
     FailoverRetry,
     ProcessorPool,
-    SimulatedProcessor,
     is_retryable,
 )
 from nanobrain.llm import AuthError, BadRequest, RateLimited
+from nanobrain.testing import SimulatedProcessor
 
 
 class Raises(Step):

@@ -31,11 +31,9 @@ from .errors import (
     NoProcessorAvailable,
     ParallelError,
     PoolClosed,
-    QueueFull,
     is_retryable,
 )
 from .events import EventEmitter, ParallelEvent
-from .faults import FaultyStep, InjectedFault, SimulatedProcessor
 from .health import HealthChecker, HealthPolicy
 from .parallel_step import ParallelAgentStep, ParallelConversationalAgentStep, ParallelStep
 from .pool import ProcessorPool
@@ -43,7 +41,6 @@ from .processor import Processor
 from .rate_limit import RateLimit, TokenBucket
 from .request_queue import Request, RequestQueue
 from .retry import FailoverRetry
-from .wrappers import BreakerStep, RateLimitedStep, StepWrapper
 
 __all__ = [
     "BALANCERS",
@@ -52,7 +49,6 @@ __all__ = [
     "Autoscaler",
     "Balancer",
     "BreakerPolicy",
-    "BreakerStep",
     "BreakerState",
     "CircuitBreaker",
     "CircuitOpen",
@@ -61,10 +57,8 @@ __all__ = [
     "EventEmitter",
     "FailoverRetry",
     "FastestResponse",
-    "FaultyStep",
     "HealthChecker",
     "HealthPolicy",
-    "InjectedFault",
     "LeastLoaded",
     "NoProcessorAvailable",
     "ParallelAgentStep",
@@ -76,14 +70,10 @@ __all__ = [
     "PowerOfTwoChoices",
     "Processor",
     "ProcessorPool",
-    "QueueFull",
     "RateLimit",
-    "RateLimitedStep",
     "Request",
     "RequestQueue",
     "RoundRobin",
-    "SimulatedProcessor",
-    "StepWrapper",
     "TokenBucket",
     "Weighted",
     "is_retryable",

@@ -62,10 +62,6 @@ class PoolClosed(ParallelError):
     """The pool was closed; it accepts no more requests."""
 
 
-class QueueFull(ParallelError):
-    """`put_nowait` on a full request queue (`put` waits instead)."""
-
-
 #: OS errors that mean the network or the peer failed, not the caller (a missing file is not one).
 _NETWORK_ERRNOS = frozenset(
     getattr(errno, name)
