@@ -124,6 +124,9 @@ class ServeOptions:
     #: Redis shared by the replicas: runs (watch, list, cancel from any replica) and rate limits.
     #: Several URLs, comma-separated, spread that state over several Redis servers.
     redis: str | None = None
+    registry: str | None = None  # the service registry's URL: register the replica and its A2A agents
+    registry_ttl: float = 15.0
+    advertise_url: str | None = None  # where other processes reach this server (default: from host and port)
 
 
 async def open_app(options: ServeOptions, *, report: Callable[[str], None] = print) -> tuple[Any, list[Any]]:
@@ -225,11 +228,17 @@ async def _open_redis(urls: str, closing: list[Any]) -> Any:
 def run_serve(options: ServeOptions, *, report: Callable[[str], None] = print) -> None:
     """Serve until a signal asks to stop; then close everything and return."""
 
+    from .announce import registered
+
     async def main() -> None:
         app, closing = await open_app(options, report=report)
         try:
             server = make_server(app, options.host, options.port, log_level=options.log_level)
-            await server.serve()
+            async with registered(
+                server, app.state.nanobrain.workflows, url=options.registry, host=options.host, port=options.port,
+                ttl=options.registry_ttl, advertise=options.advertise_url, report=report,
+            ):  # fmt: skip
+                await server.serve()
             if server.started is False and not server.should_exit:
                 raise NanoBrainError(f"could not listen on {options.host}:{options.port} (see the log above)")
         finally:
