@@ -12,6 +12,11 @@ dask    a fan-out of 100 CPU-bound steps of 50 ms (CPU time) on a Dask cluster s
         cluster, interleaved round by round. Goal: at least 0.9x its throughput.
         (Two workers on two cores: the ideal is 40 steps/s, less whatever else the machine is running.)
 
+replicas_c16_rps, replicas_c64_rps
+        the OpenAI-compatible chat endpoint (scripted model) on two `nanobrain serve` replicas sharing
+        PostgreSQL and Redis, behind a client-side round robin, beside the same load on one replica
+        (`scale_replicas.py`, which also runs alone).
+
 Each section is a function that starts what it needs, measures, stops it and returns its figure rows;
 `main` runs every section.
 """
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from common import BenchmarkArguments, BenchmarkRun, figure, number
+from scale_replicas import replicas_throughput
 
 import nanobrain as nb
 
@@ -182,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             f"client.map (median of {params.repeat} rounds; ideal {number(dask['details']['ideal_steps_per_second'])})",
         )
     ]
+    replica_rows, replica_details = replicas_throughput(quick=args.quick, repeat=max(2, params.repeat), run=run)
+    rows += replica_rows
+    details += replica_details
     run.finish(rows, params.__dict__, details=details)
     return 0
 

@@ -14,7 +14,7 @@
     │                    · PoolClosed
     ├── InjectedFault
     ├── HistoryError ── SearchUnavailable · ExportError · SessionNotFound (LookupError) · SessionExpired
-    ├── HomeError · StoreError · DatabaseError · UnitNotLoaded (LookupError)
+    ├── HomeError · StoreError · DatabaseError · UnitNotLoaded (LookupError) · ServiceRegistryError
     ├── EncryptionError ── DecryptionError
     ├── ApiKeyError ── ApiKeyNotFound (LookupError)
     ├── ObservabilityError · UnsafeBind
@@ -80,6 +80,7 @@ _ELSEWHERE = {
     "nanobrain.infrastructure.data.kv": ("StoreError",),
     "nanobrain.infrastructure.data.database": ("DatabaseError",),
     "nanobrain.infrastructure.data.persistent_units": ("UnitNotLoaded",),
+    "nanobrain.infrastructure.services.registry": ("ServiceRegistryError",),
     "nanobrain.infrastructure.security.encryption": ("DecryptionError", "EncryptionError"),
     "nanobrain.infrastructure.security.api_keys": ("ApiKeyError", "ApiKeyNotFound"),
     "nanobrain.observability.setup": ("ObservabilityError",),
