@@ -34,6 +34,11 @@ from nanobrain.protocols.a2a import a2a_app
 from . import a2a_peer
 from .conftest import served
 
+
+def _patient_config() -> ClientConfig:
+    """The SDK's default 5 s read timeout is too short for a 2-core machine running the whole suite."""
+    return ClientConfig(streaming=False, httpx_client=httpx.AsyncClient(timeout=60))
+
 A2A_1 = {"A2A-Version": "1.0"}
 
 
@@ -90,7 +95,7 @@ async def test_sdk_client_streams_step_updates_token_chunks_and_the_outputs() ->
 async def test_sdk_client_gets_lists_and_the_task_id_is_the_run_id() -> None:
     store = MemoryJournalStore()
     async with served(app_of(a2a_peer.shout(), store=store)) as base:
-        client = await create_client(base, client_config=ClientConfig(streaming=False))
+        client = await create_client(base, client_config=_patient_config())
         try:
             (reply,) = [e async for e in client.send_message(SendMessageRequest(message=user(Part(text="one"))))]
             task = reply.task
@@ -132,7 +137,7 @@ async def test_cancel_and_resubscribe_to_a_running_task() -> None:
 async def test_a_run_waiting_for_input_is_input_required_and_the_next_message_continues_it() -> None:
     store = MemoryJournalStore()
     async with served(app_of(a2a_peer.two_inputs(), store=store)) as base:
-        client = await create_client(base, client_config=ClientConfig(streaming=False))
+        client = await create_client(base, client_config=_patient_config())
         try:
             (first,) = [
                 e async for e in client.send_message(SendMessageRequest(message=user(new_data_part({"person": "Ada"}))))
@@ -155,7 +160,7 @@ async def test_a_run_waiting_for_input_is_input_required_and_the_next_message_co
 
 async def test_failures_and_bad_inputs_end_the_task_with_a_reason() -> None:
     async with served(app_of(a2a_peer.failing())) as base:
-        client = await create_client(base, client_config=ClientConfig(streaming=False))
+        client = await create_client(base, client_config=_patient_config())
         try:
             (failed,) = [e async for e in client.send_message(SendMessageRequest(message=user(Part(text="x"))))]
             assert failed.task.status.state == TaskState.TASK_STATE_FAILED
@@ -218,7 +223,7 @@ async def test_protocol_errors_have_their_json_rpc_codes() -> None:
 
 async def test_concurrent_messages_are_separate_runs() -> None:
     async with served(app_of(a2a_peer.shout())) as base:
-        client = await create_client(base, client_config=ClientConfig(streaming=False))
+        client = await create_client(base, client_config=_patient_config())
         try:
 
             async def send(text: str) -> Any:
@@ -249,7 +254,7 @@ async def test_a_waiting_task_survives_a_server_restart(tmp_path: Path) -> None:
 
     journal, engine = SqlJournalStore(url), create_async_engine(url)
     async with served(lambda base: app(base, journal, engine)) as base:
-        client = await create_client(base, client_config=ClientConfig(streaming=False))
+        client = await create_client(base, client_config=_patient_config())
         (first,) = [
             e async for e in client.send_message(SendMessageRequest(message=user(new_data_part({"person": "Bo"}))))
         ]
@@ -262,7 +267,7 @@ async def test_a_waiting_task_survives_a_server_restart(tmp_path: Path) -> None:
     journal, engine = SqlJournalStore(url), create_async_engine(url)  # "the next process"
     try:
         async with served(lambda base: app(base, journal, engine)) as base:
-            client = await create_client(base, client_config=ClientConfig(streaming=False))
+            client = await create_client(base, client_config=_patient_config())
             follow_up = user(Part(text="Welcome back"), task_id=task.id, context_id=task.context_id)
             (second,) = [e async for e in client.send_message(SendMessageRequest(message=follow_up))]
             await client.close()
