@@ -324,31 +324,16 @@ class RedisKeyValueStore(KeyValueStore):
     """
 
     def __init__(self, url_or_client: Any = "redis://127.0.0.1:6379/0", *, prefix: str = "nanobrain:") -> None:
-        from ...optional import require
+        from .redis_client import redis_connection
 
-        redis = require("redis.asyncio", extra="storage", purpose="a Redis store")
+        connection = redis_connection(url_or_client, purpose="a Redis store", error=StoreError)
+        self.client: Any = connection.client
+        self.url = connection.url
+        self._owns_client = connection.owned
+        # After the connection: it names the extra to install when redis is missing.
         from redis.exceptions import AuthenticationError
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
-
-        # Typed loosely: redis-py's stubs allow str answers, but these clients never decode.
-        self.client: Any
-        if isinstance(url_or_client, str):
-            self.url = mask_url(url_or_client)
-            try:
-                self.client = redis.Redis.from_url(url_or_client)
-            except ValueError as exc:  # a bad port, scheme or address
-                raise StoreError(
-                    f"invalid Redis URL {self.url!r}: {redact(str(exc))}. Use redis://[USER:PASSWORD@]HOST:PORT/DB"
-                ) from None
-            self._owns_client = True
-        else:
-            self.client = url_or_client
-            kwargs = getattr(getattr(url_or_client, "connection_pool", None), "connection_kwargs", {})
-            self.url = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
-            if kwargs.get("decode_responses"):
-                raise StoreError("RedisKeyValueStore needs a client without decode_responses (values are bytes)")
-            self._owns_client = False
         self.prefix = prefix
         self._unreachable = (RedisConnectionError, RedisTimeoutError, OSError)
         self._refused = AuthenticationError

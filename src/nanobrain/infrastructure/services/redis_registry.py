@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..security.redaction import mask_url, redact
+from ..security.redaction import redact
 from .registry import ServiceRecord, ServiceRegistry, ServiceRegistryError, _sorted, check_ttl
 
 # KEYS: record, type index, all index. ARGV: record JSON, ttl (ms), id.
@@ -40,28 +40,18 @@ class RedisServiceRegistry(ServiceRegistry):
     """Services in Redis under `prefix`, through `redis.asyncio` (a URL, or a client without decode_responses)."""
 
     def __init__(self, url_or_client: Any = "redis://127.0.0.1:6379/0", *, prefix: str = "nanobrain:") -> None:
-        from ...optional import require
+        from ..data.redis_client import redis_connection
 
-        redis = require("redis.asyncio", extra="storage", purpose="a Redis service registry")
+        connection = redis_connection(
+            url_or_client, purpose="a Redis service registry", error=ServiceRegistryError, bytes_only=False
+        )
+        self.client: Any = connection.client
+        self.url = connection.url
+        self._owns_client = connection.owned
+        # After the connection: it names the extra to install when redis is missing.
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
         from redis.exceptions import TimeoutError as RedisTimeoutError
-
-        self.client: Any
-        if isinstance(url_or_client, str):
-            self.url = mask_url(url_or_client)
-            try:
-                self.client = redis.Redis.from_url(url_or_client)
-            except ValueError as exc:
-                raise ServiceRegistryError(
-                    f"invalid Redis URL {self.url!r}: {redact(str(exc))}. Use redis://[USER:PASSWORD@]HOST:PORT/DB"
-                ) from None
-            self._owns_client = True
-        else:
-            self.client = url_or_client
-            kwargs = getattr(getattr(url_or_client, "connection_pool", None), "connection_kwargs", {})
-            self.url = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
-            self._owns_client = False
         self.prefix = prefix
         self._announce = self.client.register_script(_ANNOUNCE)
         self._live = self.client.register_script(_LIVE)

@@ -21,19 +21,17 @@ def open_redis(url: str) -> tuple[Any, str]:
     """A `redis.asyncio` client for `url` and the key prefix (`?prefix=app:`, default `nanobrain:`);
     a clear error naming the URL (its password masked) when the URL is not one."""
     from ...infrastructure.data.kv import StoreError
-    from ...infrastructure.security.redaction import mask_url, redact
-    from ...optional import require
+    from ...infrastructure.data.redis_client import redis_connection
 
-    redis = require("redis.asyncio", extra="storage", purpose="sharing runs and rate limits through Redis")
-    try:
-        parts = urlsplit(url)
-        query = dict(parse_qsl(parts.query))
-        prefix = query.pop("prefix", DEFAULT_PREFIX)
-        return redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(query)))), prefix
-    except ValueError as exc:
-        raise StoreError(
-            f"invalid Redis URL {mask_url(url)!r}: {redact(str(exc))}. Use redis://[USER:PASSWORD@]HOST:PORT/DB"
-        ) from None
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    prefix = query.pop("prefix", DEFAULT_PREFIX)
+    connection = redis_connection(
+        urlunsplit(parts._replace(query=urlencode(query))),
+        purpose="sharing runs and rate limits through Redis",
+        error=StoreError,
+    )
+    return connection.client, prefix
 
 
 class RedisNodes:
