@@ -14,13 +14,12 @@ from pydantic import BaseModel, ValidationError
 from tests.infrastructure.parallel.parallel_helpers import drive
 
 from nanobrain import Step, StepError, VirtualClock
+from nanobrain.core.retry import RetryPolicy, is_retryable
 from nanobrain.infrastructure.parallel import (
     BreakerPolicy,
     BreakerState,
-    FailoverRetry,
     ProcessorPool,
     SimulatedProcessor,
-    is_retryable,
 )
 from nanobrain.llm import AuthError, BadRequest, RateLimited
 
@@ -92,7 +91,7 @@ def test_programming_auth_and_bad_request_errors_are_not(make: Callable[[], Base
 async def test_a_plain_step_refusing_connections_fails_over_and_trips_its_breaker() -> None:
     clock = VirtualClock()
     refusing = Raises("p0", lambda: ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
-    retry = FailoverRetry(attempts=2, initial=0.0, jitter=0.0)
+    retry = RetryPolicy(attempts=2, initial=0.0, jitter=0.0)
     pool = ProcessorPool(
         [refusing, SimulatedProcessor("p1", clock=clock)],
         clock=clock,
@@ -118,7 +117,7 @@ async def test_a_plain_step_with_a_bug_neither_fails_over_nor_trips_its_breaker(
         [buggy, SimulatedProcessor("p1", clock=clock)],
         clock=clock,
         balancer="round_robin",
-        failover=FailoverRetry(attempts=2, initial=0.0, jitter=0.0),
+        failover=RetryPolicy(attempts=2, initial=0.0, jitter=0.0),
         breaker=BreakerPolicy(min_calls=1, failure_rate=0.5),
     )
     with pytest.raises(type(make())):

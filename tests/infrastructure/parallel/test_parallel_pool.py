@@ -11,13 +11,13 @@ import pytest
 from tests.infrastructure.parallel.parallel_helpers import Recorder, drive, settle
 
 from nanobrain import Step, VirtualClock
+from nanobrain.core.retry import RetryPolicy
 from nanobrain.infrastructure.parallel import (
     AttemptTimeout,
     BreakerPolicy,
     BreakerState,
     CircuitBreaker,
     DeadlineExceeded,
-    FailoverRetry,
     FaultyStep,
     InjectedFault,
     NoProcessorAvailable,
@@ -28,7 +28,7 @@ from nanobrain.infrastructure.parallel import (
 )
 from nanobrain.llm import BadRequest
 
-FAST_RETRY = FailoverRetry(attempts=4, initial=0.1, max_wait=1.0, jitter=0.05, seed=1)
+FAST_RETRY = RetryPolicy(attempts=4, initial=0.1, max_wait=1.0, jitter=0.05, seed=1)
 
 
 def simulated(clock: VirtualClock, count: int, latency: float = 1.0) -> list[SimulatedProcessor]:
@@ -125,7 +125,7 @@ async def test_a_retry_waits_for_an_untried_processor_rather_than_going_back() -
     clock = VirtualClock()
     failing = FaultyStep(SimulatedProcessor("a", clock=clock), fail_rate=1.0)
     working = SimulatedProcessor("b", latency=1.0, clock=clock)
-    retry = FailoverRetry(attempts=2, initial=0.01)
+    retry = RetryPolicy(attempts=2, initial=0.01)
     pool = ProcessorPool([failing, working], clock=clock, breaker=None, failover=retry)
     busy = asyncio.create_task(pool.call({"request": "keeps b busy"}))
     await settle()
@@ -152,7 +152,7 @@ async def test_a_user_predicate_makes_more_errors_retryable() -> None:
     clock = VirtualClock()
     flaky = FaultyStep(SimulatedProcessor("p0", clock=clock), fail_rate=1.0, error=lambda: KeyError("cache miss"))
     steps = [flaky, SimulatedProcessor("p1", clock=clock)]
-    retry = FailoverRetry(attempts=2, initial=0.0, jitter=0.0, retry_if=lambda e: isinstance(e, KeyError))
+    retry = RetryPolicy(attempts=2, initial=0.0, jitter=0.0, retry_if=lambda e: isinstance(e, KeyError))
     pool = ProcessorPool(steps, clock=clock, failover=retry)
     task = asyncio.create_task(pool.call({"request": 1}))
     await drive(clock, [task])
@@ -210,7 +210,7 @@ async def test_with_a_fifth_of_the_processors_failing_every_request_succeeds_wit
         clock=clock,
         balancer="power_of_two",
         deadline=3.0,
-        failover=FailoverRetry(attempts=4, initial=0.05, max_wait=0.5, jitter=0.05, seed=2),
+        failover=RetryPolicy(attempts=4, initial=0.05, max_wait=0.5, jitter=0.05, seed=2),
         breaker=BreakerPolicy(min_calls=3, cool_down=2.0),
         on_event=recorder,
     )
@@ -269,7 +269,7 @@ async def test_a_deadline_cancels_a_hanging_processor_and_frees_its_slot() -> No
 async def test_the_deadline_bounds_all_retries() -> None:
     clock = VirtualClock()
     failing = FaultyStep(SimulatedProcessor("f", latency=0.2, clock=clock), fail_rate=1.0)
-    retry = FailoverRetry(attempts=10, initial=1.0, multiplier=1.0, jitter=0.0)
+    retry = RetryPolicy(attempts=10, initial=1.0, multiplier=1.0, jitter=0.0)
     pool = ProcessorPool([failing], clock=clock, breaker=None, failover=retry, deadline=2.5)
     task = asyncio.create_task(pool.call({"request": 1}))
     await drive(clock, [task], step=0.01)

@@ -3,12 +3,16 @@
 The pool passes only candidates that can take the request now: their breaker allows it, they are
 healthy, within their rate limits, and have a free slot. A balancer just picks one. To add a
 strategy, subclass `Balancer` and implement `choose`.
+
+A `paced` balancer (`Weighted`) may make a request wait: it is asked through `pick`, with every
+processor that can serve (busy or not), and answers None while the processor whose turn it is
+has no free slot. So a traffic split holds when the processors are saturated, too.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 from .processor import Processor
@@ -19,9 +23,19 @@ class Balancer:
     """Base class: `choose(candidates, request)` returns one of the candidates (never empty)."""
 
     name = "custom"
+    #: Whether the dispatcher asks `pick` (which may make a request wait) for first attempts.
+    paced = False
 
     def choose(self, candidates: Sequence[Processor], request: Request | None = None) -> Processor:
         raise NotImplementedError(f"{type(self).__name__} does not implement choose()")
+
+    def pick(
+        self, serving: Sequence[Processor], free: Container[Processor], request: Request | None = None
+    ) -> Processor | None:
+        """Paced balancers: the processor among `serving` whose turn it is when it is `free`,
+        else None (the request waits for it)."""
+        candidates = [p for p in serving if p in free]
+        return self.choose(candidates, request) if candidates else None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -74,9 +88,15 @@ class FastestResponse(Balancer):
 
 class Weighted(Balancer):
     """Smooth weighted round-robin (as nginx does it): a processor of weight 3 gets three times
-    the requests of one of weight 1, interleaved. Weights come from the processors or `weights`."""
+    the requests of one of weight 1, interleaved. Weights come from the processors or `weights`.
+
+    The weights are a traffic split that holds at saturation: a request waits for the processor
+    whose turn it is while that one can serve (healthy, breaker closed, within its limits) but
+    has no free slot. Retries go to any free processor they have not tried.
+    """
 
     name = "weighted"
+    paced = True
 
     def __init__(self, weights: Mapping[str, float] | None = None) -> None:
         self.weights = dict(weights or {})
@@ -86,20 +106,36 @@ class Weighted(Balancer):
         self._current: dict[str, float] = {}
 
     def choose(self, candidates: Sequence[Processor], request: Request | None = None) -> Processor:
+        best = self._turn(candidates)
+        self._take_turn(best, candidates)
+        return best
+
+    def pick(
+        self, serving: Sequence[Processor], free: Container[Processor], request: Request | None = None
+    ) -> Processor | None:
+        if not serving:
+            return None
+        best = self._turn(serving)
+        if best not in free:
+            return None  # its turn: wait for its slot (taking another would skew the split)
+        self._take_turn(best, serving)
+        return best
+
+    def _weight(self, processor: Processor) -> float:
+        return self.weights.get(processor.name, processor.weight)
+
+    def _turn(self, processors: Sequence[Processor]) -> Processor:
+        current = self._current
+        return max(processors, key=lambda p: current.get(p.name, 0.0) + self._weight(p))
+
+    def _take_turn(self, chosen: Processor, processors: Sequence[Processor]) -> None:
         current = self._current
         total = 0.0
-        best: Processor | None = None
-        best_score = 0.0
-        for processor in candidates:
-            weight = self.weights.get(processor.name, processor.weight)
-            score = current.get(processor.name, 0.0) + weight
-            current[processor.name] = score
+        for processor in processors:
+            weight = self._weight(processor)
+            current[processor.name] = current.get(processor.name, 0.0) + weight
             total += weight
-            if best is None or score > best_score:
-                best, best_score = processor, score
-        assert best is not None
-        current[best.name] = best_score - total
-        return best
+        current[chosen.name] -= total
 
     def __repr__(self) -> str:
         return f"Weighted({self.weights!r})"

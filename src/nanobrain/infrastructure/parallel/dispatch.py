@@ -73,6 +73,8 @@ class Dispatcher:
         self.closed = False
         self._on_drained = on_drained
         self._running = False
+        #: A paced balancer made first attempts wait in this pass (see `place`).
+        self._paced_wait = False
         self._wake_at: float | None = None
         self._wake_cancel: Cancel | None = None
         events.subscribe(self.on_event)
@@ -83,6 +85,7 @@ class Dispatcher:
         queue = self.queue
         if not len(queue) and self.in_flight < self.limit and self.free:
             now = self.clock.now()
+            self._paced_wait = False
             processor = self.place(request, now)
             if processor is not None:
                 self.grant(request, processor, now)
@@ -140,11 +143,17 @@ class Dispatcher:
                 # Sticky: wait for this processor while it is healthy, even when others are free.
                 # (A retry goes elsewhere like any other, and takes the session along.)
                 return pinned if pinned in self.free and pinned.available(now) else None
+        tried = request.tried
+        if self.balancer.paced and not tried:
+            if self._paced_wait:
+                return None  # nothing changed since the balancer said "wait" in this pass
+            chosen = self.balancer.pick([p for p in self.processors if p.available(now)], self.free, request)
+            self._paced_wait = chosen is None
+            return chosen
         restricted = self.restricted
         free = [p for p in self.free if p.available(now)] if restricted else list(self.free)
         if not free:
             return None
-        tried = request.tried
         if tried:
             fresh = [p for p in free if p not in tried]
             if fresh:
@@ -233,6 +242,7 @@ class Dispatcher:
 
             while len(queue) and self.in_flight < self.limit and self.free:
                 now = clock.now()
+                self._paced_wait = False
                 found = queue.pop_first(place)
                 if found is None:
                     break

@@ -5,7 +5,7 @@ granted a processor (see `dispatch`), calls it, and gives the slot back. So a re
 back to the caller that asked, exactly once, and cancelling a caller cancels its request wherever
 it is: waiting, running, or backing off before a retry.
 
-Failed attempts are retried by `FailoverRetry` on a processor the request has not tried when one
+Failed attempts are retried by the failover `RetryPolicy` on a processor the request has not tried when one
 is available, all within the request's deadline; each attempt may have its own timeout. A request
 waits while no processor can take it (all busy, unhealthy, or with open breakers): a deadline
 bounds that wait too.
@@ -21,20 +21,20 @@ from typing import Any, TypedDict
 from ...core.clock import Clock, RealClock
 from ...core.closing import AsyncClosing
 from ...core.context import StepContext, _current, current_context
+from ...core.retry import RetryPolicy, is_retryable, outer_retry
 from ...core.steps import Step
 from .balancers import Balancer, make_balancer
 from .breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from .deadlines import Deadline
 from .dispatch import Dispatcher
-from .errors import AttemptTimeout, DeadlineExceeded, NoProcessorAvailable, PoolClosed, is_retryable
+from .errors import AttemptTimeout, DeadlineExceeded, NoProcessorAvailable, PoolClosed
 from .events import EventEmitter, EventHook
 from .processor import Processor
 from .rate_limit import RateLimit
 from .request_queue import Request, RequestQueue
-from .retry import FailoverRetry
 
 DEFAULT_BREAKER = BreakerPolicy()
-DEFAULT_FAILOVER = FailoverRetry()
+DEFAULT_FAILOVER = RetryPolicy()
 
 
 class RequestOptions(TypedDict, total=False):
@@ -61,7 +61,7 @@ class ProcessorPool(AsyncClosing):
         name: str = "pool",
         balancer: Balancer | str | None = None,
         breaker: BreakerPolicy | None = DEFAULT_BREAKER,
-        failover: FailoverRetry | None = DEFAULT_FAILOVER,
+        failover: RetryPolicy | None = DEFAULT_FAILOVER,
         rate_limit: RateLimit | None = None,
         pool_rate_limit: RateLimit | None = None,
         concurrency: int | None = None,
@@ -259,21 +259,19 @@ class ProcessorPool(AsyncClosing):
             raise PoolClosed(f"pool {self.name!r} is closed")
         request = Request(inputs, priority=priority, session=session)
         seconds = self.deadline if deadline is None else deadline
-        # The first attempt is made here and retries only when it fails, so that the common case
-        # costs no retry machinery (and the retries do not run inside an `except` block).
-        if seconds is None:
-            try:
-                return await self._attempt(request)
-            except Exception as exc:
-                first = exc
-            return await self._retry(request, first)
-        request.deadline = self.clock.now() + seconds
-        async with Deadline(self.clock, request.deadline, lambda: self._deadline_error(request, seconds)):
-            try:
-                return await self._attempt(request)
-            except Exception as exc:
-                first = exc
-            return await self._retry(request, first)
+        failover = self.failover
+        # While the pool fails over, a processor's default retries (a provider's) stand down:
+        # one failing request costs `attempts` calls, not `attempts` times the provider's.
+        token = outer_retry.set(True) if failover is not None and failover.attempts > 1 else None
+        try:
+            if seconds is None:
+                return await self._serve(request)
+            request.deadline = self.clock.now() + seconds
+            async with Deadline(self.clock, request.deadline, lambda: self._deadline_error(request, seconds)):
+                return await self._serve(request)
+        finally:
+            if token is not None:
+                outer_retry.reset(token)
 
     def _deadline_error(self, request: Request, seconds: float) -> DeadlineExceeded:
         last = request.errors[-1][1] if request.errors else None
@@ -281,12 +279,23 @@ class ProcessorPool(AsyncClosing):
         error.__cause__ = last
         return error
 
-    async def _retry(self, request: Request, error: Exception) -> Any:
-        """The first attempt failed with `error`: retry as the failover policy allows, or re-raise."""
+    async def _serve(self, request: Request) -> Any:
+        # The first attempt is made here and retries only when it fails, so that the common case
+        # costs no retry machinery.
+        try:
+            return await self._attempt(request)
+        except Exception as exc:
+            first = exc
         retry = self.failover
-        if retry is None or retry.attempts < 2 or not retry.should_retry(error):
-            raise error
-        return await retry.run(lambda: self._attempt(request), error, clock=self.clock, deadline=request.deadline)
+        if retry is None or retry.attempts < 2 or not retry.should_retry(first):
+            raise first
+        clock, deadline = self.clock, request.deadline
+        return await retry.call(
+            lambda: self._attempt(request),
+            first_error=first,
+            sleep=clock.sleep,
+            give_up=None if deadline is None else lambda wait: clock.now() + wait >= deadline,
+        )
 
     async def _attempt(self, request: Request) -> Any:
         if not self._processors:
