@@ -146,3 +146,31 @@ async def test_a_weighted_pool_does_not_wait_for_a_processor_that_cannot_serve()
     tasks = [asyncio.create_task(pool.call({"request": i})) for i in range(4)]
     await drive(clock, tasks, step=0.5)
     assert {t.result()["response"]["processor"] for t in tasks} == {"b"}
+
+
+async def test_requests_waiting_for_a_slow_heavy_processor_do_not_hold_up_the_others() -> None:
+    clock = VirtualClock()
+    steps = [SimulatedProcessor("a", latency=10.0, clock=clock), SimulatedProcessor("b", latency=1.0, clock=clock)]
+    pool = ProcessorPool(steps, balancer=Weighted({"a": 3, "b": 1}), clock=clock, breaker=None)
+    done: dict[int, float] = {}
+
+    async def call(i: int) -> str:
+        response = await pool.call({"request": i})
+        done[i] = clock.now()
+        return str(response["response"]["processor"])
+
+    tasks = [asyncio.create_task(call(i)) for i in range(8)]
+    await drive(clock, tasks, step=0.5)
+    served = [t.result() for t in tasks]
+    assert Counter(served) == {"a": 6, "b": 2}
+    # b's two requests took b's time (1 s each), not a turn behind a's 10-second ones.
+    assert sorted(done[i] for i, name in enumerate(served) if name == "b") == [1.0, 2.0]
+
+
+async def test_equal_weights_never_make_a_request_wait_for_a_busy_processor() -> None:
+    clock = VirtualClock()
+    steps = [SimulatedProcessor("a", latency=10.0, clock=clock), SimulatedProcessor("b", latency=1.0, clock=clock)]
+    pool = ProcessorPool(steps, balancer="weighted", clock=clock, breaker=None)
+    tasks = [asyncio.create_task(pool.call({"request": i})) for i in range(4)]
+    await drive(clock, tasks, step=0.5)
+    assert [t.result()["response"]["processor"] for t in tasks] == ["a", "b", "b", "b"]

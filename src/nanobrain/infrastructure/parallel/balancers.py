@@ -4,15 +4,15 @@ The pool passes only candidates that can take the request now: their breaker all
 healthy, within their rate limits, and have a free slot. A balancer just picks one. To add a
 strategy, subclass `Balancer` and implement `choose`.
 
-A `paced` balancer (`Weighted`) may make a request wait: it is asked through `pick`, with every
-processor that can serve (busy or not), and answers None while the processor whose turn it is
-has no free slot. So a traffic split holds when the processors are saturated, too.
+A `paced` balancer (`Weighted` with unequal weights) gives each first attempt its turn among
+all the processors that can serve, busy or not (`turn`); the request then waits for that
+processor. So a traffic split holds when the processors are saturated, too.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .processor import Processor
@@ -23,19 +23,16 @@ class Balancer:
     """Base class: `choose(candidates, request)` returns one of the candidates (never empty)."""
 
     name = "custom"
-    #: Whether the dispatcher asks `pick` (which may make a request wait) for first attempts.
+    #: Whether the dispatcher asks `turn` for first attempts.
     paced = False
 
     def choose(self, candidates: Sequence[Processor], request: Request | None = None) -> Processor:
         raise NotImplementedError(f"{type(self).__name__} does not implement choose()")
 
-    def pick(
-        self, serving: Sequence[Processor], free: Container[Processor], request: Request | None = None
-    ) -> Processor | None:
-        """Paced balancers: the processor among `serving` whose turn it is when it is `free`,
-        else None (the request waits for it)."""
-        candidates = [p for p in serving if p in free]
-        return self.choose(candidates, request) if candidates else None
+    def turn(self, serving: Sequence[Processor], request: Request | None = None) -> Processor | None:
+        """Paced balancers: the processor whose turn this request is, among all that can serve
+        (busy or not); the request waits for it. None: `choose` among the free ones."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -90,9 +87,10 @@ class Weighted(Balancer):
     """Smooth weighted round-robin (as nginx does it): a processor of weight 3 gets three times
     the requests of one of weight 1, interleaved. Weights come from the processors or `weights`.
 
-    The weights are a traffic split that holds at saturation: a request waits for the processor
-    whose turn it is while that one can serve (healthy, breaker closed, within its limits) but
-    has no free slot. Retries go to any free processor they have not tried.
+    Unequal weights are a traffic split that holds at saturation too: each request gets its
+    turn among the processors that can serve (healthy, breaker closed, within limits), busy or
+    not, and waits for that processor. Retries go to any free processor they have not tried,
+    and with equal weights requests go to whichever processor is free, in turn.
     """
 
     name = "weighted"
@@ -110,16 +108,10 @@ class Weighted(Balancer):
         self._take_turn(best, candidates)
         return best
 
-    def pick(
-        self, serving: Sequence[Processor], free: Container[Processor], request: Request | None = None
-    ) -> Processor | None:
-        if not serving:
-            return None
-        best = self._turn(serving)
-        if best not in free:
-            return None  # its turn: wait for its slot (taking another would skew the split)
-        self._take_turn(best, serving)
-        return best
+    def turn(self, serving: Sequence[Processor], request: Request | None = None) -> Processor | None:
+        if len({self._weight(p) for p in serving}) < 2:
+            return None  # no split to keep: do not make requests wait
+        return self.choose(serving, request)
 
     def _weight(self, processor: Processor) -> float:
         return self.weights.get(processor.name, processor.weight)

@@ -59,6 +59,8 @@ class Dispatcher:
         self.sticky = sticky
         self.max_sessions = max_sessions
         self.sessions: OrderedDict[str, Processor] = OrderedDict()
+        #: Request id -> the busy processor whose turn it is (paced balancers).
+        self.turns: dict[int, Processor] = {}
         self.request_bucket: TokenBucket | None = None
         self.token_bucket: TokenBucket | None = None
         if pool_rate_limit is not None:
@@ -73,8 +75,6 @@ class Dispatcher:
         self.closed = False
         self._on_drained = on_drained
         self._running = False
-        #: A paced balancer made first attempts wait in this pass (see `place`).
-        self._paced_wait = False
         self._wake_at: float | None = None
         self._wake_cancel: Cancel | None = None
         events.subscribe(self.on_event)
@@ -85,7 +85,6 @@ class Dispatcher:
         queue = self.queue
         if not len(queue) and self.in_flight < self.limit and self.free:
             now = self.clock.now()
-            self._paced_wait = False
             processor = self.place(request, now)
             if processor is not None:
                 self.grant(request, processor, now)
@@ -106,6 +105,7 @@ class Dispatcher:
                 self.release(granted.result(), request.ticket)  # granted just as it was cancelled
             else:
                 queue.remove(request)
+                self.turns.pop(request.id, None)
             raise
         assert isinstance(processor, Processor)
         return processor
@@ -145,11 +145,16 @@ class Dispatcher:
                 return pinned if pinned in self.free and pinned.available(now) else None
         tried = request.tried
         if self.balancer.paced and not tried:
-            if self._paced_wait:
-                return None  # nothing changed since the balancer said "wait" in this pass
-            chosen = self.balancer.pick([p for p in self.processors if p.available(now)], self.free, request)
-            self._paced_wait = chosen is None
-            return chosen
+            mine = self.turns.get(request.id)
+            if mine is None or not mine.available(now):
+                mine = self.balancer.turn([p for p in self.processors if p.available(now)], request)
+            if mine is not None:
+                if mine in self.free:
+                    self.turns.pop(request.id, None)
+                    return mine
+                self.turns[request.id] = mine  # its turn on a busy processor: wait for it
+                return None
+            self.turns.pop(request.id, None)
         restricted = self.restricted
         free = [p for p in self.free if p.available(now)] if restricted else list(self.free)
         if not free:
@@ -242,7 +247,6 @@ class Dispatcher:
 
             while len(queue) and self.in_flight < self.limit and self.free:
                 now = clock.now()
-                self._paced_wait = False
                 found = queue.pop_first(place)
                 if found is None:
                     break
@@ -307,6 +311,7 @@ class Dispatcher:
     def close(self) -> None:
         """Fail the waiting requests with `PoolClosed`; refuse new ones."""
         self.closed = True
+        self.turns.clear()
         if self._wake_cancel is not None:
             self._wake_cancel()
             self._wake_cancel = None
