@@ -391,3 +391,32 @@ async def test_backpressure_holds_the_queue_bound_and_drops_nothing() -> None:
     assert max(depths) == 5 and pool.queue.high_water == 5
     assert sorted(step.handled) == list(range(50))  # every request served once
     assert [t.result()["response"]["request"] for t in tasks] == list(range(50))
+
+
+async def test_waiting_requests_are_not_each_asked_while_only_open_breakers_have_free_slots() -> None:
+    # A processor whose breaker is open keeps a free slot; a release used to make the dispatcher
+    # ask every waiting request whether it fits there. With a long queue that is quadratic work
+    # on the event loop, enough to make the pool fall behind for good (benchmark F's slow rounds).
+    clock = VirtualClock()
+    bad = FaultyStep(SimulatedProcessor("bad", clock=clock), fail_rate=1.0)
+    ok = SimulatedProcessor("ok", latency=1.0, clock=clock)
+    policy = BreakerPolicy(min_calls=1, failure_rate=0.5, cool_down=10_000)
+    pool = ProcessorPool([bad, ok], clock=clock, balancer="round_robin", breaker=policy, failover=None)
+    with pytest.raises(InjectedFault):
+        await pool.call({"request": "trip"})
+    breaker = pool["bad"].breaker
+    assert breaker is not None and breaker.state is BreakerState.OPEN
+    dispatcher = pool._dispatcher
+    place = dispatcher.place
+    asked = 0
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal asked
+        asked += 1
+        return place(*args, **kwargs)
+
+    dispatcher.place = counting  # type: ignore[method-assign]
+    tasks = [asyncio.create_task(pool.call({"request": i})) for i in range(100)]
+    await drive(clock, tasks, step=0.5)
+    assert {t.result()["response"]["processor"] for t in tasks} == {"ok"}
+    assert asked < 5 * len(tasks), f"{asked} placements asked for {len(tasks)} requests"

@@ -131,12 +131,30 @@ class Dispatcher:
             self.dispatch()
 
     # -- placing -------------------------------------------------------------------------------
-    def place(self, request: Request, now: float) -> Processor | None:
-        """The processor for this request now, or None when it has to wait."""
+    def usable(self, now: float) -> list[Processor]:
+        """The free processors that may take a request now (none while a pool-wide limit is empty).
+
+        Unchecked (all free ones) while no processor may be unavailable (`restricted` is empty).
+        """
         if self.request_bucket is not None and not self.request_bucket.ready(1.0, now):
-            return None
+            return []
         if self.token_bucket is not None and self.token_bucket.available(now) <= 0:
-            return None
+            return []
+        return [p for p in self.free if p.available(now)] if self.restricted else list(self.free)
+
+    def place(
+        self, request: Request, now: float, usable: list[Processor] | None = None, checked: bool = False
+    ) -> Processor | None:
+        """The processor for this request now, or None when it has to wait.
+
+        `usable` (with `checked`: whether availability was checked) is `usable(now)` when the
+        caller computed it already: the same for every request of one pass over the queue.
+        """
+        if usable is None:
+            checked = bool(self.restricted)
+            usable = self.usable(now)
+        if not usable:
+            return None  # no request can be placed now
         if self.sticky and request.session is not None:
             pinned = self.sessions.get(request.session)
             if pinned is not None and pinned not in request.tried and pinned.keeps_sessions():
@@ -155,10 +173,7 @@ class Dispatcher:
                 self.turns[request.id] = mine  # its turn on a busy processor: wait for it
                 return None
             self.turns.pop(request.id, None)
-        restricted = self.restricted
-        free = [p for p in self.free if p.available(now)] if restricted else list(self.free)
-        if not free:
-            return None
+        free = usable
         if tried:
             fresh = [p for p in free if p not in tried]
             if fresh:
@@ -166,10 +181,10 @@ class Dispatcher:
             elif any(p not in tried and p.available(now) for p in self.processors):
                 return None  # an untried processor is busy: wait for it rather than go back
         chosen = self.balancer.choose(free, request)
-        if restricted or chosen.available(now):
+        if checked or chosen.available(now):
             return chosen
         # Its state changed without an event (say, `healthy` set directly): check them all from now on.
-        restricted.add(chosen.name)
+        self.restricted.add(chosen.name)
         return self.place(request, now)
 
     # -- which processors may be unavailable -----------------------------------------------------
@@ -231,6 +246,8 @@ class Dispatcher:
         try:
             queue, clock = self.queue, self.clock
             now = 0.0
+            usable: list[Processor] = []
+            checked = False
 
             def place(request: Request) -> Processor | None:
                 granted = request.granted
@@ -238,15 +255,21 @@ class Dispatcher:
                     return None  # its caller was cancelled and is about to take it out
                 context = request.context
                 if context is _current.get():
-                    return self.place(request, now)
+                    return self.place(request, now, usable, checked)
                 token = _current.set(context)  # report to the request's run, not this task's
                 try:
-                    return self.place(request, now)
+                    return self.place(request, now, usable, checked)
                 finally:
                     _current.reset(token)
 
             while len(queue) and self.in_flight < self.limit and self.free:
                 now = clock.now()
+                checked = bool(self.restricted)
+                usable = self.usable(now)
+                if not usable:
+                    # Only processors that cannot take work (breaker open, rate-limited) have free
+                    # slots: no request can be placed, so do not walk the queue asking each one.
+                    break
                 found = queue.pop_first(place)
                 if found is None:
                     break
