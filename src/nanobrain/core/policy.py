@@ -15,16 +15,11 @@ from typing import Any
 #: How pydantic validates a policy declared in YAML: unknown keys are errors.
 POLICY_CONFIG: dict[str, Any] = {"extra": "forbid"}
 
-_BOUNDS = (
-    ("gt", operator.gt, "greater than"),
-    ("ge", operator.ge, "at least"),
-    ("lt", operator.lt, "less than"),
-    ("le", operator.le, "at most"),
-)
+_BOUNDS = (("gt", operator.gt, "greater than"), ("ge", operator.ge, "at least"), ("le", operator.le, "at most"))
 
 
 def option(default: Any, description: str, **bounds: float) -> Any:
-    """A policy field: its default, what it means, and bounds (`gt`, `ge`, `lt`, `le`)."""
+    """A policy field: its default, what it means, and bounds (`gt`, `ge`, `le`)."""
     return field(default=default, metadata={"description": description, **bounds})
 
 

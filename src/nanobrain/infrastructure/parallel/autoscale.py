@@ -45,14 +45,13 @@ class AutoscalePolicy:
 
     def __post_init__(self) -> None:
         check_bounds(self)
-        if self.sizes_problem():
-            raise ValueError(self.sizes_problem())
+        if self.sizes_problem:
+            raise ValueError(self.sizes_problem)
 
+    @property
     def sizes_problem(self) -> str:
-        """What is wrong with `min_size` and `max_size` together ("" when nothing)."""
-        if self.min_size > self.max_size:
-            return f"min_size must not be larger than max_size (got {self.min_size} and {self.max_size})"
-        return ""
+        bad = self.min_size > self.max_size
+        return f"min_size must not be larger than max_size (got {self.min_size} and {self.max_size})" if bad else ""
 
 
 class Autoscaler(Periodic):

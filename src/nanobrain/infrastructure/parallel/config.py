@@ -135,8 +135,8 @@ def build_parallel(config: ParallelStepConfig, build: StepBuild) -> Step | None:
     probe = factory = None
     if config.health is not None and config.health.probe:
         probe = build.ctx.callable(config.health.probe, (*build.location, "health", "probe"), "a probe function")
-    if config.autoscale is not None and config.autoscale.sizes_problem():
-        build.problem("autoscale", config.autoscale.sizes_problem())
+    if config.autoscale is not None and config.autoscale.sizes_problem:
+        build.problem("autoscale", config.autoscale.sizes_problem)
     if config.autoscale is not None and config.autoscale.factory:
         location = (*build.location, "autoscale", "factory")
         factory = build.ctx.callable(config.autoscale.factory, location, "a function(n) returning a step")

@@ -259,19 +259,21 @@ class ProcessorPool(AsyncClosing):
             raise PoolClosed(f"pool {self.name!r} is closed")
         request = Request(inputs, priority=priority, session=session)
         seconds = self.deadline if deadline is None else deadline
-        failover = self.failover
-        # While the pool fails over, a processor's default retries (a provider's) stand down:
-        # one failing request costs `attempts` calls, not `attempts` times the provider's.
-        token = outer_retry.set(True) if failover is not None and failover.attempts > 1 else None
-        try:
-            if seconds is None:
-                return await self._serve(request)
-            request.deadline = self.clock.now() + seconds
-            async with Deadline(self.clock, request.deadline, lambda: self._deadline_error(request, seconds)):
-                return await self._serve(request)
-        finally:
-            if token is not None:
-                outer_retry.reset(token)
+        # The first attempt is made here and retries only when it fails, so that the common case
+        # costs no retry machinery (and the retries do not run inside an `except` block).
+        if seconds is None:
+            try:
+                return await self._attempt(request)
+            except Exception as exc:
+                first = exc
+            return await self._retry(request, first)
+        request.deadline = self.clock.now() + seconds
+        async with Deadline(self.clock, request.deadline, lambda: self._deadline_error(request, seconds)):
+            try:
+                return await self._attempt(request)
+            except Exception as exc:
+                first = exc
+            return await self._retry(request, first)
 
     def _deadline_error(self, request: Request, seconds: float) -> DeadlineExceeded:
         last = request.errors[-1][1] if request.errors else None
@@ -279,20 +281,15 @@ class ProcessorPool(AsyncClosing):
         error.__cause__ = last
         return error
 
-    async def _serve(self, request: Request) -> Any:
-        # The first attempt is made here and retries only when it fails, so that the common case
-        # costs no retry machinery.
-        try:
-            return await self._attempt(request)
-        except Exception as exc:
-            first = exc
+    async def _retry(self, request: Request, error: Exception) -> Any:
+        """The first attempt failed with `error`: retry as the failover policy allows, or re-raise."""
         retry = self.failover
-        if retry is None or retry.attempts < 2 or not retry.should_retry(first):
-            raise first
+        if retry is None or retry.attempts < 2 or not retry.should_retry(error):
+            raise error
         clock, deadline = self.clock, request.deadline
         return await retry.call(
             lambda: self._attempt(request),
-            first_error=first,
+            first_error=error,
             sleep=clock.sleep,
             give_up=None if deadline is None else lambda wait: clock.now() + wait >= deadline,
         )
@@ -336,9 +333,17 @@ class ProcessorPool(AsyncClosing):
         else:
             context = StepContext("", processor.name, processor.name, None, {})
         token = _current.set(context)
+        # While the pool fails over, a processor's default retries (a provider's) stand down: a
+        # failing request costs `attempts` calls, not `attempts` times the provider's. (Set here,
+        # with the run's context, rather than for every request: setting a context variable in
+        # a task costs microseconds, and outside runs the pool's fast path stays fast.)
+        failover = self.failover
+        retrying = outer_retry.set(True) if failover is not None and failover.attempts > 1 else None
         try:
             return await processor.invoke(request.inputs)
         finally:
+            if retrying is not None:
+                outer_retry.reset(retrying)
             _current.reset(token)
             usage = context.usage
             if usage:
