@@ -29,14 +29,29 @@ if ! buildah inspect --type image "$base" >/dev/null 2>&1; then
   buildah rm "$ctr" >/dev/null
 fi
 
+# The llama.cpp wheel this machine already compiled (pip's cache, via the venv that scripts/setup.sh made) is
+# offered to the build, so the image does not compile it again: minutes instead of twenty on two cores.
+wheel_args=()
+if [ -x .venv/bin/python ] && llama_version=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null); then
+  rm -rf "$cache/wheels" && mkdir -p "$cache/wheels"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON" \
+    .venv/bin/python -m pip wheel -q --no-deps "llama-cpp-python==$llama_version" -w "$cache/wheels" >&2
+  # Pinned to that version, or a newer release on the index would be compiled instead.
+  echo "llama-cpp-python==$llama_version" >"$cache/wheels/constraints.txt"
+  wheel_args=(-v "$cache/wheels:/run/wheels:ro" --build-arg PIP_FIND_LINKS=/run/wheels
+              --build-arg PIP_CONSTRAINT=/run/wheels/constraints.txt)
+fi
+
 echo "== build $image" >&2
-# pip's own certificate setting (a proxy that re-signs TLS) is handed to the build, not baked into the image.
-host_ca=$(pip config get global.cert 2>/dev/null || true)
+# The host's CA bundle (which trusts a proxy that re-signs TLS, if there is one) is handed to the build, not
+# baked into the image: pip's own setting if it has one, else the system bundle.
+host_ca=${PIP_CERT:-$(pip config list 2>/dev/null | sed -n "s/^global\.cert='\(.*\)'$/\1/p" | head -1)}
+host_ca=${host_ca:-/etc/ssl/certs/ca-certificates.crt}
 ca_args=()
 if [ -n "$host_ca" ] && [ -r "$host_ca" ]; then
   ca_args=(-v "$host_ca:/run/host-ca.crt:ro" --build-arg PIP_CERT=/run/host-ca.crt)
 fi
-buildah bud --isolation chroot --build-arg BASE_IMAGE="$base" "${ca_args[@]}" -f deploy/Dockerfile -t "$image" .
+buildah bud --isolation chroot --build-arg BASE_IMAGE="$base" "${ca_args[@]}" "${wheel_args[@]}" -f deploy/Dockerfile -t "$image" .
 
 echo "== serve inside the image on 127.0.0.1:$port" >&2
 ctr=$(buildah from "$image")

@@ -187,17 +187,56 @@ def errors() -> dict[str, str]:
 
 
 # -- benchmarks -------------------------------------------------------------------------------------
+def _figure(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    if isinstance(value, (int, float)):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return _cell(value)
+
+
+def _results_table(path: Path) -> list[str]:
+    """The recorded figures of one results file: each beside its baseline, with the ratio and target."""
+    doc = json.loads(path.read_text())
+    machine = doc.get("machine", {})
+    version = doc.get("nanobrain", {})
+    lines = [
+        f"Recorded in `benchmarks/results/{path.name}` ({doc.get('mode', '?')} run, {doc.get('timestamp', '?')}, "
+        f"commit `{version.get('commit', '?')}`, {machine.get('cpu_count', '?')} CPUs "
+        f"{_cell(machine.get('cpu', ''))}, Python {machine.get('python', '?')}; "
+        f"load average {machine.get('load_average', ['?'])[0]}). Medians over the rounds:",
+        "",
+        "| figure | unit | NanoBrain | baseline | ratio | target | met |",
+        "|---|---|--:|--:|--:|---|---|",
+    ]
+    for key, fig in doc.get("benchmarks", {}).items():
+        target = "-"
+        if fig.get("target") is not None:
+            target = f"{fig.get('target_on', 'value')} {fig.get('target_op', '')} {_figure(fig['target'])}"
+        lines.append(
+            f"| `{_cell(key)}` {_cell(fig.get('name', ''))} | {_cell(fig.get('unit', ''))} | "
+            f"{_figure(fig.get('value_median'))} | {_figure(fig.get('baseline_median'))} | "
+            f"{_figure(fig.get('ratio'))} | {target} | {_figure(fig.get('target_met'))} |"
+        )
+    return [*lines, ""]
+
+
 def benchmarks() -> dict[str, str]:
-    """Each benchmark script's docstring: what it measures, against which baseline, how to run it."""
+    """Each benchmark script's docstring, and the figures its last full run recorded in results/."""
     import ast
 
     folder = ROOT / "benchmarks"
     lines = [
         "# Benchmarks",
         "",
-        "Each script measures NanoBrain beside a baseline (plain asyncio, the raw driver) in the same process and",
-        "writes its figures to `benchmarks/results/NAME.json`; `benchmarks/README.md` explains how to read them.",
-        "What each one measures and how to reproduce it:",
+        "Each script measures NanoBrain beside a baseline (plain asyncio, the raw driver, the bare library) in the",
+        "same process and writes its figures to `benchmarks/results/NAME.json`; `benchmarks/README.md` explains how",
+        "to read them. Below, for each script: what it measures and how to reproduce it, then the figures of its",
+        "last recorded full run, generated from that JSON file (a test fails when this page and the file disagree).",
+        "Compare ratios, not absolute numbers, across machines: the recording machines were shared 2-CPU VMs, and",
+        "the load average beside each table says how busy.",
         "",
     ]
     for script in sorted(folder.glob("*.py")):
@@ -205,6 +244,11 @@ def benchmarks() -> dict[str, str]:
         if script.stem == "common" or not doc:
             continue
         lines += [f"## `benchmarks/{script.name}`", "", "```text", doc, "```", ""]
+        results = folder / "results" / f"{script.stem}.json"
+        if results.exists():
+            lines += _results_table(results)
+        else:
+            lines += ["No full run is recorded in `benchmarks/results/` yet.", ""]
     return {"benchmarks.md": HEADER + "\n".join(lines).rstrip() + "\n"}
 
 

@@ -29,7 +29,11 @@ def test_committed_generated_files_are_up_to_date() -> None:
     assert done.returncode == 0, f"{done.stdout}{done.stderr}; run python docs/gen_reference.py"
 
 
-def test_check_mode_reports_a_stale_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_check_mode_reports_a_stale_page(
+    generated: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # `generated` imports every module first: imported under capsys, the mcp SDK would keep capsys's
+    # stderr as its default errlog, and a later stdio server (the MCP guide's) could not start.
     monkeypatch.setattr(gen_reference, "DOCS", tmp_path)
     assert gen_reference.main([]) == 0
     (tmp_path / "reference" / "cli.md").write_text("edited by hand\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_every_guide_code_file_is_included_by_a_page_and_tested_here() -> None:
-    pages = "".join(p.read_text() for p in (REPO / "docs" / "guides").glob("*.md"))
+    pages = "".join(p.read_text() for p in (REPO / "docs").rglob("*.md"))
     tests = Path(__file__).read_text()
     for path in sorted(CODE.glob("*.py")) + sorted(CODE.glob("*.yaml")):
         assert f'"guides/code/{path.name}"' in pages, f"{path.name} is on no guide page"
@@ -208,3 +209,67 @@ async def test_a2a_guide_calls_a_served_workflow_over_the_protocol() -> None:
     from docs.guides.code import a2a_agents
 
     assert await a2a_agents.main() == {"reply": "OVER THE WIRE!"}
+
+
+async def test_mcp_guide_serves_a_workflow_as_a_tool_and_gives_an_agent_a_real_servers_tool() -> None:
+    pytest.importorskip("mcp_server_time", reason="needs mcp-server-time (test extra)")
+    from docs.guides.code import mcp_tools
+
+    served = await mcp_tools.call_workflow_as_tool("  hello   mcp ")
+    assert served == {"tools": ["first"], "result": {"result": "HELLO MCP!"}}
+    model = mcp_tools.scripted()
+    workflow = mcp_tools.clock(model)
+    try:
+        result = await workflow.run(message="What time is it in Tokyo?")
+    finally:
+        await workflow.aclose()
+    # The time server's real answer went back to the model, which repeated it.
+    (tool_message,) = [m for m in model.requests[-1].messages if m.role == "tool"]
+    assert not tool_message.is_error and "Asia/Tokyo" in tool_message.content
+    assert result == {"reply": f"The time server said: {tool_message.content}"}
+    (spec,) = model.requests[0].tools
+    assert spec.name == "get_current_time" and spec.parameters["required"] == ["timezone"]
+
+
+async def test_dask_guide_runs_each_item_on_a_worker_process() -> None:
+    pytest.importorskip("distributed", reason="the Dask executor needs the dask extra")
+    import os
+
+    from docs.guides.code import dask_scale_out
+
+    import nanobrain as nb
+    from nanobrain.core.executors import DaskExecutor
+
+    limits = [10, 100, 100_000]
+    executor = DaskExecutor(n_workers=2)
+    try:
+        result = await dask_scale_out.build(executor).run(limit=limits)
+        # The map alone, on the same cluster: which process counted each item.
+        items = nb.Workflow.sequence(nb.Map(dask_scale_out.count_primes, executor=executor), name="items")
+        counted = (await items.run(limit=limits))["result"]
+        client = await executor.client()
+        workers = set((await client.run(os.getpid)).values())
+    finally:
+        await executor.aclose()
+    assert result == {"result": 4 + 25 + 9592}
+    assert [item["primes"] for item in counted] == [4, 25, 9592]
+    assert {item["pid"] for item in counted} <= workers and os.getpid() not in workers
+
+
+def test_dask_guide_yaml_gives_the_same_total_from_the_command_line() -> None:
+    pytest.importorskip("distributed", reason="the Dask executor needs the dask extra")
+    done = subprocess.run(
+        [sys.executable, "-m", "nanobrain", "run", str(CODE / "dask_scale_out.yaml"), "--json",
+         "--input-json", '{"limit": [10, 100, 100000]}'],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"result": 4 + 25 + 9592}
+
+
+async def test_side_by_side_workflow_routes_questions_and_statements_alike_in_python_and_yaml() -> None:
+    from docs.guides.code import side_by_side
+
+    for text, expected in (("  hello   there ", "HELLO THERE!"), (" is it   on? ", "You asked: is it on?")):
+        assert await side_by_side.build().run(text=text) == {"result": expected}
+        assert await load_workflow(CODE / "side_by_side.yaml").run(text=text) == {"result": expected}

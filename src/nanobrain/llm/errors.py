@@ -28,14 +28,20 @@ class ProviderError(NanoBrainError):
 
 
 class RateLimited(ProviderError):
+    """The provider refused the call for now: HTTP 429 (too many requests or tokens for the key). Retryable."""
+
     retryable = True
 
 
 class ProviderTimeout(ProviderError, TimeoutError):
+    """No answer in time: the client's timeout expired, or the server answered HTTP 408. Retryable."""
+
     retryable = True
 
 
 class ServerError(ProviderError):
+    """The provider failed on its side: HTTP 5xx, 529 (overloaded) or 409, or an answer that broke off. Retryable."""
+
     retryable = True
 
 
@@ -46,11 +52,11 @@ class Unreachable(ProviderError):
 
 
 class BadRequest(ProviderError):
-    pass
+    """The provider rejected the request itself (HTTP 400, 404: no such model or path, 422): not retried."""
 
 
 class AuthError(ProviderError):
-    pass
+    """The API key was rejected (HTTP 401) or may not use this model (403): not retried; fix the key."""
 
 
 class ModelNotConfigured(ProviderError):

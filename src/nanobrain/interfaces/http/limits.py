@@ -10,6 +10,8 @@ from .problems import PROBLEM_JSON, ApiProblem, encode_problem
 
 
 class BodyTooLarge(ApiProblem):
+    """A request body over the server's limit (`nanobrain serve --max-body`, 1 MiB by default): HTTP 413."""
+
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the request body is larger than the limit of {limit:,} bytes")
 
