@@ -59,8 +59,13 @@ class RetryConfig(RetryPolicy):
     """`retry:` of a step, `failover:` of a parallel step: a `RetryPolicy` that names its extra
     exception classes and predicate (imported when the workflow is built)."""
 
-    retry_on: tuple[str, ...] = option((), "More exception classes to retry: builtin names or package.module:Class")  # type: ignore[assignment]
-    retry_if: str | None = option(None, "package.module:predicate(error) accepting more errors to retry")  # type: ignore[assignment]
+    # Named here (imported when built); the policy itself holds the classes and the predicate.
+    retry_on: tuple[str, ...] = option(  # type: ignore[assignment]
+        (), "More exception classes to retry: builtin names or package.module:Class"
+    )
+    retry_if: str | None = option(  # type: ignore[assignment]
+        None, "package.module:predicate(error) accepting more errors to retry"
+    )
 
     def build(self, ctx: BuildContext, location: Location) -> RetryPolicy:
         """The policy, with its references imported (a bad one is a problem at its location)."""

@@ -1,9 +1,6 @@
-"""Policies (retry, circuit breaker, rate limit, health checks, autoscaling) are frozen
-dataclasses whose fields state their default, bounds and meaning once.
-
-Python code constructs them; the YAML loader validates the same classes with pydantic, which
-reads the bounds and descriptions from the field metadata (so `import nanobrain` needs no
-pydantic). `check_bounds` applies the bounds to a policy built in Python.
+"""Policies (retry, breaker, rate limit, health, autoscale) are frozen dataclasses whose fields state
+their default, bounds and meaning once: Python builds them (`check_bounds` applies the bounds), and
+pydantic validates the same classes in YAML from the field metadata (`import nanobrain` needs no pydantic).
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ from .policy import POLICY_CONFIG, check_bounds, option
 T = TypeVar("T")
 
 #: OS errors that mean the network or the peer failed, not the caller (a missing file is not one).
-_NETWORK_NAMES = "ECONNREFUSED ECONNRESET ECONNABORTED EPIPE ETIMEDOUT EHOSTUNREACH EHOSTDOWN ENETUNREACH ENETDOWN"
-_NETWORK_NAMES += " ENETRESET"
+_NETWORK_NAMES = (
+    "ECONNREFUSED ECONNRESET ECONNABORTED EPIPE ETIMEDOUT EHOSTUNREACH EHOSTDOWN ENETUNREACH ENETDOWN ENETRESET"
+)
 _NETWORK_ERRNOS = frozenset(getattr(errno, name) for name in _NETWORK_NAMES.split() if hasattr(errno, name))
 
 

@@ -104,30 +104,18 @@ class Weighted(Balancer):
         self._current: dict[str, float] = {}
 
     def choose(self, candidates: Sequence[Processor], request: Request | None = None) -> Processor:
-        best = self._turn(candidates)
-        self._take_turn(best, candidates)
-        return best
+        current, weights = self._current, [self.weights.get(p.name, p.weight) for p in candidates]
+        scores = [current.get(p.name, 0.0) + w for p, w in zip(candidates, weights, strict=True)]
+        best = max(range(len(candidates)), key=scores.__getitem__)  # the first of equals
+        for processor, score in zip(candidates, scores, strict=True):
+            current[processor.name] = score
+        current[candidates[best].name] -= sum(weights)
+        return candidates[best]
 
     def turn(self, serving: Sequence[Processor], request: Request | None = None) -> Processor | None:
-        if len({self._weight(p) for p in serving}) < 2:
+        if len({self.weights.get(p.name, p.weight) for p in serving}) < 2:
             return None  # no split to keep: do not make requests wait
         return self.choose(serving, request)
-
-    def _weight(self, processor: Processor) -> float:
-        return self.weights.get(processor.name, processor.weight)
-
-    def _turn(self, processors: Sequence[Processor]) -> Processor:
-        current = self._current
-        return max(processors, key=lambda p: current.get(p.name, 0.0) + self._weight(p))
-
-    def _take_turn(self, chosen: Processor, processors: Sequence[Processor]) -> None:
-        current = self._current
-        total = 0.0
-        for processor in processors:
-            weight = self._weight(processor)
-            current[processor.name] = current.get(processor.name, 0.0) + weight
-            total += weight
-        current[chosen.name] -= total
 
     def __repr__(self) -> str:
         return f"Weighted({self.weights!r})"

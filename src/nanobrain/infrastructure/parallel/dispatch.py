@@ -132,10 +132,8 @@ class Dispatcher:
 
     # -- placing -------------------------------------------------------------------------------
     def usable(self, now: float) -> list[Processor]:
-        """The free processors that may take a request now (none while a pool-wide limit is empty).
-
-        Unchecked (all free ones) while no processor may be unavailable (`restricted` is empty).
-        """
+        """The free processors that may take a request now: all free ones while none is
+        `restricted`; none while a pool-wide limit is empty."""
         if self.request_bucket is not None and not self.request_bucket.ready(1.0, now):
             return []
         if self.token_bucket is not None and self.token_bucket.available(now) <= 0:
@@ -145,11 +143,8 @@ class Dispatcher:
     def place(
         self, request: Request, now: float, usable: list[Processor] | None = None, checked: bool = False
     ) -> Processor | None:
-        """The processor for this request now, or None when it has to wait.
-
-        `usable` (with `checked`: whether availability was checked) is `usable(now)` when the
-        caller computed it already: the same for every request of one pass over the queue.
-        """
+        """The processor for this request now, or None when it has to wait. `usable` (`checked`:
+        with availability checked) is `usable(now)`, the same for one pass over the queue."""
         if usable is None:
             checked = bool(self.restricted)
             usable = self.usable(now)
