@@ -39,13 +39,8 @@ from typing import Any
 from common import BenchmarkArguments, BenchmarkRun, figure, number, rounded, timed
 
 import nanobrain as nb
-from nanobrain.infrastructure.parallel import (
-    BreakerPolicy,
-    FaultyStep,
-    ParallelEvent,
-    ProcessorPool,
-    SimulatedProcessor,
-)
+from nanobrain.infrastructure.parallel import BreakerPolicy, ParallelEvent, ProcessorPool
+from nanobrain.testing import FaultyStep, SimulatedProcessor
 
 PROCESSORS = 64
 LATENCY = 0.05

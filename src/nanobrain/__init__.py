@@ -39,6 +39,7 @@ from .core.events import (
 from .core.executors import DaskExecutor, Executor, InProcessExecutor, ProcessExecutor, ThreadExecutor
 from .core.links import ConditionalLink, Link, QueueLink, TransformLink
 from .core.map import Map
+from .core.resources import Resources
 from .core.retry import RetryPolicy
 from .core.schemas import input_schema, output_schema
 from .core.sinks import instrument
@@ -116,6 +117,7 @@ __all__ = [
     "ProcessExecutor",
     "QueueLink",
     "RealClock",
+    "Resources",
     "RetryPolicy",
     "RunError",
     "RunEvent",

@@ -3,6 +3,7 @@
     NanoBrainError
     ├── UnitTypeError (TypeError) · StreamClosed · StepError · StepTimeout (TimeoutError) · ItemFailed
     ├── LinkFailed · CycleLimitExceeded · RunError
+    ├── ExecutorError ── CapacityExceeded
     ├── ProblemsError ── WorkflowValidationError · ConfigError · ImportFileError (also HistoryError)
     ├── JournalError ── RunLocked · RunCorrupt
     ├── AgentError · NoAgent · UnknownAgent (KeyError)
@@ -10,10 +11,10 @@
     ├── ProviderError ── RateLimited · ProviderTimeout (TimeoutError) · ServerError · Unreachable
     │                    · BadRequest · AuthError · ModelNotConfigured
     ├── ParallelError ── CircuitOpen · NoProcessorAvailable · AttemptTimeout · DeadlineExceeded
-    │                    · PoolClosed · QueueFull
+    │                    · PoolClosed
     ├── InjectedFault
     ├── HistoryError ── SearchUnavailable · ExportError · SessionNotFound (LookupError) · SessionExpired
-    ├── HomeError · StoreError · DatabaseError · UnitNotLoaded (LookupError)
+    ├── HomeError · StoreError · DatabaseError · UnitNotLoaded (LookupError) · ServiceRegistryError
     ├── EncryptionError ── DecryptionError
     ├── ApiKeyError ── ApiKeyNotFound (LookupError)
     ├── ObservabilityError · UnsafeBind
@@ -30,8 +31,10 @@ import importlib
 from typing import Any
 
 from .core.errors import (
+    CapacityExceeded,
     ConfigError,
     CycleLimitExceeded,
+    ExecutorError,
     ItemFailed,
     LinkFailed,
     NanoBrainError,
@@ -68,9 +71,8 @@ _ELSEWHERE = {
         "NoProcessorAvailable",
         "ParallelError",
         "PoolClosed",
-        "QueueFull",
     ),
-    "nanobrain.infrastructure.parallel.faults": ("InjectedFault",),
+    "nanobrain.testing": ("InjectedFault",),
     "nanobrain.infrastructure.data.history": ("HistoryError", "SearchUnavailable"),
     "nanobrain.infrastructure.data.export": ("ExportError", "ImportFileError"),
     "nanobrain.infrastructure.data.sessions": ("SessionExpired", "SessionNotFound"),
@@ -78,6 +80,7 @@ _ELSEWHERE = {
     "nanobrain.infrastructure.data.kv": ("StoreError",),
     "nanobrain.infrastructure.data.database": ("DatabaseError",),
     "nanobrain.infrastructure.data.persistent_units": ("UnitNotLoaded",),
+    "nanobrain.infrastructure.services.registry": ("ServiceRegistryError",),
     "nanobrain.infrastructure.security.encryption": ("DecryptionError", "EncryptionError"),
     "nanobrain.infrastructure.security.api_keys": ("ApiKeyError", "ApiKeyNotFound"),
     "nanobrain.observability.setup": ("ObservabilityError",),
@@ -103,8 +106,10 @@ def __dir__() -> list[str]:
 
 # The lazy names are listed too, so `import *` and the docs see the whole tree.
 __all__ = [
+    "CapacityExceeded",
     "ConfigError",
     "CycleLimitExceeded",
+    "ExecutorError",
     "ItemFailed",
     "LinkFailed",
     "NanoBrainError",

@@ -23,10 +23,23 @@ def require(module: str, *, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        missing = (exc.name or module).split(".")[0]
-        error = MissingExtra(f"{purpose} needs the `{missing}` package: pip install 'nanobrain[{extra}]'")
-        error.name = missing
-        raise error from None
+        raise missing_extra(exc, extra=extra, purpose=purpose) from None
 
 
-__all__ = ["MissingExtra", "require"]
+def missing_extra(error: ModuleNotFoundError, *, extra: str, purpose: str) -> MissingExtra:
+    """The MissingExtra to raise for `error`, caught around a module's top-level imports:
+
+        try:
+            from prometheus_client import Counter
+        except ModuleNotFoundError as exc:
+            raise missing_extra(exc, extra="observability", purpose="metrics") from None
+    """
+    missing = (error.name or "a package").split(".")[0]
+    if missing == "nanobrain":  # our own module is missing: a bug or a broken install, not an extra
+        raise error
+    found = MissingExtra(f"{purpose} needs the `{missing}` package: pip install 'nanobrain[{extra}]'")
+    found.name = missing
+    return found
+
+
+__all__ = ["MissingExtra", "missing_extra", "require"]

@@ -287,6 +287,33 @@ def test_one_bad_top_level_field_does_not_hide_step_problems(tmp_path: Path) -> 
     assert sorted(p.where for p in problems_of(path)) == ["links[0].max_iteration", "steps.upper.timeout"]
 
 
+def test_every_problem_of_one_step_is_reported(tmp_path: Path) -> None:
+    # A bad timeout used to stop the step's check there, hiding its bad function reference and executor.
+    path = write(
+        tmp_path,
+        """
+        name: g
+        steps:
+          upper: {function: "no_such_module_xyz:upper", timeout: -1, executor: gpu, concurrency: zero}
+        """,
+    )
+    problems = {p.where: p.message for p in problems_of(path)}
+    assert sorted(problems) == [
+        "steps.upper.concurrency",
+        "steps.upper.executor",
+        "steps.upper.function",
+        "steps.upper.timeout",
+    ], problems
+    assert "greater than 0" in problems["steps.upper.timeout"]
+    assert "cannot import module 'no_such_module_xyz'" in problems["steps.upper.function"]
+    assert "unknown executor 'gpu'" in problems["steps.upper.executor"]
+
+
+def test_a_step_missing_a_required_field_is_reported_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: g\nsteps:\n  upper: {timeout: -1}\n")
+    assert sorted(p.where for p in problems_of(path)) == ["steps.upper.function", "steps.upper.timeout"]
+
+
 def test_unreachable_step_is_reported(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -198,3 +198,98 @@ def test_a_durable_run_whose_replica_is_killed_is_resumed_by_the_other(tmp_path:
     calls = [line.split()[0] for line in log.read_text().splitlines()]
     # The finished step was not run again; the one the killed replica was in was run by the other.
     assert calls == ["shout", "tag", "tag"]
+
+
+NAPPING_STEPS = '''
+import asyncio
+
+
+async def nap(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "rested"
+'''
+
+NAPPING_FLOW = """
+name: napping
+inputs: {seconds: float}
+outputs: {said: str}
+steps:
+  nap: {function: "napping_steps:nap"}
+links:
+  - {from: inputs.seconds, to: nap.seconds}
+  - {from: nap.result, to: outputs.said}
+"""
+
+
+def read_events(url: str, events: list[dict[str, Any]], **headers: str) -> None:
+    """Append each SSE event of `url` to `events` as it arrives (run in a thread)."""
+    import json
+
+    with httpx.stream("GET", url, headers=headers, timeout=60) as response:
+        assert response.status_code == 200, response.read()
+        current: dict[str, Any] = {}
+        for line in response.iter_lines():
+            if line.startswith(":"):
+                continue
+            if not line:
+                if current:
+                    events.append(current)
+                current = {}
+                continue
+            name, _, value = line.partition(": ")
+            current[name] = json.loads(value) if name == "data" else value
+
+
+def test_a_run_started_on_one_replica_is_watched_and_cancelled_from_the_other(
+    tmp_path: Path, database: str, redis_url: str, second_redis: str
+) -> None:
+    import threading
+
+    (tmp_path / "napping_steps.py").write_text(NAPPING_STEPS)
+    flow = tmp_path / "napping.yaml"
+    flow.write_text(textwrap.dedent(NAPPING_FLOW))
+    # Two Redis servers: the runs' events are spread over them (the replicas list them in the same order).
+    env = {"NANOBRAIN_DATABASE_URL": database, "NANOBRAIN_REDIS_URL": f"{redis_url},{second_redis}"}
+    with (
+        replica(tmp_path / "a", str(flow), "--no-chat", env=env) as a,
+        replica(tmp_path / "b", str(flow), "--no-chat", env=env) as b,
+    ):
+        started = a.post("/v1/workflows/napping/runs", {"inputs": {"seconds": 120}, "mode": "background"})
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+
+        events: list[dict[str, Any]] = []
+        reader = threading.Thread(target=read_events, args=(f"{b.url}/v1/runs/{run_id}/events", events), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 30
+        while "step_started" not in [e["event"] for e in list(events)]:
+            assert time.monotonic() < deadline, f"replica b streamed no step_started: {events}"
+            time.sleep(0.05)
+        assert b.get(f"/v1/runs/{run_id}").json()["status"] == "running"
+        assert run_id in [run["run_id"] for run in b.get("/v1/runs").json()["runs"]]
+
+        cancelled = b.post(f"/v1/runs/{run_id}/cancel", {})
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        on_a = a.get(f"/v1/runs/{run_id}").json()
+        assert on_a["status"] == "cancelled" and on_a["finished"] is not None
+        reader.join(30)
+        assert not reader.is_alive(), f"replica b's stream did not end: {events}"
+        assert events[-1]["event"] == "end" and events[-1]["data"]["status"] == "cancelled"
+
+
+def test_the_rate_limit_is_one_budget_across_replicas(tmp_path: Path, database: str, redis_url: str) -> None:
+    flow = tmp_path / "tagged.yaml"
+    flow.write_text(textwrap.dedent(FLOW))
+    (tmp_path / "replica_steps.py").write_text(STEPS)
+    env = {"NANOBRAIN_DATABASE_URL": database, "NANOBRAIN_REDIS_URL": redis_url}
+    limit = ("--rate-limit", "0.02")  # one request now, the next in 50 s
+    with (
+        replica(tmp_path / "a", str(flow), "--no-chat", *limit, env=env) as a,
+        replica(tmp_path / "b", str(flow), "--no-chat", *limit, env=env) as b,
+    ):
+        assert a.get("/v1/workflows").status_code == 200
+        refused = b.get("/v1/workflows")  # the same caller (open mode: the local admin), the other replica
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["Retry-After"]) > 1
+        assert a.get("/v1/workflows").status_code == 429

@@ -273,3 +273,13 @@ async def test_side_by_side_workflow_routes_questions_and_statements_alike_in_py
     for text, expected in (("  hello   there ", "HELLO THERE!"), (" is it   on? ", "You asked: is it on?")):
         assert await side_by_side.build().run(text=text) == {"result": expected}
         assert await load_workflow(CODE / "side_by_side.yaml").run(text=text) == {"result": expected}
+
+
+async def test_service_registry_guide_calls_an_agent_by_its_registered_name(tmp_path: Path) -> None:
+    from docs.guides.code import service_registry
+    from tests.infrastructure.services.backends import open_backend
+
+    async for redis in open_backend("redis", tmp_path):
+        before, reply, after = await service_registry.main(redis.url)
+        assert (before, reply, after) == (["shouter"], {"reply": "FOUND BY NAME!"}, [])
+    assert await service_registry.main() == (["shouter"], {"reply": "FOUND BY NAME!"}, [])  # memory://

@@ -47,7 +47,7 @@ async def test_lru_byte_bound() -> None:
 
 async def test_lru_ttl_on_a_virtual_clock() -> None:
     clock = VirtualClock()
-    cache = LRUCache(ttl=10, clock=clock.now)
+    cache = LRUCache(ttl=10, clock=clock)
     await cache.set("default", b"1")
     await cache.set("short", b"2", ttl=3)
     await cache.set("long", b"3", ttl=60)  # capped at the cache's ttl
@@ -80,10 +80,10 @@ class Stack:
 @pytest.fixture
 async def stack(redis_client: Any, redis_prefix: str, database: Database) -> AsyncIterator[Stack]:
     clock = VirtualClock(start=1_700_000_000.0)
-    l1 = LRUCache(100, clock=clock.now)
+    l1 = LRUCache(100, clock=clock)
     l2 = RedisKeyValueStore(redis_client, prefix=redis_prefix)
-    l3 = SQLKeyValueStore(database, "cache", clock=clock.now)
-    yield Stack(clock, l1, l2, l3, CacheHierarchy([l1, l2, l3], clock=clock.now))
+    l3 = SQLKeyValueStore(database, "cache", clock=clock)
+    yield Stack(clock, l1, l2, l3, CacheHierarchy([l1, l2, l3], clock=clock))
 
 
 async def test_write_through_then_served_by_each_level_and_promoted(stack: Stack) -> None:
@@ -160,8 +160,8 @@ async def test_a_failing_level_is_skipped_and_counted() -> None:
 
 async def test_level_ttl_bounds_an_entry_at_that_level() -> None:
     clock = VirtualClock(start=10.0)
-    fast, slow = MemoryKeyValueStore(clock=clock.now), MemoryKeyValueStore(clock=clock.now)
-    cache = CacheHierarchy([CacheLevel("fast", fast, ttl=5), CacheLevel("slow", slow)], clock=clock.now)
+    fast, slow = MemoryKeyValueStore(clock=clock), MemoryKeyValueStore(clock=clock)
+    cache = CacheHierarchy([CacheLevel("fast", fast, ttl=5), CacheLevel("slow", slow)], clock=clock)
     await cache.set("k", b"v")
     assert await fast.ttl("k") == 5 and await slow.ttl("k") is None
     await clock.advance(6)

@@ -152,7 +152,7 @@ async def test_encrypted_store_and_rotation_on_redis(redis_client: Any, redis_pr
 
 
 async def test_a_sealed_value_moved_to_another_key_does_not_decrypt() -> None:
-    inner = MemoryKeyValueStore(clock=VirtualClock().now)
+    inner = MemoryKeyValueStore(clock=VirtualClock())
     store = EncryptedStore(inner, Encryptor(generate_key()))
     await store.set("alice/balance", b"100")
     await store.set("bob/balance", b"5")

@@ -57,7 +57,7 @@ async def open_subject(kind: str, tmp_path: Path) -> AsyncIterator[Subject]:
     clock = VirtualClock(start=1_000_000.0)
     cleanup: list[Callable[[], Awaitable[Any]]] = []
     if kind == "memory":
-        yield Subject(MemoryKeyValueStore(clock=clock.now), clock.advance, None)
+        yield Subject(MemoryKeyValueStore(clock=clock), clock.advance, None)
         return
     if kind in ("sqlite", "postgresql"):
         if kind == "sqlite":
@@ -65,13 +65,13 @@ async def open_subject(kind: str, tmp_path: Path) -> AsyncIterator[Subject]:
         else:
             require(_reachable("127.0.0.1", 5432), "PostgreSQL is not reachable on 127.0.0.1:5432")
             db = Database(POSTGRES_URL, schema=unique_name())
-        store = SQLKeyValueStore(db, "contract", clock=clock.now)
+        store = SQLKeyValueStore(db, "contract", clock=clock)
         opened: list[Database] = []
 
         def reopen_sql() -> KeyValueStore:
             other = Database(db.url, schema=db.schema)
             opened.append(other)
-            return SQLKeyValueStore(other, "contract", clock=clock.now)
+            return SQLKeyValueStore(other, "contract", clock=clock)
 
         yield Subject(store, clock.advance, reopen_sql)
         for other in opened:
@@ -103,12 +103,12 @@ async def open_subject(kind: str, tmp_path: Path) -> AsyncIterator[Subject]:
         return
     # Partitioned over two SQLite namespaces and an in-memory store, sharing one clock.
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'parts.db'}")
-    memory = MemoryKeyValueStore(clock=clock.now)
+    memory = MemoryKeyValueStore(clock=clock)
 
     def parts() -> dict[str, KeyValueStore]:
         return {
-            "a": SQLKeyValueStore(db, "part-a", clock=clock.now),
-            "b": SQLKeyValueStore(db, "part-b", clock=clock.now),
+            "a": SQLKeyValueStore(db, "part-a", clock=clock),
+            "b": SQLKeyValueStore(db, "part-b", clock=clock),
             "c": memory,
         }
 
@@ -261,7 +261,7 @@ async def test_sql_namespaces_are_separate(database: Database) -> None:
 
 async def test_sql_purge_removes_expired_rows(sqlite_db: Database) -> None:
     clock = VirtualClock(start=100.0)
-    store = SQLKeyValueStore(sqlite_db, clock=clock.now)
+    store = SQLKeyValueStore(sqlite_db, clock=clock)
     await store.set_many({"a": b"1", "b": b"2"}, ttl=5)
     await store.set("c", b"3")
     await clock.advance(10)

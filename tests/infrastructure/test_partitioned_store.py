@@ -104,7 +104,7 @@ async def test_rebalance_moves_exactly_the_reassigned_keys(tmp_path: Path) -> No
 
 async def test_rebalance_after_removal_and_ttl_travels() -> None:
     clock = VirtualClock(start=50.0)
-    backends = {f"m{i}": MemoryKeyValueStore(clock=clock.now) for i in range(3)}
+    backends = {f"m{i}": MemoryKeyValueStore(clock=clock) for i in range(3)}
     store = PartitionedStore(backends)
     await store.set_many({f"t{i}": b"x" for i in range(300)}, ttl=30)
     await store.set("keep", b"forever")

@@ -78,6 +78,17 @@ def test_validate_lists_the_first_problems_and_counts_the_rest(tmp_path: Path) -
     assert "300 problems" in result.stderr
 
 
+def test_validate_reports_every_problem_of_one_step(tmp_path: Path) -> None:
+    wf = tmp_path / "two.yaml"
+    wf.write_text('name: two\nsteps:\n  s: {function: "nb_nowhere_at_all:f", timeout: soon}\n')
+    result = invoke("validate", wf)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "steps.s.timeout: Input should be a valid number" in result.stderr, result.stderr
+    assert "steps.s.function: cannot find module 'nb_nowhere_at_all'" in result.stderr, result.stderr
+    assert "2 problems" in result.stderr
+
+
 def test_validate_refuses_special_files_quickly(tmp_path: Path) -> None:
     started = time.monotonic()
     result = invoke("validate", "/dev/zero")

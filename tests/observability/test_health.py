@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import require
 
-from nanobrain.infrastructure.parallel import ProcessorPool, SimulatedProcessor
+from nanobrain.infrastructure.parallel import ProcessorPool
 from nanobrain.observability.health import (
     HealthMonitor,
     database_check,
@@ -21,6 +21,7 @@ from nanobrain.observability.health import (
     pool_check,
     redis_check,
 )
+from nanobrain.testing import SimulatedProcessor
 
 
 def reachable(port: int) -> bool:

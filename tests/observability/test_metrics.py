@@ -19,9 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.observability.workloads import failing_workflow, flaky_workflow, nested_agent_workflow, parallel_workflow
 
 import nanobrain as nb
-from nanobrain.infrastructure.parallel import ProcessorPool, SimulatedProcessor
+from nanobrain.infrastructure.parallel import ProcessorPool
 from nanobrain.observability.labels import OTHER, BoundedLabel
 from nanobrain.observability.metrics import RunMetrics, start_metrics_server
+from nanobrain.testing import SimulatedProcessor
 
 
 @pytest.fixture

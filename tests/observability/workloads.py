@@ -8,9 +8,10 @@ import itertools
 import nanobrain as nb
 from nanobrain.agents.agent import Agent
 from nanobrain.core.retry import RetryPolicy
-from nanobrain.infrastructure.parallel import BreakerPolicy, FaultyStep, ParallelStep, SimulatedProcessor
+from nanobrain.infrastructure.parallel import BreakerPolicy, ParallelStep
 from nanobrain.llm import ChatRequest, ScriptedModel, call
 from nanobrain.llm.scripted import Reply
+from nanobrain.testing import FaultyStep, SimulatedProcessor
 
 
 def lookup(city: str) -> str:

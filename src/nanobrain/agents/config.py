@@ -59,7 +59,7 @@ def build_agent(config: AgentStepConfig, build: StepBuild) -> Step | None:
         try:
             tools.append(RemoteAgent(remote.url, name=remote.name, **remote.remote_options()))
         except ValueError as exc:
-            build.problem(f"a2a_agents[{i}].url", str(exc))
+            build.problem(f"a2a_agents[{i}].{'url' if remote.url is not None else 'service'}", str(exc))
     output_type: type[BaseModel] | None = None
     if config.output_type:
         target = build.callable(config.output_type, "output_type", "a pydantic model class")

@@ -182,14 +182,24 @@ async def _call(entry: AgentEntry, text: str, inputs: Mapping[str, Any]) -> Any:
 
 
 class DelegateStep(Step):
-    """A step that hands its `message` to the agent the engine chooses; output `reply`."""
+    """A step that hands its `message` to the agent the engine chooses; output `reply`.
 
-    def __init__(self, name: str, engine: DelegationEngine, **options: Any) -> None:
+    With `discover`, each message first adds the live A2A agents of the registry's service
+    registry (see `AgentRegistry.discover`), so skill rules can choose agents started since.
+    """
+
+    def __init__(self, name: str, engine: DelegationEngine, *, discover: bool = False, **options: Any) -> None:
         super().__init__(name, inputs={"message": DataUnit("message", str)}, outputs={"reply": None}, **options)
         self.engine = engine
+        self.discover = discover
 
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any]:
+        if self.discover:
+            await self.engine.registry.discover()
         return {"reply": await self.engine.delegate(inputs["message"])}
+
+    async def aclose(self) -> None:
+        await self.engine.registry.aclose()
 
 
 __all__ = ["AgentStats", "Decision", "DelegateStep", "DelegationEngine", "NoAgent", "Rule"]

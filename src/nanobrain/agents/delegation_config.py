@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..config.models import StepConfig
 from ..config.registry import register_step_kind
+from ..core.errors import NanoBrainError
 from ..core.steps import Step
 from ..protocols.a2a.config import RemoteAgentConfig
 
@@ -48,9 +49,19 @@ class DelegateStepConfig(StepConfig):
     """Choose an agent for each message by rules and measured performance, and ask it."""
 
     kind: Literal["delegate"] = "delegate"  # type: ignore[assignment]
-    agents: dict[str, RemoteAgentConfig | LocalAgentConfig] = Field(description="Agents by name: a url or a step")
+    agents: dict[str, RemoteAgentConfig | LocalAgentConfig] = Field(
+        default_factory=dict, description="Agents by name: a url, a registered service or a step"
+    )
     rules: list[RuleConfig] = Field(default_factory=list)
     default: str | None = None
+    discover: bool = Field(
+        False,
+        description="Also use every live A2A agent of the service registry (skill rules match the skills "
+        "they registered)",
+    )
+    registry: str | None = Field(
+        None, description="The service registry's URL for `discover` (default: NANOBRAIN_REGISTRY_URL)"
+    )
 
 
 def build_delegate(config: DelegateStepConfig, build: StepBuild) -> Step | None:
@@ -59,7 +70,25 @@ def build_delegate(config: DelegateStepConfig, build: StepBuild) -> Step | None:
     from .delegation import DelegateStep, DelegationEngine, Rule
     from .registry import AgentRegistry
 
-    registry = AgentRegistry()
+    if not config.agents and not config.discover:
+        build.problem("agents", "name at least one agent, or discover the registered ones with `discover: true`")
+        return None
+    services = None
+    if config.discover:
+        import os
+
+        from ..infrastructure.services.registry import REGISTRY_URL_ENV
+
+        services = config.registry or os.environ.get(REGISTRY_URL_ENV)
+        if not services:
+            build.problem("discover", f"discovering agents needs a service registry: set {REGISTRY_URL_ENV} "
+                          "(redis://HOST:PORT/DB or postgresql://USER@HOST/DB) or give `registry:`")  # fmt: skip
+            return None
+    try:
+        registry = AgentRegistry(services=services)
+    except NanoBrainError as exc:  # a registry URL that names no backend
+        build.problem("registry", str(exc))
+        return None
     for name, agent in config.agents.items():
         if isinstance(agent, LocalAgentConfig):
             target = build.callable(agent.step, f"agents.{name}.step", "a step, agent or workflow")
@@ -75,7 +104,7 @@ def build_delegate(config: DelegateStepConfig, build: StepBuild) -> Step | None:
             try:
                 registry.add(name, RemoteAgent(agent.url, name=name, **agent.remote_options()))
             except ValueError as exc:
-                build.problem(f"agents.{name}.url", str(exc))
+                build.problem(f"agents.{name}.{'url' if agent.url is not None else 'service'}", str(exc))
     rules: list[Rule] = []
     for i, rule in enumerate(config.rules):
         where = f"rules[{i}]"
@@ -104,7 +133,7 @@ def build_delegate(config: DelegateStepConfig, build: StepBuild) -> Step | None:
         if not build.ctx.problems:
             build.problem("agents", str(exc))
         return None
-    return DelegateStep(build.name, engine, **build.options(config))
+    return DelegateStep(build.name, engine, discover=config.discover, **build.options(config))
 
 
 register_step_kind("delegate", DelegateStepConfig, build_delegate)

@@ -18,6 +18,7 @@ from ..core.errors import ConfigError, Problem
 from ..core.executors import EXECUTOR_KINDS, Executor
 from ..core.imports import ImportPolicy, NotImported, import_policy
 from ..core.links import ConditionalLink, Link, QueueLink, TransformLink
+from ..core.resources import Resources, parse_memory
 from ..core.steps import FunctionStep, Step
 from ..core.triggers import TRIGGER_KINDS, Condition, Interval, Trigger
 from ..core.typing_utils import parse_type
@@ -30,6 +31,7 @@ from .models import (
     ExecutorConfig,
     FunctionStepConfig,
     LinkConfig,
+    ResourcesConfig,
     StepConfig,
     TriggerConfig,
     UnitConfig,
@@ -37,7 +39,7 @@ from .models import (
     WorkflowStepConfig,
 )
 from .problems import caused_by, describe, fed_by, locate, redact
-from .registry import all_step_kinds, register_step_kind, step_kind
+from .registry import StepKind, all_step_kinds, register_step_kind, step_kind
 from .yaml_source import Location, Source
 
 __all__ = [
@@ -217,7 +219,7 @@ def _build_expanded(data: Any, ctx: BuildContext) -> Workflow | None:
         if not (caused_by(problem, broken) or problem.where in unfed):
             ctx.problems.append(locate(problem, link_index, ctx.source, ctx.location))
     workflow.executors = list(ctx.executors.values())
-    workflow.resources = list(ctx.stores.values())
+    workflow.stores = list(ctx.stores.values())
     return workflow if not ctx.problems else None
 
 
@@ -369,20 +371,27 @@ def _executor(decl: Any, location: Location, ctx: BuildContext) -> Executor | No
 
 
 def _make_executor(config: ExecutorConfig) -> Executor:
-    from ..core.executors import DaskExecutor, ProcessExecutor, ThreadExecutor
+    from ..core.executors import DaskExecutor, InProcessExecutor, ProcessExecutor, ThreadExecutor
 
+    capacity = _resources(config.capacity)
     if config.kind == "thread":
-        return ThreadExecutor(config.max_workers)
+        return ThreadExecutor(config.max_workers, capacity=capacity)
     if config.kind == "process":
-        return ProcessExecutor(config.max_workers)
+        return ProcessExecutor(config.max_workers, capacity=capacity)
     if config.kind == "dask":
         return DaskExecutor(
             config.address,
             n_workers=config.n_workers,
             threads_per_worker=config.threads_per_worker,
             processes=config.processes,
+            capacity=capacity,
+            no_workers_timeout=config.no_workers_timeout,
         )
-    return EXECUTOR_KINDS["inprocess"]()
+    return InProcessExecutor(capacity=capacity)
+
+
+def _resources(config: ResourcesConfig | None) -> Resources | None:
+    return None if config is None else Resources(config.cpu, parse_memory(config.memory))
 
 
 def step_options(config: StepConfig, location: Location, ctx: BuildContext) -> dict[str, Any]:
@@ -396,6 +405,8 @@ def step_options(config: StepConfig, location: Location, ctx: BuildContext) -> d
     }
     if config.description:
         options["description"] = config.description
+    if config.resources is not None:  # only when declared: step kinds that predate it keep working
+        options["resources"] = _resources(config.resources)
     return options
 
 
@@ -418,11 +429,22 @@ def build_step(name: str, raw: Any, ctx: BuildContext, location: Location | None
         return None
     config = _validate(kind.model, raw, location, ctx)
     if config is None:
+        _check_valid_fields(kind, raw, name, location, ctx)
         return None
+    step = _run_builder(kind.build, config, name, location, ctx)
+    if step is not None and step.name != name:
+        step = step.renamed(name)
+    return step
+
+
+def _run_builder(
+    builder: Callable[[Any, StepBuild], Step | None], config: Any, name: str, location: Location, ctx: BuildContext
+) -> Step | None:
+    """Build a validated step config; None when that recorded problems."""
     before = len(ctx.problems)
     build = StepBuild(ctx, name, location)
     try:
-        step = kind.build(config, build)
+        step = builder(config, build)
     except NotImported as exc:  # the step resolves a reference itself (class options): checked, not imported
         ctx.deferred.append(exc.reference)
         step = None
@@ -433,9 +455,25 @@ def build_step(name: str, raw: Any, ctx: BuildContext, location: Location | None
         build.options(config)  # a builder that stopped early: its trigger, retry and executor still get checked
     if step is None or len(ctx.problems) > before:
         return None
-    if step.name != name:
-        step = step.renamed(name)
     return step
+
+
+def _check_valid_fields(kind: StepKind, raw: dict[str, Any], name: str, location: Location, ctx: BuildContext) -> None:
+    """A step with invalid fields (already reported): build it from its other fields, so that their
+    problems are reported too (a bad `timeout` must not hide a bad `function`). Nothing built is kept."""
+    try:
+        kind.model.model_validate(raw)
+        return
+    except ValidationError as exc:
+        invalid = {error["loc"][0] for error in exc.errors() if error["loc"]}
+    rest = {field: value for field, value in raw.items() if field not in invalid}
+    if rest == raw:
+        return
+    try:
+        config = kind.model.model_validate(rest)
+    except ValidationError:  # a required field is itself what is wrong: nothing more can be built
+        return
+    _run_builder(kind.build, config, name, location, ctx)
 
 
 class StepBuild:

@@ -6,9 +6,10 @@ import builtins
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..core.policy import option
+from ..core.resources import parse_memory
 from ..core.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -83,6 +84,19 @@ class RetryConfig(RetryPolicy):
         return RetryPolicy(**{**values, "retry_on": tuple(classes), "retry_if": retry_if})
 
 
+class ResourcesConfig(_Strict):
+    """CPUs and memory: what one firing of a step uses, or what an executor offers."""
+
+    cpu: float = Field(0, ge=0, description="CPUs (may be fractional)")
+    memory: str | float = Field(0, description="Memory: a size like 512MiB or 2GB, or a number of bytes")
+
+    @field_validator("memory")
+    @classmethod
+    def _size(cls, value: str | float) -> str | float:
+        parse_memory(value)
+        return value
+
+
 class ExecutorConfig(_Strict):
     kind: Literal["inprocess", "thread", "process", "dask"]
     max_workers: int | None = Field(None, ge=1)
@@ -92,6 +106,14 @@ class ExecutorConfig(_Strict):
     n_workers: int = Field(2, ge=1)
     threads_per_worker: int = Field(1, ge=1)
     processes: bool = True
+    capacity: ResourcesConfig | None = Field(
+        None,
+        description="What steps that declare resources may use at once (default: this machine's CPUs, "
+        "memory not limited; dask: the workers' declared resources, else the cluster's threads and memory)",
+    )
+    no_workers_timeout: float = Field(
+        60, gt=0, description="dask: fail a step whose task has had no worker to run it for this many seconds"
+    )
 
 
 ExecutorDecl = str | ExecutorConfig
@@ -107,6 +129,9 @@ class StepConfig(_Strict):
     retry: RetryConfig | None = None
     executor: ExecutorDecl | None = Field(None, description="inprocess, thread, process, dask, or a named executor")
     concurrency: int = Field(1, ge=1, description="How many firings of this step may run at once")
+    resources: ResourcesConfig | None = Field(
+        None, description="CPUs and memory one firing uses; it waits until its executor has them free"
+    )
 
 
 class FunctionStepConfig(StepConfig):

@@ -1,10 +1,14 @@
-"""Clocks: the event loop's real clock, and a virtual clock that tests advance by hand."""
+"""Clocks: the event loop's real clock, wall time, and a virtual clock that tests advance by hand.
+
+Everything that depends on time takes a `Clock`; tests pass a `VirtualClock`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
+import time
 from typing import Protocol
 
 
@@ -22,6 +26,20 @@ class RealClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class WallClock:
+    """Seconds since the epoch, readable outside an event loop: for expiry times that every
+    process must read the same (stores and caches shared between processes)."""
+
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+WALL_CLOCK = WallClock()
 
 
 class VirtualClock:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import StreamClosed
+from .parking_lot import ParkingLot
 from .typing_utils import make_validator
 
 Subscriber = Callable[[Any], None]
@@ -207,8 +208,9 @@ class StreamUnit(DataUnit):
             raise ValueError(f"stream unit {name!r}: maxsize must be at least 1, got {maxsize}")
         self.maxsize = maxsize
         self._buffer: deque[Any] = deque()
-        self._blocked: deque[tuple[Any, asyncio.Future[None]]] = deque()
-        self._readers: deque[asyncio.Future[None]] = deque()
+        #: Producers waiting for room, each with its item; readers waiting for an item.
+        self._blocked: ParkingLot[Any] = ParkingLot()
+        self._readers: ParkingLot[None] = ParkingLot()
         self._closed = False
         super().__init__(name, type, default=default)
 
@@ -225,19 +227,9 @@ class StreamUnit(DataUnit):
         if len(self._buffer) < self.maxsize and not self._blocked:
             self._accept(value)
             return
-        waiter = asyncio.get_running_loop().create_future()
-        self._blocked.append((value, waiter))
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            # A cancelled producer's item was not accepted; take it out so nothing half-happens.
-            for i, (_, w) in enumerate(self._blocked):
-                if w is waiter:
-                    del self._blocked[i]
-                    break
-            else:
-                return  # it was accepted just before the cancellation: keep it, do not raise twice
-            raise
+        # A reader that makes room accepts the item for us, in line: a producer cancelled
+        # while waiting leaves nothing behind.
+        await self._blocked.park(value)
 
     def set_nowait(self, value: Any) -> None:
         if self._closed:
@@ -250,11 +242,8 @@ class StreamUnit(DataUnit):
         self._buffer.append(value)
         self._value = value
         self.version += 1
-        while self._readers:
-            reader = self._readers.popleft()
-            if not reader.done():
-                reader.set_result(None)
-                break
+        if self._readers:
+            self._readers.unpark()
         if self._subscribers:
             self._notify(value)
 
@@ -263,16 +252,11 @@ class StreamUnit(DataUnit):
         while not self._buffer:
             if self._closed:
                 raise StopAsyncIteration
-            reader = asyncio.get_running_loop().create_future()
-            self._readers.append(reader)
-            await reader
+            await self._readers.park()
         item = self._buffer.popleft()
         # Room was made: admit the longest-waiting producer.
         while self._blocked and len(self._buffer) < self.maxsize:
-            value, waiter = self._blocked.popleft()
-            if not waiter.done():
-                self._accept(value)
-                waiter.set_result(None)
+            self._accept(self._blocked.hand_over())
         return item
 
     def __aiter__(self) -> AsyncIterator[Any]:
@@ -284,10 +268,7 @@ class StreamUnit(DataUnit):
     def close(self) -> None:
         """No more items; readers finish once the buffer is drained."""
         self._closed = True
-        while self._readers:
-            reader = self._readers.popleft()
-            if not reader.done():
-                reader.set_result(None)
+        self._readers.unpark_all()
 
 
 FileFormat = Literal["json", "text", "bytes"]

@@ -122,6 +122,15 @@ class CycleLimitExceeded(NanoBrainError):
         super().__init__(f"link {link} exceeded its bound of {limit} iteration(s) in one run")
 
 
+class ExecutorError(NanoBrainError):
+    """An executor could not run a step's function: a value could not be sent to or from its
+    workers, or its cluster lost the workers that ran it and has none left to run it again."""
+
+
+class CapacityExceeded(ExecutorError):
+    """A step declares more CPU or memory than its executor will ever have: it would wait forever."""
+
+
 class RunError(NanoBrainError):
     """A run could not complete (for reasons other than a failing step)."""
 

@@ -19,9 +19,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor as _PoolExecutor
 from concurrent.futures import Future
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from .closing import AsyncClosing
+from .resources import Admission, Resources, machine_capacity
 
 
 def call_sync_or_async(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
@@ -146,12 +148,33 @@ async def run_blocking(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
 
 
 class Executor(AsyncClosing):
-    """Runs functions somewhere. Subclasses override `run`; `aclose` releases resources."""
+    """Runs functions somewhere. Subclasses override `run`; `aclose` releases resources.
+
+    Steps that declare `resources` run only while their needs fit the executor's `capacity`
+    beside the steps already running (default: this machine's CPUs, memory not limited).
+    """
 
     kind = "executor"
+    #: What steps that declare resources may use at once (None: the default above).
+    capacity: Resources | None = None
+    _admission: Admission | None = None
 
     async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         raise NotImplementedError
+
+    def admission(self) -> Admission:
+        """Counts the declared needs of the steps running here against the capacity."""
+        if self._admission is None:
+            self._admission = Admission(self.capacity or machine_capacity(), owner=f"its executor {self!r}")
+        return self._admission
+
+    def refusal(self, needs: Resources) -> str | None:
+        """Why a step needing `needs` could never run here (a validation problem), or None."""
+        return self.admission().refusal(needs)
+
+    def admit(self, needs: Resources, *, who: str = "the step") -> AbstractAsyncContextManager[None]:
+        """Wait until `needs` fits (raise CapacityExceeded if it never can); release it on exit."""
+        return self.admission().admit(needs, who=who)
 
     async def aclose(self) -> None:
         """Release threads, processes or connections. Safe to call twice."""
@@ -165,6 +188,9 @@ class InProcessExecutor(Executor):
 
     kind = "inprocess"
 
+    def __init__(self, *, capacity: Resources | None = None) -> None:
+        self.capacity = capacity
+
     async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         result = fn(**kwargs)
         if inspect.isawaitable(result):
@@ -176,8 +202,9 @@ class _PoolBackedExecutor(Executor):
     #: Threads share memory, so they can carry the caller's context variables; processes cannot.
     copies_context = False
 
-    def __init__(self, max_workers: int | None = None) -> None:
+    def __init__(self, max_workers: int | None = None, *, capacity: Resources | None = None) -> None:
         self.max_workers = max_workers
+        self.capacity = capacity
         self._pool: _PoolExecutor | None = None
         #: Work still running whose caller stopped waiting (a timeout, a cancelled run).
         self._abandoned: set[Future[Any]] = set()
@@ -291,82 +318,8 @@ class _WrappedFunction:
         return holder.fn(**kwargs)
 
 
-class DaskExecutor(Executor):
-    """Runs functions on a Dask cluster: a `LocalCluster` by default, or `address` like `tcp://host:8786`.
-
-    Needs the `dask` extra. Async functions run natively on the workers. A timeout cancels the
-    Dask future.
-    """
-
-    kind = "dask"
-
-    def __init__(
-        self,
-        address: str | None = None,
-        *,
-        n_workers: int = 2,
-        threads_per_worker: int = 1,
-        processes: bool = True,
-    ) -> None:
-        self.address = address
-        self.n_workers = n_workers
-        self.threads_per_worker = threads_per_worker
-        self.processes = processes
-        self._client: Any = None
-        self._cluster: Any = None
-        self._lock: asyncio.Lock | None = None
-
-    async def client(self) -> Any:
-        """The connected `distributed.Client`, created on first use."""
-        if self._client is not None:
-            return self._client
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self._client is None:
-                try:
-                    from distributed import Client, LocalCluster
-                except ImportError:
-                    raise ImportError(
-                        "the dask executor needs dask.distributed: pip install 'nanobrain[dask]'"
-                    ) from None
-                if self.address is None:
-                    # Worker processes talk TCP on the loopback only; in-process workers use
-                    # Dask's inproc transport, which refuses a host (the cluster would not start).
-                    network = {"host": "127.0.0.1"} if self.processes else {}
-                    self._cluster = await LocalCluster(
-                        n_workers=self.n_workers,
-                        threads_per_worker=self.threads_per_worker,
-                        processes=self.processes,
-                        dashboard_address=None,
-                        asynchronous=True,
-                        **network,
-                    )
-                    self._client = await Client(self._cluster, asynchronous=True)
-                else:
-                    self._client = await Client(self.address, asynchronous=True)
-        return self._client
-
-    async def run(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        client = await self.client()
-        future = client.submit(fn, **kwargs, pure=False)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            await client.cancel(future)
-            raise
-
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        cluster, self._cluster = self._cluster, None
-        if client is not None:
-            await client.close()
-        if cluster is not None:
-            await cluster.close()
-
-    def __repr__(self) -> str:
-        return f"DaskExecutor(address={self.address or 'LocalCluster'!r})"
-
+# Defined on top of Executor (so imported after it): where the Dask executor lives.
+from .dask_executor import DaskExecutor  # noqa: E402
 
 EXECUTOR_KINDS: dict[str, type[Executor]] = {
     "inprocess": InProcessExecutor,

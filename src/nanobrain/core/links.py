@@ -127,11 +127,3 @@ class QueueLink(Link):
     @property
     def maxsize(self) -> int | None:
         return self._maxsize
-
-
-LINK_KINDS: dict[str, type[Link]] = {
-    "direct": Link,
-    "transform": TransformLink,
-    "conditional": ConditionalLink,
-    "queue": QueueLink,
-}

@@ -20,6 +20,7 @@ from .data_units import DataUnit
 from .errors import ItemFailed
 from .events import StepFailed, StepFinished, StepStarted
 from .executors import Executor
+from .step_policies import Invoke, wrap_invoke
 from .steps import FunctionStep, Step
 
 OnError = Literal["fail", "collect"]
@@ -103,7 +104,7 @@ class Map(Step):
         self.max_concurrency = max_concurrency
         self.on_error: OnError = on_error
         self.description = self.description or inner.description
-        self._invoke: Callable[[dict[str, Any]], Any] | None = None
+        self._invoke: Invoke | None = None
 
     @property
     def cancellable(self) -> bool:
@@ -112,11 +113,9 @@ class Map(Step):
     async def aclose(self) -> None:
         await self.step.aclose()
 
-    def _item_invoke(self) -> Callable[[dict[str, Any]], Any]:
+    def _item_invoke(self) -> Invoke:
         # The inner step's own timeout and retry apply to each item.
         if self._invoke is None:
-            from .run import wrap_invoke
-
             self._invoke = wrap_invoke(self.step, None)
         return self._invoke
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 from .clock import Clock
 from .data_units import DataUnit, StreamUnit
 from .links import COLLECTING, Link, parse_endpoint
+from .step_policies import Invoke, wrap_invoke
 from .triggers import Interval
 
 if TYPE_CHECKING:
-    from .run import Invoke
     from .steps import Step
 
 
@@ -84,8 +84,6 @@ def compile_plan(
     outputs: Mapping[str, DataUnit],
 ) -> Plan:
     """Build routing tables. Assumes the workflow was validated."""
-    from .run import wrap_invoke
-
     index = {step_name: i for i, step_name in enumerate(steps)}
     step_list = list(steps.values())
     out_routes: list[dict[str, list[Route]]] = [{} for _ in step_list]

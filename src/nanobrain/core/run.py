@@ -16,13 +16,13 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .clock import Clock
 from .context import StepContext, _current
 from .data_units import _PLAIN_KINDS, MISSING, DataUnit
-from .errors import CycleLimitExceeded, LinkFailed, RunError, StepError, StepTimeout
+from .errors import CycleLimitExceeded, LinkFailed, RunError, StepError
 from .events import (
     EventSink,
     OutputSet,
@@ -35,13 +35,11 @@ from .events import (
 )
 from .journal import DONE, FIRE, SEND, RunJournal
 from .links import Link
-from .steps import Step
+from .parking_lot import ParkingLot
 from .triggers import Interval, Snapshot, TriggerState
 
 if TYPE_CHECKING:
     from .plan import Plan, Route, StepPlan
-
-Invoke = Callable[[dict[str, Any]], Any]
 
 
 def new_run_id() -> str:
@@ -83,7 +81,7 @@ class StepRuntime:
         # Firings waiting for the step, and producers waiting for room: (firing number, snapshot).
         # Most steps of most runs never queue: the deques are made when first needed.
         self.pending: deque[tuple[int, Snapshot]] | None = None
-        self.blocked: deque[tuple[int, Snapshot, asyncio.Future[None]]] | None = None
+        self.blocked: ParkingLot[tuple[int, Snapshot]] | None = None
         self.running = 0
         self.concurrency = step.concurrency
         self.capacity = plan.capacity
@@ -475,10 +473,7 @@ class Run:
         # Room was made in the pending queue: admit the longest-waiting producer.
         blocked = sr.blocked
         while blocked and (sr.capacity is None or len(pending) < sr.capacity):
-            firing, snap, waiter = blocked.popleft()
-            if not waiter.done():
-                pending.append((firing, snap))
-                waiter.set_result(None)
+            pending.append(blocked.hand_over())
 
     async def _timer(self, sr: StepRuntime, trigger: Interval) -> None:
         clock = self.clock
@@ -683,18 +678,9 @@ class Run:
     async def _wait_for_room(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         # Steps made ready by this worker must not wait for it while it waits for them.
         self.drain_ready()
-        waiter = asyncio.get_running_loop().create_future()
         if sr.blocked is None:
-            sr.blocked = deque()
-        sr.blocked.append((firing, snap, waiter))
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            for i, (_, _, w) in enumerate(sr.blocked or ()):
-                if w is waiter:
-                    del sr.blocked[i]
-                    break
-            raise
+            sr.blocked = ParkingLot()
+        await sr.blocked.park((firing, snap))
 
     def _set_output(self, name: str, value: Any) -> None:
         unit = self.outputs[name]
@@ -707,50 +693,3 @@ class Run:
         await unit.set(value)
         if self.sink is not None:
             self.sink(OutputSet(self.run_id, self.path, name, unit._value))
-
-
-def _report_retry(attempt: int, error: BaseException) -> None:
-    """A failed attempt that will be retried becomes a `step_failed` event with its attempt number."""
-    context = _current.get()
-    if context is not None and context.sink is not None:
-        context.sink(
-            StepFailed(
-                context.run_id, context.run_path, step=context.step, error=error, attempt=attempt, firing=context.firing
-            )
-        )
-
-
-def wrap_invoke(step: Step, clock: Clock | None) -> Invoke:
-    """The step's `process`, wrapped in its retry policy and timeout (outermost: retry)."""
-    invoke: Invoke = step.process
-    timeout = step.timeout
-    if timeout is not None:
-        inner_timeout = invoke
-
-        async def with_timeout(inputs: dict[str, Any]) -> Any:
-            async with asyncio.timeout(timeout) as scope:
-                try:
-                    result = await inner_timeout(inputs)
-                except asyncio.CancelledError:
-                    if scope.expired():
-                        raise StepTimeout(step.name, timeout, cancelled=step.cancellable) from None
-                    raise
-            if scope.expired():
-                # The step caught the cancel and returned after its deadline: still a timeout.
-                raise StepTimeout(step.name, timeout, cancelled=step.cancellable)
-            return result
-
-        invoke = with_timeout
-    policy = step.retry
-    if policy is not None:
-        inner_retry = invoke
-
-        async def with_retry(inputs: dict[str, Any]) -> Any:
-            # The run's clock when there is one (a nested workflow runs on its parent's clock).
-            context = _current.get()
-            run_clock = context.clock if context is not None and context.clock is not None else clock
-            sleep = run_clock.sleep if run_clock is not None else None
-            return await policy.call(lambda: inner_retry(inputs), sleep=sleep, on_retry=_report_retry)
-
-        invoke = with_retry
-    return invoke

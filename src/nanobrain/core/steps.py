@@ -13,7 +13,9 @@ from typing import Any, overload
 from .closing import AsyncClosing
 from .data_units import MISSING, DataUnit
 from .executors import DEFAULT_EXECUTOR, Executor, InProcessExecutor, run_blocking
+from .resources import Resources
 from .retry import RetryPolicy
+from .step_policies import Breaker, Limiter
 from .triggers import AllDataReceived, Trigger
 
 UnitSpec = Any  # a type, a DataUnit used as a template, or None for "any value"
@@ -43,7 +45,8 @@ class Step(AsyncClosing):
     """A unit of work with named input and output units.
 
     Subclass and override `process`, declaring `inputs` and `outputs` as class attributes
-    (name -> type), or build one from a function with `FunctionStep` / `@step`.
+    (name -> type), or build one from a function with `FunctionStep` / `@step`. `timeout`,
+    `retry`, `breaker` and `rate_limit` are applied around `process` (see `step_policies`).
     """
 
     # A subclass's body declares `name -> type` (or a template DataUnit); each instance holds
@@ -60,8 +63,11 @@ class Step(AsyncClosing):
         trigger: Trigger | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        breaker: Breaker | None = None,
+        rate_limit: Limiter | None = None,
         executor: Executor | None = None,
         concurrency: int = 1,
+        resources: Resources | Mapping[str, Any] | None = None,
         description: str = "",
     ) -> None:
         self.name = name or _snake(type(self).__name__)
@@ -75,10 +81,18 @@ class Step(AsyncClosing):
             raise ValueError(f"step {self.name!r}: timeout must be positive, got {timeout}")
         self.timeout = timeout
         self.retry = retry
+        #: Calls go through this circuit breaker (fail fast while it is open) and rate limit.
+        self.breaker = breaker
+        self.rate_limit = rate_limit
         self.executor: Executor = executor or DEFAULT_EXECUTOR
         if concurrency < 1:
             raise ValueError(f"step {self.name!r}: concurrency must be at least 1, got {concurrency}")
         self.concurrency = concurrency
+        try:
+            #: The CPUs and memory one firing uses: it waits until its executor has them free.
+            self.resources = Resources.of(resources)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"step {self.name!r}: resources: {exc}") from None
         # The engine's own classes (FunctionStep, Workflow) document themselves, not the step.
         own_doc = None if type(self).__module__.startswith("nanobrain.core.") else type(self).__doc__
         self.description = description or inspect.cleandoc(own_doc or "").split("\n\n")[0]

@@ -14,6 +14,8 @@ from typing import Any
 from .data_units import MISSING, DataUnit
 
 Snapshot = dict[str, Any]
+#: Input names, in declaration order.
+Ports = tuple[str, ...]
 
 
 class TriggerState:
@@ -21,7 +23,7 @@ class TriggerState:
 
     __slots__ = ("required", "units")
 
-    def __init__(self, units: Mapping[str, DataUnit], required: tuple[str, ...]) -> None:
+    def __init__(self, units: Mapping[str, DataUnit], required: Ports) -> None:
         self.units = units
         self.required = required
 
@@ -55,7 +57,9 @@ class Trigger:
     #: Whether values reaching the inputs can fire the step (False for timer and manual triggers).
     fires_on_input = True
 
-    def arm(self, units: Mapping[str, DataUnit], required: tuple[str, ...], connected: tuple[str, ...]) -> TriggerState:
+    def arm(self, units: Mapping[str, DataUnit], required: Ports, connected: Ports) -> TriggerState:
+        """This trigger's state for one run: `units` are the run's input units, `required` the
+        inputs that need a value, `connected` the inputs that links feed."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -76,7 +80,7 @@ class OnUpdate(Trigger):
 
     kind = "on_update"
 
-    def arm(self, units, required, connected):  # type: ignore[no-untyped-def]
+    def arm(self, units: Mapping[str, DataUnit], required: Ports, connected: Ports) -> _OnUpdateState:
         return _OnUpdateState(units, required)
 
 
@@ -87,7 +91,7 @@ _NO_QUEUES: dict[str, deque[Any]] = {}
 class _AllDataState(TriggerState):
     __slots__ = ("connected", "empty", "waiting")
 
-    def __init__(self, units: Mapping[str, DataUnit], required: tuple[str, ...], connected: tuple[str, ...]):
+    def __init__(self, units: Mapping[str, DataUnit], required: Ports, connected: Ports) -> None:
         # Armed once per step per run: the base's two fields are set here without a super() call.
         self.units = units
         self.required = required
@@ -151,14 +155,14 @@ class AllDataReceived(Trigger):
 
     kind = "all_data_received"
 
-    def arm(self, units, required, connected):  # type: ignore[no-untyped-def]
+    def arm(self, units: Mapping[str, DataUnit], required: Ports, connected: Ports) -> _AllDataState:
         return _AllDataState(units, required, connected)
 
 
 class _ConditionState(TriggerState):
     __slots__ = ("predicate",)
 
-    def __init__(self, units: Mapping[str, DataUnit], required: tuple[str, ...], predicate: Callable[..., bool]):
+    def __init__(self, units: Mapping[str, DataUnit], required: Ports, predicate: Callable[[Snapshot], bool]) -> None:
         super().__init__(units, required)
         self.predicate = predicate
 
@@ -179,7 +183,7 @@ class Condition(Trigger):
             raise TypeError(f"condition trigger needs a callable predicate, got {type(predicate).__name__}")
         self.predicate = predicate
 
-    def arm(self, units, required, connected):  # type: ignore[no-untyped-def]
+    def arm(self, units: Mapping[str, DataUnit], required: Ports, connected: Ports) -> _ConditionState:
         return _ConditionState(units, required, self.predicate)
 
     def describe(self) -> str:
@@ -199,7 +203,7 @@ class Manual(Trigger):
     kind = "manual"
     fires_on_input = False
 
-    def arm(self, units, required, connected):  # type: ignore[no-untyped-def]
+    def arm(self, units: Mapping[str, DataUnit], required: Ports, connected: Ports) -> _SilentState:
         return _SilentState(units, required)
 
 
@@ -222,7 +226,7 @@ class Interval(Trigger):
         self.count = count
         self.immediately = immediately
 
-    def arm(self, units, required, connected):  # type: ignore[no-untyped-def]
+    def arm(self, units: Mapping[str, DataUnit], required: Ports, connected: Ports) -> _SilentState:
         return _SilentState(units, required)
 
     def describe(self) -> str:

@@ -92,6 +92,11 @@ def find_problems(
                         f"'{name}.{port}' or give it a default",
                     )
                 )
+    for name, step in steps.items():
+        needs = getattr(step, "resources", None)
+        refusal = step.executor.refusal(needs) if needs is not None else None
+        if refusal is not None:  # it would wait forever
+            problems.append(Problem(f"steps.{name}.resources", f"step {name!r} {refusal}"))
     for name in outputs:
         if name not in produced:
             problems.append(Problem(f"outputs.{name}", f"workflow output {name!r} is not produced by any link"))

@@ -51,10 +51,9 @@ class Workflow(Step):
         self.steps: dict[str, Step] = {}
         self.links: list[Link] = []
         self.clock = clock
-        #: Executors and other resources (stores) this workflow owns, created by the config
-        #: loader; `aclose` closes them.
+        #: Executors and stores this workflow owns, created by the config loader; `aclose` closes them.
         self.executors: list[Executor] = []
-        self.resources: list[Any] = []
+        self.stores: list[Any] = []
         self._plan: Plan | None = None
         for s in steps:
             self.add(s)
@@ -429,8 +428,8 @@ class Workflow(Step):
         closed: set[int] = {id(DEFAULT_EXECUTOR)}
         for step_ in self.walk():
             if isinstance(step_, Workflow):
-                owned = [*step_.executors, *step_.resources]
-                step_.resources = []
+                owned = [*step_.executors, *step_.stores]
+                step_.stores = []
             else:
                 await step_.aclose()
                 owned = [step_.executor]

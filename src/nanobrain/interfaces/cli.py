@@ -384,12 +384,14 @@ def _register_subcommands() -> None:
     from .plugins_cli import plugins_app
     from .runs_cli import runs_app
     from .serve_cli import keys_app, serve
+    from .services_cli import services_app
 
     app.add_typer(runs_app, name="runs")
     app.command()(serve)
     app.add_typer(keys_app, name="keys")
     app.add_typer(agents_app, name="agents")
     app.add_typer(plugins_app, name="plugins")
+    app.add_typer(services_app, name="services")
     app.command(name="health")(health)
     app.command("mcp")(mcp_command)
 

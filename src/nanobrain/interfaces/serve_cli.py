@@ -55,6 +55,26 @@ def serve(
     audit_log: Annotated[
         Path | None, typer.Option("--audit-log", help="Append the audit log (JSON lines) to this file.")
     ] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option("--redis", envvar="NANOBRAIN_REDIS_URL",
+                     help="Redis shared by replicas: runs are watched and cancelled from any replica, "
+                          "rate limits are global. Several URLs, comma-separated, spread runs and limits over them."),
+    ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option("--registry", envvar="NANOBRAIN_REGISTRY_URL",
+                     help="Register this replica and its A2A agents in this service registry "
+                          "(redis://HOST:PORT/DB or postgresql://USER@HOST/DB)."),
+    ] = None,
+    registry_ttl: Annotated[
+        float, typer.Option("--registry-ttl", min=0.1, envvar="NANOBRAIN_REGISTRY_TTL",
+                            help="Seconds a registration lives without a heartbeat (heartbeats every third of it).")
+    ] = 15.0,
+    advertise_url: Annotated[
+        str | None, typer.Option("--advertise-url", envvar="NANOBRAIN_ADVERTISE_URL",
+                                 help="The URL others reach this server at (default: from --host and --port).")
+    ] = None,
 ) -> None:
     """Serve workflows over HTTP and SSE, with an OpenAI-compatible chat endpoint."""
     from .cli import UsageProblem, _err, _reporting
@@ -78,7 +98,8 @@ def serve(
         options = ServeOptions(
             files=files or [], host=host, port=port, insecure=insecure, chat=chat, model=model,
             chat_config=chat_config, database=database, cors_origins=cors_origin or [], max_body_bytes=max_body,
-            rate_limit=rate_limit, jwt=jwt, audit_log=audit_log,
+            rate_limit=rate_limit, jwt=jwt, audit_log=audit_log, redis=redis,
+            registry=registry, registry_ttl=registry_ttl, advertise_url=advertise_url,
         )
         err = _err()
         run_serve(options, report=lambda line: err.print(Text(line, style="green")))

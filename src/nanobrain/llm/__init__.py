@@ -22,7 +22,7 @@ from .messages import (
     ToolSpec,
     Usage,
 )
-from .provider import Provider, ResilientProvider, collect
+from .provider import Provider, ResilientProvider, WrapperProvider, collect
 from .scripted import ScriptedModel, call
 from .selection import resolve_model
 from .tools import Tool, ToolResult, tool
@@ -51,6 +51,7 @@ __all__ = [
     "ToolSpec",
     "Unreachable",
     "Usage",
+    "WrapperProvider",
     "call",
     "collect",
     "resolve_model",

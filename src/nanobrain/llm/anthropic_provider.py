@@ -159,13 +159,12 @@ class AnthropicProvider(Provider):
 
     def _get_client(self) -> AsyncAnthropic:
         if self._client is None:
+            from ..optional import MissingExtra, require
+
             try:
-                import anthropic
-            except ImportError:
-                raise ModelNotConfigured(
-                    "the Anthropic provider needs the `anthropic` package: pip install anthropic",
-                    provider=self.provider,
-                ) from None
+                anthropic = require("anthropic", extra="anthropic", purpose="the Anthropic provider")
+            except MissingExtra as missing:  # a model that cannot be used, like one without a key
+                raise ModelNotConfigured(str(missing), provider=self.provider) from missing
             try:
                 client = anthropic.AsyncAnthropic(
                     api_key=self.api_key,

@@ -281,12 +281,6 @@ def _shared_model(
         return model
 
 
-def clear_model_cache() -> None:
-    """Forget the loaded models (each is freed when no provider or generation uses it any more)."""
-    with _models_lock:
-        _models.clear()
-
-
 def _default_threads() -> int:
     """Half the usable cores, like llama.cpp: with every core busy, its threads wait on each other
     whenever anything else runs (the event loop included) and generation slows down tenfold."""

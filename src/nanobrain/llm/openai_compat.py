@@ -117,13 +117,12 @@ class OpenAICompatibleProvider(Provider):
 
     def _get_client(self) -> AsyncOpenAI:
         if self._client is None:
+            from ..optional import MissingExtra, require
+
             try:
-                from openai import AsyncOpenAI
-            except ImportError:
-                raise ModelNotConfigured(
-                    "the OpenAI-compatible provider needs the `openai` package: pip install 'nanobrain[openai]'",
-                    provider=self.provider,
-                ) from None
+                openai = require("openai", extra="openai", purpose="the OpenAI-compatible provider")
+            except MissingExtra as missing:  # a model that cannot be used, like one without a key
+                raise ModelNotConfigured(str(missing), provider=self.provider) from missing
             key, _ = self._key()
             if not key:
                 if self.base_url is None:
@@ -133,7 +132,7 @@ class OpenAICompatibleProvider(Provider):
                         provider=self.provider,
                     )
                 key = NO_KEY  # local servers ignore it; the SDK insists on one
-            self._client = AsyncOpenAI(
+            self._client = openai.AsyncOpenAI(
                 api_key=key,
                 base_url=self.endpoint,
                 organization=self.organization,

@@ -46,6 +46,31 @@ class Provider:
         return f"{type(self).__name__}({self.model!r})"
 
 
+class WrapperProvider(Provider):
+    """A provider that adds one concern (caching, retries, instrumentation) around `inner`.
+
+    It answers under the inner provider's name and model, passes every call through, and closes
+    `inner` with itself; a subclass overrides only the calls its concern changes.
+    """
+
+    def __init__(self, inner: Provider) -> None:
+        super().__init__(inner.model)
+        self.inner = inner
+        self.provider = inner.provider
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        return await self.inner.complete(request)
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        return self.inner.stream(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+
 async def collect(chunks: AsyncIterator[StreamChunk]) -> Completion:
     """Assemble a stream into a Completion (uses `Finished` when the stream provides one)."""
     text: list[str] = []
@@ -84,7 +109,7 @@ def parse_arguments(text: str, tool: str) -> dict[str, Any]:
 DEFAULT_RETRY = RetryPolicy(attempts=3, initial=0.5, max_wait=8.0, jitter=0.25, defer=True)
 
 
-class ResilientProvider(Provider):
+class ResilientProvider(WrapperProvider):
     """Wraps a provider with a per-call timeout (that cancels the request) and retries.
 
     Only retryable errors are retried (rate limits, timeouts, server errors, unreachable
@@ -103,9 +128,7 @@ class ResilientProvider(Provider):
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
     ) -> None:
-        super().__init__(inner.model)
-        self.inner = inner
-        self.provider = inner.provider
+        super().__init__(inner)
         self.timeout = timeout
         self.retry = retry or DEFAULT_RETRY
         self.clock: Clock = clock or RealClock()
@@ -141,9 +164,3 @@ class ResilientProvider(Provider):
             return None
         except TimeoutError:
             raise ProviderTimeout(f"stream stalled for {self.timeout:g}s", provider=self.provider) from None
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    def __repr__(self) -> str:
-        return f"ResilientProvider({self.inner!r})"

@@ -20,8 +20,13 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from ..optional import missing_extra, require
+
+try:
+    from opentelemetry import trace
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+except ModuleNotFoundError as exc:
+    raise missing_extra(exc, extra="observability", purpose="tracing") from None
 
 from .. import __version__
 from ..core.context import current_context
@@ -311,6 +316,7 @@ def tracer_provider_from_env(environ: Mapping[str, str] | None = None) -> Tracer
     resource comes from `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES` (service name `nanobrain`
     when neither names one).
     """
+    require("opentelemetry.sdk.trace", extra="observability", purpose="tracing")
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -327,9 +333,8 @@ def tracer_provider_from_env(environ: Mapping[str, str] | None = None) -> Tracer
                     f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: NanoBrain exports OTLP over HTTP "
                     "(set it to 'http/protobuf' or unset it)"
                 )
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-            exporters.append(OTLPSpanExporter())
+            otlp = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+            exporters.append(require(otlp, extra="observability", purpose="OTLP trace export").OTLPSpanExporter())
         elif name == "console":
             exporters.append(ConsoleSpanExporter())
         elif name != "none":

@@ -16,10 +16,3 @@ class ProtocolError(NanoBrainError):
         super().__init__(message)
         self.retryable = retryable
 
-
-def require(module: str, extra: str) -> None:
-    """Fail clearly when an optional dependency is missing."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise ProtocolError(f"this needs the {module!r} package: pip install 'nanobrain[{extra}]'")

@@ -9,7 +9,8 @@ import pytest
 from tests.infrastructure.parallel.parallel_helpers import Recorder, drive, settle
 
 from nanobrain import VirtualClock
-from nanobrain.infrastructure.parallel import AutoscalePolicy, Autoscaler, ProcessorPool, SimulatedProcessor
+from nanobrain.infrastructure.parallel import AutoscalePolicy, Autoscaler, ProcessorPool
+from nanobrain.testing import SimulatedProcessor
 
 
 async def test_grows_while_requests_queue_up_then_shrinks_back_when_idle() -> None:

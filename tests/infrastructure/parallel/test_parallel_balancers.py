@@ -19,10 +19,10 @@ from nanobrain.infrastructure.parallel import (
     ProcessorPool,
     Request,
     RoundRobin,
-    SimulatedProcessor,
     Weighted,
     make_balancer,
 )
+from nanobrain.testing import SimulatedProcessor
 
 
 def processors(count: int, concurrency: int = 1) -> list[Processor]:

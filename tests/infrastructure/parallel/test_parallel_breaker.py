@@ -6,8 +6,9 @@ import pytest
 from tests.infrastructure.parallel.parallel_helpers import Recorder
 
 from nanobrain import VirtualClock
-from nanobrain.infrastructure.parallel import BreakerPolicy, BreakerState, CircuitBreaker, CircuitOpen, InjectedFault
+from nanobrain.infrastructure.parallel import BreakerPolicy, BreakerState, CircuitBreaker, CircuitOpen
 from nanobrain.llm import BadRequest, ServerError
+from nanobrain.testing import InjectedFault
 
 
 def breaker(clock: VirtualClock, recorder: Recorder | None = None, **policy: object) -> CircuitBreaker:

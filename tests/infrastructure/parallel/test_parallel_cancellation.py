@@ -19,14 +19,12 @@ from nanobrain.infrastructure.parallel import (
     BreakerPolicy,
     BreakerState,
     DeadlineExceeded,
-    FaultyStep,
-    InjectedFault,
     Processor,
     ProcessorPool,
     Request,
     RoundRobin,
-    SimulatedProcessor,
 )
+from nanobrain.testing import FaultyStep, InjectedFault, SimulatedProcessor
 
 scenario = st.fixed_dictionaries(
     {

@@ -20,9 +20,9 @@ from nanobrain.infrastructure.parallel import (
     BreakerState,
     ParallelStep,
     ProcessorPool,
-    SimulatedProcessor,
 )
 from nanobrain.llm import AuthError, BadRequest, RateLimited
+from nanobrain.testing import SimulatedProcessor
 
 
 class Raises(Step):

@@ -8,7 +8,7 @@ import pytest
 from tests.infrastructure.parallel.parallel_helpers import settle
 
 from nanobrain import VirtualClock
-from nanobrain.infrastructure.parallel import FaultyStep, InjectedFault, SimulatedProcessor
+from nanobrain.testing import FaultyStep, InjectedFault, SimulatedProcessor
 
 
 async def fates(step: FaultyStep, calls: int) -> list[str]:

@@ -9,7 +9,8 @@ import pytest
 from tests.infrastructure.parallel.parallel_helpers import Recorder, drive, settle
 
 from nanobrain import VirtualClock
-from nanobrain.infrastructure.parallel import HealthChecker, HealthPolicy, Processor, ProcessorPool, SimulatedProcessor
+from nanobrain.infrastructure.parallel import HealthChecker, HealthPolicy, Processor, ProcessorPool
+from nanobrain.testing import SimulatedProcessor
 
 
 def pool_of(clock: VirtualClock, count: int, recorder: Recorder | None = None) -> ProcessorPool:

@@ -18,15 +18,13 @@ from nanobrain.infrastructure.parallel import (
     BreakerState,
     CircuitBreaker,
     DeadlineExceeded,
-    FaultyStep,
-    InjectedFault,
     NoProcessorAvailable,
     PoolClosed,
     Processor,
     ProcessorPool,
-    SimulatedProcessor,
 )
 from nanobrain.llm import BadRequest
+from nanobrain.testing import FaultyStep, InjectedFault, SimulatedProcessor
 
 FAST_RETRY = RetryPolicy(attempts=4, initial=0.1, max_wait=1.0, jitter=0.05, seed=1)
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from tests.infrastructure.parallel.parallel_helpers import settle
 
-from nanobrain.infrastructure.parallel import QueueFull, Request, RequestQueue
+from nanobrain.infrastructure.parallel import Request, RequestQueue
 
 
 def requests(*priorities: int) -> list[Request]:
@@ -18,7 +18,7 @@ async def test_higher_priority_first_then_oldest_first() -> None:
     queue = RequestQueue(10)
     made = requests(0, 5, 0, 5, -1, 9)
     for request in made:
-        queue.put_nowait(request)
+        await queue.put(request)
     order = [queue.pop() for _ in made]
     assert [r.inputs["n"] for r in order if r] == [5, 1, 3, 0, 2, 4]
     assert queue.pop() is None
@@ -27,10 +27,10 @@ async def test_higher_priority_first_then_oldest_first() -> None:
 async def test_a_requeued_retry_keeps_its_place_by_age() -> None:
     queue = RequestQueue(10)
     first, second, third = requests(0, 0, 0)
-    queue.put_nowait(first)
-    queue.put_nowait(second)
+    await queue.put(first)
+    await queue.put(second)
     assert queue.pop() is first
-    queue.put_nowait(third)
+    await queue.put(third)
     queue.requeue(first)  # a retry: older than the others, so it goes first again
     assert [queue.pop(), queue.pop(), queue.pop()] == [first, second, third]
 
@@ -51,19 +51,20 @@ async def test_producers_wait_while_full_and_nothing_is_dropped() -> None:
     assert queue.producers_waiting == 1
     consumed = []
     while len(consumed) < len(produced):
-        consumed.append(await queue.get())
+        request = queue.pop()
+        assert request is not None  # the producer refilled the queue
+        consumed.append(request)
         await settle(3)
     await task
     assert consumed == produced
     assert max(sizes) <= 3 and queue.high_water == 3
 
 
-async def test_put_nowait_refuses_when_full_and_requeue_does_not() -> None:
+async def test_requeue_does_not_wait_for_room() -> None:
     queue = RequestQueue(1)
     a, b = requests(0, 0)
-    queue.put_nowait(a)
-    with pytest.raises(QueueFull):
-        queue.put_nowait(b)
+    await queue.put(a)
+    assert queue.full()
     queue.requeue(b)
     assert len(queue) == 2
 
@@ -102,22 +103,12 @@ async def test_pop_first_takes_the_first_placeable_request_and_keeps_the_order_o
     queue = RequestQueue(10)
     made = requests(3, 2, 1, 0)
     for request in made:
-        queue.put_nowait(request)
+        await queue.put(request)
     found = queue.pop_first(lambda r: "ok" if r.inputs["n"] >= 2 else None)
     assert found == (made[2], "ok")
     assert queue.pop_first(lambda r: None) is None
     assert queue.pop_first(lambda r: "late" if r.inputs["n"] == 3 else None, scan=2) is None  # beyond the scan
     assert list(queue) == [made[0], made[1], made[3]]
-
-
-async def test_get_waits_for_a_request() -> None:
-    queue = RequestQueue(2)
-    getter = asyncio.create_task(queue.get())
-    await settle()
-    assert not getter.done()
-    (request,) = requests(0)
-    await queue.put(request)
-    assert await asyncio.wait_for(getter, 1) is request
 
 
 def test_maxsize_must_be_positive() -> None:

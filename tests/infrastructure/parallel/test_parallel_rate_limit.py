@@ -10,8 +10,9 @@ from tests.infrastructure.parallel.parallel_helpers import drive, settle
 
 from nanobrain import VirtualClock
 from nanobrain.agents.agent import Agent
-from nanobrain.infrastructure.parallel import ProcessorPool, RateLimit, SimulatedProcessor, TokenBucket
+from nanobrain.infrastructure.parallel import ProcessorPool, RateLimit, TokenBucket
 from nanobrain.llm import ScriptedModel
+from nanobrain.testing import SimulatedProcessor
 
 
 async def test_a_bucket_starts_full_and_refills_with_time() -> None:

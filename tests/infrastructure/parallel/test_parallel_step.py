@@ -16,15 +16,13 @@ from nanobrain.core.retry import RetryPolicy
 from nanobrain.infrastructure.parallel import (
     AutoscalePolicy,
     BreakerPolicy,
-    FaultyStep,
     HealthPolicy,
-    InjectedFault,
     ParallelAgentStep,
     ParallelConversationalAgentStep,
     ParallelStep,
-    SimulatedProcessor,
 )
 from nanobrain.llm import ChatRequest, ScriptedModel, ServerError
+from nanobrain.testing import FaultyStep, InjectedFault, SimulatedProcessor
 
 RETRY = RetryPolicy(attempts=3, initial=0.05, jitter=0.0)
 
@@ -112,12 +110,6 @@ async def test_parallel_agents_answer_and_their_usage_joins_the_run() -> None:
         ("chat/agents", "beta"),
         ("chat/agents", "gamma"),
     ]
-
-
-async def test_from_models_builds_one_agent_per_model() -> None:
-    step = ParallelAgentStep.from_models("team", [echo_model("a"), echo_model("b")], system="Be brief.")
-    assert [p.name for p in step.pool.processors] == ["team_0", "team_1"]
-    assert await step.submit({"message": "hi"}) == {"reply": "a: hi"}
 
 
 def conversational(recorder: Recorder, alpha: ScriptedModel, beta: ScriptedModel, **options: Any) -> Any:

@@ -155,7 +155,11 @@ def start_server(
     auth: bool = True,
     config: ServerConfig | None = None,
     authenticator_options: dict[str, Any] | None = None,
+    redis: str | None = None,
+    shared_rate_limit: tuple[float, float] | None = None,
 ) -> LiveServer:
+    """A server with the chat and `served_workflows()`; with `redis` (URLs, comma-separated; `?prefix=`) it
+    shares its runs with other servers on that Redis, and `shared_rate_limit` (rate, burst) is kept there."""
     keys: dict[str, str] = {}
 
     async def build() -> tuple[Any, list[Any]]:
@@ -163,11 +167,24 @@ def start_server(
         from nanobrain.interfaces.http.audit import AuditLog
 
         chat = await ChatApp.open(model=model, database_url=f"sqlite+aiosqlite:///{tmp_path / 'server.db'}")
+        closing: list[Any] = [chat]
         store = ApiKeyStore(chat.database)
         for role in ROLES:
             _, keys[role] = await store.create(f"{role}-key", role)
+        options = dict(authenticator_options or {})
+        bus = None
+        if redis is not None:
+            from nanobrain.interfaces.http.redis_nodes import RedisNodes
+            from nanobrain.interfaces.http.run_bus import RunBus
+            from nanobrain.interfaces.http.shared_limits import RedisRateLimits
+
+            nodes = RedisNodes.from_urls(redis)
+            closing.append(nodes)
+            bus = RunBus(nodes, heartbeat_seconds=0.5)
+            if shared_rate_limit is not None:
+                options["rate_limits"] = RedisRateLimits(nodes, *shared_rate_limit)
         authenticator = (
-            Authenticator(store, cache_seconds=0, **(authenticator_options or {}))
+            Authenticator(store, cache_seconds=0, **options)
             if auth
             else Authenticator(required=False)
         )
@@ -178,8 +195,9 @@ def start_server(
             config=config or ServerConfig(heartbeat_seconds=0.2),
             audit=AuditLog(tmp_path / "audit.log"),
             journal=(journal := SqlJournalStore(chat.database)),
+            run_bus=bus,
         )
-        return app, [chat, journal]
+        return app, [*closing, journal]
 
     server = LiveServer(build).start()
     server.keys = keys  # type: ignore[attr-defined]

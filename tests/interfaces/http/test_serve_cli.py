@@ -57,6 +57,23 @@ def test_serve_refuses_a_public_address_without_keys_and_says_how(home: Path) ->
     assert "--insecure" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_serve_says_which_redis_it_cannot_reach_without_its_password(home: Path, tmp_path: Path) -> None:
+    (tmp_path / "quote_steps.py").write_text("def quote(text: str) -> str:\n    return repr(text)\n")
+    flow = tmp_path / "quote.yaml"
+    flow.write_text("name: quote\ninputs: {x: str}\noutputs: {y: str}\nsteps:\n  quote: {function: quote_steps:quote}\n"
+                    "links:\n  - {from: inputs.x, to: quote.text}\n  - {from: quote.result, to: outputs.y}\n")
+    closed = free_port()  # nothing listens there
+    done = subprocess.run(
+        [sys.executable, "-m", "nanobrain", "serve", str(flow), "--no-chat", "--port", str(free_port())],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "NANOBRAIN_HOME": str(home), "NANOBRAIN_REDIS_URL": f"redis://:hunter2@127.0.0.1:{closed}/0"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"cannot reach Redis at redis://:***@127.0.0.1:{closed}/0" in done.stderr
+    assert "NANOBRAIN_REDIS_URL" in done.stderr
+    assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

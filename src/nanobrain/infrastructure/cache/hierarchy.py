@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...core.clock import WALL_CLOCK, Clock
 from ...core.closing import AsyncClosing
 from ..data.kv import KeyValueStore, StoreError
 from .lru import LRUCache
@@ -88,9 +88,7 @@ class CacheHierarchy(AsyncClosing):
     `aclose()` closes them (a store closes only connections it opened itself).
     """
 
-    def __init__(
-        self, levels: Sequence[LevelSpec], *, ttl: float | None = None, clock: Callable[[], float] | None = None
-    ) -> None:
+    def __init__(self, levels: Sequence[LevelSpec], *, ttl: float | None = None, clock: Clock = WALL_CLOCK) -> None:
         if not levels:
             raise StoreError("a cache hierarchy needs at least one level")
         if ttl is not None and not ttl > 0:
@@ -108,7 +106,7 @@ class CacheHierarchy(AsyncClosing):
         if len(set(names)) != len(names):
             raise StoreError(f"cache level names must differ, got {names}")
         self.ttl = ttl
-        self.clock: Callable[[], float] = clock or time.time
+        self.clock = clock
 
     def level(self, name: str) -> CacheLevel:
         for level in self.levels:
@@ -132,7 +130,7 @@ class CacheHierarchy(AsyncClosing):
                 raw = None
             if raw is not None:
                 opened = _open(raw)
-                if opened is not None and (opened[0] == 0 or opened[0] > self.clock()):
+                if opened is not None and (opened[0] == 0 or opened[0] > self.clock.now()):
                     level.hits += 1
                     if index:
                         await self._write(self.levels[:index], key, raw, opened[0])
@@ -149,11 +147,11 @@ class CacheHierarchy(AsyncClosing):
         lifetime = self.ttl if ttl is None else ttl
         if lifetime is not None and not lifetime > 0:
             raise StoreError(f"ttl for key {key!r} must be a positive number of seconds, not {lifetime!r}")
-        expires = 0.0 if lifetime is None else self.clock() + lifetime
+        expires = 0.0 if lifetime is None else self.clock.now() + lifetime
         await self._write(self.levels, key, _seal(bytes(value), expires), expires)
 
     async def _write(self, levels: Sequence[CacheLevel], key: str, raw: bytes, expires: float) -> None:
-        now = self.clock()
+        now = self.clock.now()
         remaining = None if expires == 0 else expires - now
         if remaining is not None and remaining <= 0:
             return

@@ -24,7 +24,7 @@ from ...llm.messages import (
     ToolCallDelta,
     Usage,
 )
-from ...llm.provider import Provider
+from ...llm.provider import Provider, WrapperProvider
 from .hierarchy import CacheHierarchy, CacheLookup
 
 _FORMAT = 1
@@ -95,7 +95,7 @@ def load_completion(raw: bytes) -> Completion | None:
         return None
 
 
-class CachingProvider(Provider):
+class CachingProvider(WrapperProvider):
     """Serves repeated requests from `cache`; otherwise asks `inner` and stores its answer.
 
     `stream` replays a cached answer as chunks (`chunk_size` characters of text, then the tool
@@ -113,9 +113,7 @@ class CachingProvider(Provider):
         namespace: str = "llm:",
         chunk_size: int = 16,
     ) -> None:
-        super().__init__(inner.model)
-        self.inner = inner
-        self.provider = inner.provider
+        super().__init__(inner)
         self.cache = cache
         self.ttl = ttl
         self.namespace = namespace
@@ -178,9 +176,3 @@ class CachingProvider(Provider):
         )
         chunks.append(Finished(completion))
         return chunks
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    def __repr__(self) -> str:
-        return f"CachingProvider({self.inner!r})"

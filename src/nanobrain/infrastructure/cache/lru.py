@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 
+from ...core.clock import WALL_CLOCK, Clock
 from ..data.kv import KeyValueStore, StoreError, check_item
-
-Clock = Callable[[], float]
 
 
 class LRUCache(KeyValueStore):
     """Holds at most `max_entries` values (and `max_bytes` bytes, when given) for at most `ttl` seconds.
 
     Reading an entry makes it the most recently used; writing past a bound evicts the least
-    recently used. A per-item ttl shorter than `ttl` wins. `clock` is monotonic time by default;
-    tests pass a virtual one (`VirtualClock().now`). The `*_nowait` methods skip the coroutine
+    recently used. A per-item ttl shorter than `ttl` wins. `clock` is wall time by default, like the
+    other cache levels; tests pass a `VirtualClock`. The `*_nowait` methods skip the coroutine
     for callers on a hot path.
     """
 
@@ -37,7 +34,7 @@ class LRUCache(KeyValueStore):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.default_ttl = ttl
-        self.clock: Clock = clock or time.monotonic
+        self.clock: Clock = clock or WALL_CLOCK
         self._entries: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
         self._bytes = 0
         #: How many entries were pushed out by a bound (not counting expiry).
@@ -55,7 +52,7 @@ class LRUCache(KeyValueStore):
         if entry is None:
             return None
         expires = entry[1]
-        if expires is not None and expires <= self.clock():
+        if expires is not None and expires <= self.clock.now():
             self._drop(key)
             return None
         self._entries.move_to_end(key)
@@ -70,7 +67,7 @@ class LRUCache(KeyValueStore):
             return
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = (value, None if limit is None else self.clock() + limit)
+        self._entries[key] = (value, None if limit is None else self.clock.now() + limit)
         self._bytes += len(value)
         while len(self._entries) > self.max_entries or (self.max_bytes is not None and self._bytes > self.max_bytes):
             oldest = next(iter(self._entries))
@@ -80,7 +77,7 @@ class LRUCache(KeyValueStore):
     def _alive(self, key: str) -> tuple[bytes, float | None] | None:
         # Like get_nowait, without counting as a use (listing keys must not reorder them).
         entry = self._entries.get(key)
-        if entry is not None and entry[1] is not None and entry[1] <= self.clock():
+        if entry is not None and entry[1] is not None and entry[1] <= self.clock.now():
             self._drop(key)
             return None
         return entry
@@ -112,7 +109,7 @@ class LRUCache(KeyValueStore):
 
     async def ttl(self, key: str) -> float | None:
         entry = self._alive(key)
-        return None if entry is None or entry[1] is None else entry[1] - self.clock()
+        return None if entry is None or entry[1] is None else entry[1] - self.clock.now()
 
     def __repr__(self) -> str:
         return f"LRUCache({len(self._entries)}/{self.max_entries} entries, {self._bytes} bytes)"

@@ -8,19 +8,17 @@ several of these.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ...core.clock import WALL_CLOCK, Clock
 from ...core.closing import AsyncClosing
 from ...core.errors import NanoBrainError
 from ..security.redaction import mask_url, redact
 from .database import Database, Migration
-
-Clock = Callable[[], float]
 
 
 class StoreError(NanoBrainError):
@@ -90,13 +88,13 @@ def check_item(key: Any, value: Any, ttl: float | None) -> None:
 class MemoryKeyValueStore(KeyValueStore):
     """A dict with expiry: for tests and single-process use. Nothing survives the process."""
 
-    def __init__(self, *, clock: Clock = time.time) -> None:
+    def __init__(self, *, clock: Clock = WALL_CLOCK) -> None:
         self.clock = clock
         self._data: dict[str, tuple[bytes, float | None]] = {}
 
     def _live(self, key: str) -> tuple[bytes, float | None] | None:
         entry = self._data.get(key)
-        if entry is not None and entry[1] is not None and entry[1] <= self.clock():
+        if entry is not None and entry[1] is not None and entry[1] <= self.clock.now():
             del self._data[key]
             return None
         return entry
@@ -107,7 +105,7 @@ class MemoryKeyValueStore(KeyValueStore):
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         check_item(key, value, ttl)
-        self._data[key] = (bytes(value), None if ttl is None else self.clock() + ttl)
+        self._data[key] = (bytes(value), None if ttl is None else self.clock.now() + ttl)
 
     async def delete(self, key: str) -> bool:
         present = self._live(key) is not None
@@ -119,7 +117,7 @@ class MemoryKeyValueStore(KeyValueStore):
 
     async def ttl(self, key: str) -> float | None:
         entry = self._live(key)
-        return None if entry is None or entry[1] is None else entry[1] - self.clock()
+        return None if entry is None or entry[1] is None else entry[1] - self.clock.now()
 
     def __repr__(self) -> str:
         return f"MemoryKeyValueStore({len(self._data)} keys)"
@@ -172,7 +170,7 @@ class SQLKeyValueStore(KeyValueStore):
         database: Database | str,
         namespace: str = "default",
         *,
-        clock: Clock = time.time,
+        clock: Clock = WALL_CLOCK,
         owns_database: bool | None = None,
     ) -> None:
         if isinstance(database, str):
@@ -223,7 +221,7 @@ class SQLKeyValueStore(KeyValueStore):
         statements = await self._prepare()
         async with self.database.connect() as connection:
             row = (
-                await connection.execute(statements["get"], {"ns": self.namespace, "k": key, "now": self.clock()})
+                await connection.execute(statements["get"], {"ns": self.namespace, "k": key, "now": self.clock.now()})
             ).first()
         return None if row is None else bytes(row[0])
 
@@ -235,7 +233,7 @@ class SQLKeyValueStore(KeyValueStore):
         async with self.database.connect() as connection:
             rows = (
                 await connection.execute(
-                    statements["get_many"], {"ns": self.namespace, "ks": wanted, "now": self.clock()}
+                    statements["get_many"], {"ns": self.namespace, "ks": wanted, "now": self.clock.now()}
                 )
             ).all()
         found = {row[0]: bytes(row[1]) for row in rows}
@@ -243,7 +241,7 @@ class SQLKeyValueStore(KeyValueStore):
 
     def _row(self, key: str, value: bytes, ttl: float | None) -> dict[str, Any]:
         check_item(key, value, ttl)
-        expires = None if ttl is None else self.clock() + ttl
+        expires = None if ttl is None else self.clock.now() + ttl
         return {"namespace": self.namespace, "key": key, "value": bytes(value), "expires_at": expires}
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
@@ -262,7 +260,7 @@ class SQLKeyValueStore(KeyValueStore):
 
     async def delete(self, key: str) -> bool:
         statements = await self._prepare()
-        params = {"ns": self.namespace, "k": key, "now": self.clock()}
+        params = {"ns": self.namespace, "k": key, "now": self.clock.now()}
         async with self.database.begin() as connection:
             deleted = (await connection.execute(statements["delete_live"], params)).rowcount
             if not deleted:  # an expired row may linger: remove it, but it was not "present"
@@ -276,13 +274,13 @@ class SQLKeyValueStore(KeyValueStore):
         statements = await self._prepare()
         async with self.database.begin() as connection:
             result = await connection.execute(
-                statements["delete_many"], {"ns": self.namespace, "ks": wanted, "now": self.clock()}
+                statements["delete_many"], {"ns": self.namespace, "ks": wanted, "now": self.clock.now()}
             )
         return int(result.rowcount)
 
     async def keys(self, prefix: str = "") -> list[str]:
         statements = await self._prepare()
-        params = {"ns": self.namespace, "pattern": _escape_like(prefix) + "%", "now": self.clock()}
+        params = {"ns": self.namespace, "pattern": _escape_like(prefix) + "%", "now": self.clock.now()}
         async with self.database.connect() as connection:
             rows = (await connection.execute(statements["keys"], params)).all()
         # Sorted here: the databases' collations would order keys differently.
@@ -290,7 +288,7 @@ class SQLKeyValueStore(KeyValueStore):
 
     async def ttl(self, key: str) -> float | None:
         statements = await self._prepare()
-        now = self.clock()
+        now = self.clock.now()
         async with self.database.connect() as connection:
             row = (await connection.execute(statements["ttl"], {"ns": self.namespace, "k": key, "now": now})).first()
         return None if row is None or row[0] is None else row[0] - now
@@ -299,7 +297,7 @@ class SQLKeyValueStore(KeyValueStore):
         """Delete expired rows (reads already ignore them); returns how many went."""
         statements = await self._prepare()
         async with self.database.begin() as connection:
-            result = await connection.execute(statements["purge"], {"ns": self.namespace, "now": self.clock()})
+            result = await connection.execute(statements["purge"], {"ns": self.namespace, "now": self.clock.now()})
         return int(result.rowcount)
 
     async def aclose(self) -> None:
@@ -484,12 +482,3 @@ def open_store(
         f"unsupported store URL {mask_url(url)!r}: use sqlite+aiosqlite:///PATH, postgresql+asyncpg://USER@HOST/DB, "
         "redis://HOST:PORT/DB or memory://"
     )
-
-
-def __getattr__(name: str) -> Any:
-    # The partitioned store lives in its own module; offer it here too.
-    if name == "PartitionedStore":
-        from .partitioned import PartitionedStore
-
-        return PartitionedStore
-    raise AttributeError(name)

@@ -20,6 +20,7 @@ from typing import Any
 
 from ...core.data_units import MISSING, UNIT_KINDS, DataUnit, _json_default
 from ...core.errors import NanoBrainError
+from ...core.parking_lot import ParkingLot
 from .kv import KeyValueStore
 
 
@@ -198,13 +199,10 @@ class _Log:
         self.last: Any = MISSING
         self.closed = False
         self.lock = asyncio.Lock()
-        self.waiters: list[asyncio.Future[None]] = []
+        self.waiters: ParkingLot[None] = ParkingLot()
 
     def wake(self) -> None:
-        waiters, self.waiters = self.waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self.waiters.unpark_all()
 
 
 class PersistentStreamUnit(_StoredUnit):
@@ -362,9 +360,7 @@ class StreamReader:
         while position >= await self.unit.length():
             if log.closed:
                 raise StopAsyncIteration
-            waiter = asyncio.get_running_loop().create_future()
-            log.waiters.append(waiter)
-            await waiter
+            await log.waiters.park()
         item = await self.unit._item(position)
         self._position = position + 1
         return item

@@ -32,17 +32,14 @@ from .errors import (
     NoProcessorAvailable,
     ParallelError,
     PoolClosed,
-    QueueFull,
 )
 from .events import EventEmitter, ParallelEvent
-from .faults import FaultyStep, InjectedFault, SimulatedProcessor
 from .health import HealthChecker, HealthPolicy
 from .parallel_step import ParallelAgentStep, ParallelConversationalAgentStep, ParallelStep
 from .pool import ProcessorPool
 from .processor import Processor
 from .rate_limit import RateLimit, TokenBucket
 from .request_queue import Request, RequestQueue
-from .wrappers import BreakerStep, RateLimitedStep, StepWrapper
 
 __all__ = [
     "BALANCERS",
@@ -51,7 +48,6 @@ __all__ = [
     "Autoscaler",
     "Balancer",
     "BreakerPolicy",
-    "BreakerStep",
     "BreakerState",
     "CircuitBreaker",
     "CircuitOpen",
@@ -59,10 +55,8 @@ __all__ = [
     "DeadlineExceeded",
     "EventEmitter",
     "FastestResponse",
-    "FaultyStep",
     "HealthChecker",
     "HealthPolicy",
-    "InjectedFault",
     "LeastLoaded",
     "NoProcessorAvailable",
     "ParallelAgentStep",
@@ -74,14 +68,10 @@ __all__ = [
     "PowerOfTwoChoices",
     "Processor",
     "ProcessorPool",
-    "QueueFull",
     "RateLimit",
-    "RateLimitedStep",
     "Request",
     "RequestQueue",
     "RoundRobin",
-    "SimulatedProcessor",
-    "StepWrapper",
     "TokenBucket",
     "Weighted",
     "make_balancer",

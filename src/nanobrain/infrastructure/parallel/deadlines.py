@@ -22,7 +22,7 @@ def call_at(clock: Clock, when: float, callback: Callable[[], None]) -> Cancel:
     The callback runs outside any run's context: a timer belongs to no request.
     """
     loop = asyncio.get_running_loop()
-    if isinstance(clock, RealClock):
+    if type(clock) is RealClock:
         return loop.call_at(when, callback, context=contextvars.Context()).cancel
 
     async def wait_then_call() -> None:
@@ -35,40 +35,33 @@ def call_at(clock: Clock, when: float, callback: Callable[[], None]) -> Cancel:
 class Deadline:
     """`async with Deadline(clock, when, error):` cancels the block at `when` and raises `error()`.
 
-    Like `asyncio.timeout_at`: a cancellation requested by someone else is not mistaken for
-    the deadline, and nested deadlines work. `when=None` means no deadline.
+    An `asyncio.timeout` that a timer on `clock` expires: as with `asyncio.timeout_at`, a
+    cancellation requested by someone else is not mistaken for the deadline, and nested deadlines
+    work. `when=None` means no deadline.
     """
 
-    __slots__ = ("_cancel", "_cancelling", "_error", "_state", "_task", "clock", "when")
+    __slots__ = ("_cancel", "_error", "_scope", "clock", "when")
 
     def __init__(self, clock: Clock, when: float | None, error: Callable[[], BaseException]) -> None:
         self.clock = clock
         self.when = when
         self._error = error
+        self._scope: asyncio.Timeout | None = None
         self._cancel: Cancel | None = None
-        self._task: asyncio.Task[object] | None = None
-        self._cancelling = 0
-        self._state = "new"
 
     @property
     def expired(self) -> bool:
-        return self._state in ("expiring", "expired")
+        return self._scope is not None and self._scope.expired()
 
     async def __aenter__(self) -> Deadline:
-        self._state = "entered"
         if self.when is not None:
-            task = asyncio.current_task()
-            if task is None:
-                raise RuntimeError("Deadline must be used inside a task")
-            self._task = task
-            self._cancelling = task.cancelling()
-            self._cancel = call_at(self.clock, self.when, self._expire)
+            scope = self._scope = asyncio.timeout(None)
+            await scope.__aenter__()
+            if type(self.clock) is RealClock:
+                scope.reschedule(self.when)  # the loop's own clock: no timer of ours needed
+            else:
+                self._cancel = call_at(self.clock, self.when, lambda: scope.reschedule(0))  # 0: at once
         return self
-
-    def _expire(self) -> None:
-        if self._state == "entered" and self._task is not None:
-            self._state = "expiring"
-            self._task.cancel()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -76,10 +69,8 @@ class Deadline:
         if self._cancel is not None:
             self._cancel()
             self._cancel = None
-        if self._state == "expiring":
-            self._state = "expired"
-            assert self._task is not None
-            if self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+        if self._scope is not None:
+            try:
+                await self._scope.__aexit__(exc_type, exc, tb)
+            except TimeoutError:
                 raise self._error() from None
-        else:
-            self._state = "exited"

@@ -57,7 +57,3 @@ class DeadlineExceeded(ParallelError, TimeoutError):
 
 class PoolClosed(ParallelError):
     """The pool was closed; it accepts no more requests."""
-
-
-class QueueFull(ParallelError):
-    """`put_nowait` on a full request queue (`put` waits instead)."""

@@ -14,7 +14,6 @@ from typing import Any, Unpack
 
 from ...agents.agent import Agent, ConversationMemory
 from ...core.steps import Step
-from ...llm.provider import Provider
 from .autoscale import AutoscalePolicy, Autoscaler, Factory
 from .health import HealthChecker, HealthPolicy, Probe
 from .pool import ProcessorPool, RequestOptions
@@ -190,24 +189,6 @@ class ParallelAgentStep(ParallelStep):
             if not isinstance(step, Agent):
                 raise TypeError(f"step {name!r}: {step!r} is not an Agent")
         super().__init__(name, agents, **options)
-
-    @classmethod
-    def from_models(
-        cls,
-        name: str,
-        models: Sequence[Provider | str | None],
-        *,
-        system: str = "",
-        prompt: str = "{message}",
-        agent_options: Mapping[str, Any] | None = None,
-        **options: Any,
-    ) -> ParallelAgentStep:
-        """One agent per model (`NAME_0`, `NAME_1`, ...), all with the same instructions."""
-        agents = [
-            Agent(f"{name}_{i}", model=model, system=system, prompt=prompt, **dict(agent_options or {}))
-            for i, model in enumerate(models)
-        ]
-        return cls(name, agents, **options)
 
 
 class ParallelConversationalAgentStep(ParallelAgentStep):

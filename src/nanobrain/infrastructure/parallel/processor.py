@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from ...core.clock import Clock
-from ...core.run import wrap_invoke
+from ...core.step_policies import wrap_invoke
 from ...core.steps import Step
 from .breaker import BreakerState, CircuitBreaker
 from .rate_limit import RateLimit, TokenBucket

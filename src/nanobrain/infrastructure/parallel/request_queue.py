@@ -1,7 +1,7 @@
 """The request queue: bounded, ordered by priority then age, with backpressure and cancellation.
 
 Producers wait in `put` while the queue is full: nothing is ever dropped. Requests leave by
-`get`/`pop` (highest priority first, oldest first among equals), by `pop_first` (the first
+`pop` (highest priority first, oldest first among equals), by `pop_first` (the first
 request that can be placed now, for dispatchers that cannot place every request everywhere), or
 by `remove` (a caller gave up: cancelled, or its deadline passed).
 """
@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from ...core.context import StepContext, current_context
-from .errors import QueueFull
+from ...core.parking_lot import ParkingLot
 
 T = TypeVar("T")
 
@@ -89,8 +88,7 @@ class RequestQueue:
         self._heap: list[tuple[int, int, Request]] = []
         self._live = 0
         self._dead = 0
-        self._putters: deque[asyncio.Future[None]] = deque()
-        self._getters: deque[asyncio.Future[None]] = deque()
+        self._putters: ParkingLot[None] = ParkingLot()
         #: The most requests ever waiting at once.
         self.high_water = 0
 
@@ -103,7 +101,7 @@ class RequestQueue:
     @property
     def producers_waiting(self) -> int:
         """Producers blocked in `put` because the queue is full."""
-        return sum(1 for f in self._putters if not f.done())
+        return len(self._putters)
 
     def __iter__(self) -> Iterator[Request]:
         """The waiting requests, in the order they would leave."""
@@ -113,23 +111,7 @@ class RequestQueue:
     async def put(self, request: Request) -> None:
         """Add a request, waiting while the queue is full (backpressure)."""
         while self._live >= self.maxsize:
-            putter = asyncio.get_running_loop().create_future()
-            self._putters.append(putter)
-            try:
-                await putter
-            except asyncio.CancelledError:
-                putter.cancel()
-                if putter in self._putters:
-                    self._putters.remove(putter)
-                # Pass on a wake-up this producer received but can no longer use.
-                if self._live < self.maxsize:
-                    self._wake(self._putters)
-                raise
-        self._push(request)
-
-    def put_nowait(self, request: Request) -> None:
-        if self._live >= self.maxsize:
-            raise QueueFull(f"request queue is full ({self.maxsize} waiting)")
+            await self._putters.park()
         self._push(request)
 
     def requeue(self, request: Request) -> None:
@@ -142,28 +124,8 @@ class RequestQueue:
         self._live += 1
         if self._live > self.high_water:
             self.high_water = self._live
-        if self._getters:
-            self._wake(self._getters)
 
     # -- out -----------------------------------------------------------------------------------
-    async def get(self) -> Request:
-        """Take the next request, waiting for one."""
-        while not self._live:
-            getter = asyncio.get_running_loop().create_future()
-            self._getters.append(getter)
-            try:
-                await getter
-            except asyncio.CancelledError:
-                getter.cancel()
-                if getter in self._getters:
-                    self._getters.remove(getter)
-                if self._live:
-                    self._wake(self._getters)
-                raise
-        request = self.pop()
-        assert request is not None
-        return request
-
     def pop(self) -> Request | None:
         """Take the next request, or None when the queue is empty."""
         heap = self._heap
@@ -213,19 +175,11 @@ class RequestQueue:
             heapq.heapify(self._heap)
             self._dead = 0
         if self._putters:
-            self._wake(self._putters)
+            self._putters.unpark()
         return True
 
     def _taken(self, request: Request) -> None:
         request.queued = False
         self._live -= 1
         if self._putters:
-            self._wake(self._putters)
-
-    @staticmethod
-    def _wake(waiters: deque[asyncio.Future[None]]) -> None:
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+            self._putters.unpark()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ...core.journal import JournalStore
     from ...core.workflow import Workflow
     from ...workflows.chat.app import ChatApp
+    from .run_bus import RunBus
 
 log = logging.getLogger("nanobrain.http")
 
@@ -75,13 +76,15 @@ def create_app(
     journal: JournalStore | None = None,
     close_on_shutdown: bool = False,
     ui: bool = True,
+    run_bus: RunBus | None = None,
 ) -> FastAPI:
     """The ASGI app serving `workflows` and `chat` (also listed as a workflow).
 
     `auth` defaults to open mode (a local admin): `nanobrain serve` passes API keys. Durable runs
     are journaled in `journal` (default: the SQL journal under NANOBRAIN_HOME). With
     `close_on_shutdown` the app closes the chat and the workflows when it stops. With `ui` the web
-    UI is served at `/`.
+    UI is served at `/`. With `run_bus` (Redis) the runs are shared with the other replicas on
+    the same Redis: any of them lists, watches and cancels them.
     """
     from ...protocols.http import protocol_mount
     from .routes import health, openai_chat, run_routes, sessions, workflow_routes
@@ -101,7 +104,10 @@ def create_app(
         config=config,
         audit=audit or AuditLog(),
         runs=RunRegistry(
-            keep_finished=config.keep_finished_runs, max_events=config.max_events_per_run, journal=journal
+            keep_finished=config.keep_finished_runs,
+            max_events=config.max_events_per_run,
+            journal=journal,
+            bus=run_bus,
         ),
     )
 
@@ -115,6 +121,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.runs.open()
         stop_observing = observe()
         warming = asyncio.ensure_future(_warm_up(state))
         try:
@@ -122,6 +129,7 @@ def create_app(
                 yield
         finally:
             await stop_work(state)
+            await state.runs.aclose()
             warming.cancel()
             await asyncio.gather(warming, return_exceptions=True)
             if close_on_shutdown:

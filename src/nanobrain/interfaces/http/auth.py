@@ -14,7 +14,7 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -80,6 +80,19 @@ class RateLimits:
         now = bucket.clock.now()
         return max(0.0, bucket.ready_at(1.0, now) - now)
 
+    async def acquire(self, who: str) -> float | None:
+        """`retry_after`, as the authenticator asks it (limits shared through Redis must await)."""
+        return self.retry_after(who)
+
+
+class RequestLimits(Protocol):
+    """What the authenticator asks of rate limits: `RateLimits` (this process), `RedisRateLimits` (all replicas)."""
+
+    requests_per_second: float
+
+    async def acquire(self, who: str) -> float | None:
+        """None when the request may go ahead (and is counted); else seconds to wait."""
+
 
 class Authenticator:
     """Turns a request's credentials into a Principal; `required=False` is open mode."""
@@ -91,7 +104,7 @@ class Authenticator:
         jwt: JwtSettings | None = None,
         required: bool = True,
         cache_seconds: float = 5.0,
-        rate_limits: RateLimits | None = None,
+        rate_limits: RequestLimits | None = None,
     ) -> None:
         if required and keys is None and jwt is None:
             raise ValueError("authentication is required but neither API keys nor JWT are configured")
@@ -188,7 +201,7 @@ async def authorize(
         has = f"role {principal.role!r}" if principal.role else "no role"
         raise ApiProblem(403, f"{principal.kind} {principal.name!r} has {has}; this needs role {needed!r} or higher")
     if auth.rate_limits is not None:
-        wait = auth.rate_limits.retry_after(f"{principal.kind}:{principal.id or principal.name}")
+        wait = await auth.rate_limits.acquire(f"{principal.kind}:{principal.id or principal.name}")
         if wait is not None:
             raise ApiProblem(
                 429,

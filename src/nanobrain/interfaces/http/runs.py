@@ -22,6 +22,7 @@ from .problems import ApiProblem, problem_for_failure
 if TYPE_CHECKING:
     from ...core.journal import JournalStore
     from ...core.workflow import Workflow, WorkflowHandle
+    from .run_bus import RemoteRun, RunBus
 
 #: (sequence number, event type, event) as kept; readers get the event as JSON text.
 Kept = tuple[int, str, RunEvent | None]
@@ -70,6 +71,8 @@ class ServerRun:
         self.done = asyncio.Event()
         #: Called once when the run ends (the registry forgets old runs).
         self.on_finish: Callable[[ServerRun], None] | None = None
+        #: Mirrors the run for other replicas (when the server shares runs through Redis).
+        self.bus: RunBus | None = None
 
     # -- the sink ---------------------------------------------------------------------------------
     def on_event(self, event: RunEvent) -> None:
@@ -78,6 +81,8 @@ class ServerRun:
         self._events.append(record)
         for reader in self._readers:
             reader.put_nowait(record)
+        if self.bus is not None:
+            self.bus.event(self, record)
         if event.run_id == self.id and event.type in ("run_finished", "run_failed"):
             self.usage = dict(getattr(event, "usage", {}) or {})
 
@@ -94,6 +99,8 @@ class ServerRun:
         self.done.set()
         for reader in self._readers:
             reader.put_nowait(_END)
+        if self.bus is not None:
+            self.bus.ended(self)
         if self.on_finish is not None:
             self.on_finish(self)
 
@@ -101,6 +108,8 @@ class ServerRun:
         """A waiting durable run goes on (it was given input)."""
         self.status, self.finished, self.where, self.problem = "running", None, "", None
         self.done.clear()
+        if self.bus is not None:
+            self.bus.reopened(self)
 
     @property
     def state(self) -> str:
@@ -155,6 +164,11 @@ class ServerRun:
             self._readers.remove(queue)
 
     @property
+    def event_count(self) -> int:
+        """How many events the run has had (the number of the last one)."""
+        return self._seq
+
+    @property
     def first_kept(self) -> int:
         """The number of the oldest event still kept (events before it cannot be resumed from)."""
         return self._events[0][0] if self._events else self._seq + 1
@@ -185,6 +199,14 @@ def _looks_like_id(run_id: str) -> bool:
     return 0 < len(run_id) <= 64 and all(c.isalnum() or c in "-_" for c in run_id)
 
 
+def _bus_unreachable(exc: BaseException) -> ApiProblem:
+    from ...infrastructure.security.redaction import redact
+
+    said = redact(str(exc)) or type(exc).__name__
+    detail = f"the runs of the other replicas cannot be read: Redis did not answer ({said})"
+    return ApiProblem(503, detail, headers={"Retry-After": "5"})
+
+
 def _json(record: Kept) -> Record:
     seq, kind, event = record
     assert event is not None
@@ -195,10 +217,18 @@ class RunRegistry:
     """Every run the server knows, by id; finished ones are dropped oldest first past `keep_finished`."""
 
     def __init__(
-        self, *, keep_finished: int = 1000, max_events: int = 10_000, journal: JournalStore | None = None
+        self,
+        *,
+        keep_finished: int = 1000,
+        max_events: int = 10_000,
+        journal: JournalStore | None = None,
+        bus: RunBus | None = None,
     ) -> None:
         self.runs: OrderedDict[str, ServerRun] = OrderedDict()
         self._journal = journal
+        #: Shares runs with the other replicas (watch, list and cancel them from any of them).
+        self.bus = bus
+        self._cancelling: set[asyncio.Task[None]] = set()
         self._finished: deque[str] = deque()
         self.keep_finished = keep_finished
         self.max_events = max_events
@@ -217,7 +247,33 @@ class RunRegistry:
     def _add(self, run: ServerRun) -> ServerRun:
         self.runs[run.id] = run
         run.on_finish = self._forget_old
+        self._share(run)
         return run
+
+    def _share(self, run: ServerRun) -> None:
+        if self.bus is not None and run.bus is None:
+            run.bus = self.bus
+            self.bus.started(run)
+
+    async def open(self) -> None:
+        """Start sharing runs with the other replicas (when there is a bus)."""
+        if self.bus is not None:
+            await self.bus.start(self._cancel_for_another_replica)
+
+    async def aclose(self) -> None:
+        """Stop sharing (after `shutdown`: the runs' ends reach the other replicas first)."""
+        if self.bus is not None:
+            await self.bus.aclose()
+        await asyncio.gather(*self._cancelling, return_exceptions=True)
+
+    async def _cancel_for_another_replica(self, run_id: str) -> None:
+        run = self.runs.get(run_id)
+        if run is None or run.done.is_set():
+            return
+        # In a task: the bus's listener goes on while the run winds down.
+        task = asyncio.ensure_future(run.cancel())
+        self._cancelling.add(task)
+        task.add_done_callback(self._cancelling.discard)
 
     def _forget_old(self, run: ServerRun) -> None:
         self._finished.append(run.id)
@@ -286,8 +342,26 @@ class RunRegistry:
                 status, run.where = "waiting", record.where
         run.finish(status, outputs=outputs)
 
-    async def find(self, run_id: str, workflows: Mapping[str, Workflow]) -> ServerRun:
-        """The run, from memory or, for a durable run of an earlier server, from the journal."""
+    async def find(self, run_id: str, workflows: Mapping[str, Workflow]) -> ServerRun | RemoteRun:
+        """The run, from memory; else from another replica (through the bus); else, for a durable
+        run of an earlier server or a replica that stopped, from the journal."""
+        run = self.runs.get(run_id)
+        if run is not None:
+            return run
+        if self.bus is not None and _looks_like_id(run_id):
+            from .run_bus import RemoteRun
+
+            try:
+                view = await self.bus.view(run_id)
+            except Exception as exc:
+                raise _bus_unreachable(exc) from None
+            # A durable run that waits or was interrupted is taken over through the journal instead.
+            if view is not None and not (view.get("durable") and view["status"] in ("waiting", "interrupted")):
+                return RemoteRun(self.bus, view, await self.bus.first_kept(run_id, view["events"]))
+        return await self.find_local(run_id, workflows)
+
+    async def find_local(self, run_id: str, workflows: Mapping[str, Workflow]) -> ServerRun:
+        """The run from memory or, for a durable run of an earlier server, from the journal."""
         run = self.runs.get(run_id)
         if run is not None:
             return run
@@ -318,12 +392,35 @@ class RunRegistry:
         run = ServerRun(
             new_run_id(), workflow, mode="long_lived", owner=owner, inputs=inputs, max_events=self.max_events
         )
+        self._share(run)  # before it begins: its first events reach the other replicas too
         run.handle = workflow.start(run_id=run.id, sinks=(run.on_event,))
         await run.handle.begin()
         self._add(run)
         if inputs:
             await run.handle.send(**inputs)
         return run
+
+    async def views(
+        self, *, limit: int, status: str | None = None, workflow: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The views of the newest `limit` runs (of `status`, of `workflow`), oldest first: this server's,
+        and with a bus every replica's."""
+
+        def wanted(state: str, name: str) -> bool:
+            return (status is None or state == status) and (workflow is None or name == workflow)
+
+        mine = [run for run in self.runs.values() if wanted(run.state, run.workflow.name)][-limit:]
+        views = {run.id: run.view() for run in mine}
+        if self.bus is not None:
+            try:
+                shared = await self.bus.views(max(limit, 1000))
+            except Exception as exc:
+                raise _bus_unreachable(exc) from None
+            for view in shared:
+                if view["run_id"] not in views and wanted(view["status"], view["workflow"]):
+                    views[view["run_id"]] = view
+        ordered = sorted(views.values(), key=lambda view: view["created"])
+        return ordered[-limit:]
 
     @property
     def active(self) -> list[ServerRun]:

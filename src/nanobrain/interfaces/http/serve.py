@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import NanoBrainError
+from ...infrastructure.security.redaction import mask_url, redact
 from ..signals import STOP_SIGNALS
 
 
@@ -120,6 +121,12 @@ class ServeOptions:
     jwt: Any = None  # JwtSettings
     audit_log: Path | None = None
     log_level: str = "info"
+    #: Redis shared by the replicas: runs (watch, list, cancel from any replica) and rate limits.
+    #: Several URLs, comma-separated, spread that state over several Redis servers.
+    redis: str | None = None
+    registry: str | None = None  # the service registry's URL: register the replica and its A2A agents
+    registry_ttl: float = 15.0
+    advertise_url: str | None = None  # where other processes reach this server (default: from host and port)
 
 
 async def open_app(options: ServeOptions, *, report: Callable[[str], None] = print) -> tuple[Any, list[Any]]:
@@ -151,17 +158,31 @@ async def open_app(options: ServeOptions, *, report: Callable[[str], None] = pri
         auth_configured = active > 0 or options.jwt is not None
         # Before loading any model: a refused bind should not take seconds to say so.
         check_bind(options.host, auth_configured=auth_configured, insecure=options.insecure)
+        redis = await _open_redis(options.redis, closing) if options.redis else None
         if options.chat:
             chat = await ChatApp.open(config=options.chat_config, model=options.model, database_url=options.database)
             closing.append(chat)
             await chat.warm_up()  # a model that cannot be used is an error now, not at the first request
-        limits = RateLimits(options.rate_limit) if options.rate_limit else None
+        limits: Any = None
+        if options.rate_limit and redis is not None:
+            from .shared_limits import RedisRateLimits
+
+            limits = RedisRateLimits(redis, options.rate_limit)  # one budget across the replicas
+        elif options.rate_limit:
+            limits = RateLimits(options.rate_limit)
         auth = Authenticator(keys, jwt=options.jwt, required=auth_configured, rate_limits=limits)
         audit = AuditLog(options.audit_log) if options.audit_log else AuditLog()
         config = ServerConfig(max_body_bytes=options.max_body_bytes, cors_origins=tuple(options.cors_origins))
         journal = SqlJournalStore(database)  # durable runs live beside the keys and the history
         closing.append(journal)
-        app = create_app(workflows=workflows, chat=chat, auth=auth, config=config, audit=audit, journal=journal)
+        bus = None
+        if redis is not None:
+            from .run_bus import RunBus
+
+            bus = RunBus(redis, max_events=config.max_events_per_run)
+        app = create_app(
+            workflows=workflows, chat=chat, auth=auth, config=config, audit=audit, journal=journal, run_bus=bus
+        )
     except BaseException:
         for resource in reversed(closing):
             await resource.aclose()
@@ -173,19 +194,51 @@ async def open_app(options: ServeOptions, *, report: Callable[[str], None] = pri
     if options.jwt is not None:
         how.append("JWT")
     served = ", ".join(app.state.nanobrain.workflows) or "nothing"
+    shared = ""
+    if options.redis:
+        shared = "; runs and rate limits shared through Redis at " + ", ".join(
+            mask_url(url.strip()) for url in options.redis.split(",") if url.strip()
+        )
     report(f"serving {served} on http://{options.host}:{options.port} "
-           f"(auth: {' and '.join(how) if how else 'off - no API keys; create one with `nanobrain keys create`'})")
+           f"(auth: {' and '.join(how) if how else 'off - no API keys; create one with `nanobrain keys create`'})"
+           f"{shared}")
     return app, closing
+
+
+async def _open_redis(urls: str, closing: list[Any]) -> Any:
+    """The Redis nodes of `urls` (comma-separated), each having answered a PING (else a clear error naming
+    the URL, its password masked)."""
+    from ...infrastructure.data.kv import StoreError
+    from .redis_nodes import RedisNodes
+
+    nodes = RedisNodes.from_urls(urls)
+    closing.append(nodes)
+    listed = [u.strip() for u in urls.split(",") if u.strip()]
+    for url, client in zip(listed, nodes.clients, strict=True):
+        try:
+            await client.ping()
+        except Exception as exc:
+            said = redact(str(exc)) or type(exc).__name__
+            raise StoreError(
+                f"cannot reach Redis at {mask_url(url)} (--redis / NANOBRAIN_REDIS_URL): {said}"
+            ) from None
+    return nodes
 
 
 def run_serve(options: ServeOptions, *, report: Callable[[str], None] = print) -> None:
     """Serve until a signal asks to stop; then close everything and return."""
 
+    from .announce import registered
+
     async def main() -> None:
         app, closing = await open_app(options, report=report)
         try:
             server = make_server(app, options.host, options.port, log_level=options.log_level)
-            await server.serve()
+            async with registered(
+                server, app.state.nanobrain.workflows, url=options.registry, host=options.host, port=options.port,
+                ttl=options.registry_ttl, advertise=options.advertise_url, report=report,
+            ):  # fmt: skip
+                await server.serve()
             if server.started is False and not server.should_exit:
                 raise NanoBrainError(f"could not listen on {options.host}:{options.port} (see the log above)")
         finally:

@@ -19,20 +19,27 @@ from ...core.context import current_context
 from ...core.data_units import DataUnit
 from ...core.steps import Step
 from ...llm.tools import Tool
-from ..errors import ProtocolError, require
+from ...optional import require
+from ..errors import ProtocolError
 
 if TYPE_CHECKING:
     from a2a.types import AgentCard
 
     from ...infrastructure.parallel.breaker import CircuitBreaker
+    from ...infrastructure.services.registry import ServiceRegistry
 
 
 class RemoteAgent:
-    """One remote A2A agent: `await agent.send("hi")` or `await agent.send({"x": 1})`."""
+    """One remote A2A agent: `await agent.send("hi")` or `await agent.send({"x": 1})`.
+
+    The agent is at `url`, or is the A2A agent registered as `service` in a service registry
+    (`registry`: a `ServiceRegistry` or its URL): its URL is looked up when the agent first
+    connects, and again after a failed call, so a replica that went away is replaced by a live one.
+    """
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
         token: str | None = None,
         timeout: float = 120.0,
@@ -40,10 +47,23 @@ class RemoteAgent:
         skill: str | None = None,
         name: str | None = None,
         breaker: CircuitBreaker | None = None,
+        service: str | None = None,
+        registry: ServiceRegistry | str | None = None,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
+        if (url is None) == (service is None):
+            raise ValueError("give an A2A agent exactly one of a url or the name of a registered service")
+        if service is not None and registry is None:
+            raise ValueError(
+                f"the A2A agent registered as {service!r} needs a service registry: "
+                "set NANOBRAIN_REGISTRY_URL (or give `registry:`)"
+            )
+        if url is not None and not url.startswith(("http://", "https://")):
             raise ValueError(f"A2A agent url must start with http:// or https://, got {url!r}")
-        self.url = url.rstrip("/")
+        self.service = service
+        self.registry = registry
+        self._owned_registry: ServiceRegistry | None = None
+        #: Where the agent is: its URL, or `service:NAME` until a registered service is looked up.
+        self.url = url.rstrip("/") if url is not None else f"service:{service}"
         self.token = token
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -56,7 +76,7 @@ class RemoteAgent:
         self._lock: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
-        return f"RemoteAgent({self.url!r})"
+        return f"RemoteAgent({self.url!r})" if self.service is None else f"RemoteAgent(service={self.service!r})"
 
     async def card(self) -> AgentCard:
         """The agent's card, fetched and checked once."""
@@ -71,12 +91,47 @@ class RemoteAgent:
         return await self._send(content)
 
     async def aclose(self) -> None:
+        await self._disconnect()
+        owned, self._owned_registry = self._owned_registry, None
+        if owned is not None:
+            await owned.aclose()
+
+    async def _disconnect(self) -> None:
         client, http = self._client, self._http
         self._client = self._http = self._card = None
         if client is not None:
             await client.close()
         if http is not None:
             await http.aclose()
+
+    async def _locate(self) -> None:
+        """Look the registered service up: a live one, chosen at random among its replicas."""
+        import random
+
+        from ...infrastructure.services.registry import A2A_AGENT, open_registry
+
+        registry = self.registry
+        if isinstance(registry, str):
+            if self._owned_registry is None:
+                self._owned_registry = open_registry(registry)
+            registry = self._owned_registry
+        assert registry is not None and self.service is not None
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                found = await registry.discover(A2A_AGENT, self.service)
+                live = [] if found else sorted({r.name for r in await registry.discover(A2A_AGENT)})
+        except Exception as exc:
+            raise ProtocolError(
+                f"A2A agent {self.service!r}: the service registry at {registry.url} failed: {_reason(exc)}",
+                retryable=True,
+            ) from exc
+        if not found:
+            raise ProtocolError(
+                f"no live A2A agent is registered as {self.service!r} in the service registry at {registry.url} "
+                f"(registered: {', '.join(live) or 'none'})",
+                retryable=True,
+            )
+        self.url = random.choice(found).url.rstrip("/")
 
     # -- Toolset: the agent as one tool of a local agent ---------------------------------------
     async def tools(self) -> list[Tool]:
@@ -103,7 +158,9 @@ class RemoteAgent:
         async with self._lock:
             if self._client is not None:
                 return
-            require("a2a", "a2a")
+            require("a2a", extra="a2a", purpose="an A2A client")
+            if self.service is not None:
+                await self._locate()
             import httpx
             from a2a.client import ClientConfig
             from a2a.client.card_resolver import A2ACardResolver
@@ -138,6 +195,14 @@ class RemoteAgent:
 
     async def _send(self, content: str | Mapping[str, Any]) -> Any:
         await self._connect()
+        try:
+            return await self._call(content)
+        except ProtocolError:
+            if self.service is not None:
+                await self._disconnect()  # the next call looks the service up again
+            raise
+
+    async def _call(self, content: str | Mapping[str, Any]) -> Any:
         from a2a.helpers.proto_helpers import new_data_part
         from a2a.types import CancelTaskRequest, Message, Part, Role, SendMessageRequest
 
@@ -282,19 +347,25 @@ class A2AAgentStep(Step):
     def __init__(
         self,
         name: str,
-        url: str,
+        url: str | None = None,
         *,
         inputs: Mapping[str, Any] | None = None,
         token: str | None = None,
         call_timeout: float = 120.0,
         skill: str | None = None,
         breaker: CircuitBreaker | None = None,
+        service: str | None = None,
+        registry: ServiceRegistry | str | None = None,
         **options: Any,
     ) -> None:
         units = {n: DataUnit(n, t) for n, t in (inputs or {"message": str}).items()}
         super().__init__(name, inputs=units, outputs={"reply": None}, **options)
-        self.remote = RemoteAgent(url, token=token, timeout=call_timeout, skill=skill, name=name, breaker=breaker)
-        self.description = self.description or f"The A2A agent at {url}"
+        self.remote = RemoteAgent(
+            url, token=token, timeout=call_timeout, skill=skill, name=name, breaker=breaker,
+            service=service, registry=registry,
+        )  # fmt: skip
+        where = f"at {url}" if url is not None else f"registered as {service!r}"
+        self.description = self.description or f"The A2A agent {where}"
 
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any]:
         content: str | dict[str, Any]

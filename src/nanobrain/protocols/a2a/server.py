@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import require
+from ...optional import require
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -40,7 +40,7 @@ def a2a_routes(
     keeps the runs (durable journal; memory by default), `task_store` the A2A tasks (an a2a-sdk
     `TaskStore`; memory by default): give persistent ones for tasks that survive a restart.
     """
-    require("a2a", "a2a")
+    require("a2a", extra="a2a", purpose="an A2A server")
     from a2a.server.request_handlers import DefaultRequestHandler
     from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
     from a2a.server.tasks import InMemoryTaskStore

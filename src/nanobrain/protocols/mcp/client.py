@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...llm.tools import Tool, ToolResult, to_text
-from ..errors import ProtocolError, require
+from ...optional import require
+from ..errors import ProtocolError
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -127,7 +128,7 @@ class MCPToolset:
         return self._client
 
     async def _open(self) -> None:
-        require("mcp", "mcp")
+        require("mcp", extra="mcp", purpose="an MCP client")
         ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
         self._closing = asyncio.Event()
         self._owner = asyncio.create_task(self._hold(ready, self._closing), name=f"mcp:{self.name}")

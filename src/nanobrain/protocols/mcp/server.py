@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ...core.events import StepFinished
 from ...core.steps import Step
 from ...llm.tools import Tool, to_text
-from ..errors import require
+from ...optional import require
 
 if TYPE_CHECKING:
     from mcp.server.lowlevel import Server
@@ -42,7 +42,7 @@ def mcp_server(
     instructions: str | None = None,
 ) -> Server[Any]:
     """An MCP server (the SDK's low-level `Server`) whose tools are the given workflows, steps and tools."""
-    require("mcp", "mcp")
+    require("mcp", extra="mcp", purpose="an MCP server")
     import mcp_types as types
     from mcp.server.lowlevel import Server
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from ..auth import needs, protected_router
 from ..disconnect import ClientDisconnected, unless_disconnected
 from ..problems import FAILURES, PROBLEM_JSON, ApiProblem
+from ..run_bus import RemoteRun
 from ..runs import HEARTBEAT, ServerRun, encode
 from ..sse import COMMENT_HEARTBEAT, EventStreamResponse, frame
 
@@ -41,8 +42,13 @@ async def wait_for(request: Request, run: ServerRun) -> None:
         raise
 
 
-def event_frames(state: Any, run: ServerRun, *, after: int, cancel_on_close: bool) -> EventStreamResponse:
-    """The run's events as SSE: `id` is the event number, `event` its type; `end` closes the stream."""
+def event_frames(
+    state: Any, run: ServerRun | RemoteRun, *, after: int, cancel_on_close: bool
+) -> EventStreamResponse:
+    """The run's events as SSE: `id` is the event number, `event` its type; `end` closes the stream.
+
+    A run of another replica streams from Redis, with the same numbers.
+    """
     heartbeat = state.config.heartbeat_seconds
 
     async def frames() -> AsyncIterator[bytes]:
@@ -53,9 +59,10 @@ def event_frames(state: Any, run: ServerRun, *, after: int, cancel_on_close: boo
                     yield COMMENT_HEARTBEAT
                 else:
                     yield frame(data, event=kind, id=seq)
-            yield frame(encode(run.view()), event="end")
+            view = await run.refresh() if isinstance(run, RemoteRun) else run.view()
+            yield frame(encode(view), event="end")
         finally:
-            if cancel_on_close and not run.done.is_set():
+            if cancel_on_close and isinstance(run, ServerRun) and not run.done.is_set():
                 await run.cancel()  # the client went away from a run it was the only reader of
 
     return EventStreamResponse(frames(), headers={"X-Run-Id": run.id})
@@ -71,12 +78,7 @@ async def list_runs(
     workflow: Annotated[str | None, Query(max_length=200, description="Only runs of this workflow")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    runs = [
-        run
-        for run in _state(request).runs.runs.values()
-        if (status is None or run.state == status) and (workflow is None or run.workflow.name == workflow)
-    ]
-    return {"runs": [run.view() for run in runs[-limit:]]}
+    return {"runs": await _state(request).runs.views(limit=limit, status=status, workflow=workflow)}
 
 
 @router.get("/v1/runs/{run_id}", summary="A run's state and, once finished, its result", **needs("read"))
@@ -129,7 +131,12 @@ async def send_input(request: Request, run_id: RunId, body: InputRequest) -> dic
     from .workflow_routes import check_inputs
 
     state = _state(request)
-    run = await state.runs.find(run_id, state.workflows)
+    found = await state.runs.find(run_id, state.workflows)
+    if isinstance(found, RemoteRun):
+        owner = found.view().get("replica", "another replica")
+        why = f"run {run_id!r} is {found.state} on replica {owner}: send it input there"
+        raise ApiProblem.field(409, "run_id", why)
+    run = found
     inputs = check_inputs(run.workflow, body.inputs, partial=True)
     for index, name in enumerate(body.fire):
         if name not in run.workflow.steps:
@@ -164,7 +171,7 @@ async def send_input(request: Request, run_id: RunId, body: InputRequest) -> dic
 @router.post("/v1/runs/{run_id}/cancel", summary="Cancel a run (a finished run stays as it was)", **needs("run"))
 async def cancel_run(request: Request, run_id: RunId) -> dict[str, Any]:
     state = _state(request)
-    run = state.runs.get(run_id)
+    run = await state.runs.find(run_id, state.workflows)
     state.audit.record(request.state.principal, "cancel", f"run:{run_id}")
-    await run.cancel()
+    await run.cancel()  # a run of another replica: asked through Redis, answered once it ended
     return run.view()

@@ -1,8 +1,9 @@
-"""Simulated processors and fault injection, for tests and benchmarks.
+"""Test doubles for code built on NanoBrain: a scripted model, simulated processors, faults.
 
-`FaultyStep` wraps any step and makes a fraction of its calls fail, slow down or hang. Which
-calls is decided by a random generator seeded with `seed`, so a run is reproducible: the n-th
-call of a given `FaultyStep` always meets the same fate.
+`ScriptedModel` stands in for a language model. `SimulatedProcessor` is a step that answers
+after a delay on a clock. `FaultyStep` wraps any step and makes a fraction of its calls fail,
+slow down or hang. Which calls is decided by a random generator seeded with `seed`, so a run is
+reproducible: the n-th call of a given `FaultyStep` always meets the same fate.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ...core.clock import Clock, RealClock
-from ...core.errors import NanoBrainError
-from ...core.steps import Step
-from .wrappers import StepWrapper
+from .core.clock import Clock, RealClock
+from .core.errors import NanoBrainError
+from .core.steps import Step
+from .llm.scripted import ScriptedModel
 
 
 class InjectedFault(NanoBrainError):
@@ -24,9 +25,13 @@ class InjectedFault(NanoBrainError):
     retryable = True
 
 
-class FaultyStep(StepWrapper):
+class FaultyStep(Step):
     """`step`, with faults: each call hangs (`hang_rate`), fails (`fail_rate`), is slowed by
-    `slow_by` seconds (`slow_rate`), or runs normally. The rates may be changed at any time."""
+    `slow_by` seconds (`slow_rate`), or runs normally. The rates may be changed at any time.
+
+    It stands for `step`: same name (unless `name` is given), inputs, outputs and concurrency.
+    Other `options` (a `breaker`, a `retry` policy, ...) are the step options of `Step`.
+    """
 
     def __init__(
         self,
@@ -40,8 +45,12 @@ class FaultyStep(StepWrapper):
         seed: int = 0,
         clock: Clock | None = None,
         name: str | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(step, name=name)
+        options.setdefault("concurrency", step.concurrency)
+        options.setdefault("description", step.description)
+        super().__init__(name or step.name, inputs=step.inputs, outputs=step.outputs, **options)
+        self.step = step
         self.fail_rate = fail_rate
         self.slow_rate = slow_rate
         self.slow_by = slow_by
@@ -103,3 +112,6 @@ class SimulatedProcessor(Step):
         if self.respond is not None:
             return {"response": self.respond(self.name, request)}
         return {"response": {"processor": self.name, "request": request}}
+
+
+__all__ = ["FaultyStep", "InjectedFault", "ScriptedModel", "SimulatedProcessor"]
