@@ -39,7 +39,7 @@ from nanobrain.workflows.chat import DEFAULT_CONFIG, ChatApp
 
 NANOBRAIN = Path(sys.executable).with_name("nanobrain")
 MESSAGE = "Name three colours of the rainbow."
-SYSTEM = "You are NanoBrain, a helpful and concise assistant."
+SYSTEM = "You are NanoBrain, a helpful assistant. Keep answers short: one or two sentences unless asked for more."
 MAX_TOKENS = 48
 
 RAW = f"""
@@ -52,7 +52,7 @@ llm = Llama(str(path), n_ctx=4096, n_threads=max(1, (__import__("os").cpu_count(
 first = None
 for chunk in llm.create_chat_completion(
     [{{"role": "system", "content": {SYSTEM!r}}}, {{"role": "user", "content": {MESSAGE!r}}}],
-    max_tokens={MAX_TOKENS}, temperature=0.2, repeat_penalty=1.1, seed=0, stream=True,
+    max_tokens={MAX_TOKENS}, temperature=0, repeat_penalty=1.1, seed=0, stream=True,
 ):
     if first is None and chunk["choices"][0]["delta"].get("content"):
         first = time.time()

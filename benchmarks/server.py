@@ -206,7 +206,7 @@ def interleaved(
 
 # -- streaming with the local model ---------------------------------------------------------------------
 MESSAGE = "Name three colours of the rainbow."
-SYSTEM = "You are NanoBrain, a helpful and concise assistant."
+SYSTEM = "You are NanoBrain, a helpful assistant. Keep answers short: one or two sentences unless asked for more."
 MAX_TOKENS = 48
 
 
@@ -288,7 +288,7 @@ def streaming(model: Path, home: Path, rounds: int) -> tuple[list[tuple[float, f
     ours_body = {"model": "chat", "messages": [{"role": "user", "content": MESSAGE}], "stream": True}
     theirs_body = {
         "model": "x", "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": MESSAGE}],
-        "stream": True, "max_tokens": MAX_TOKENS, "temperature": 0.2, "repeat_penalty": 1.1, "seed": 0,
+        "stream": True, "max_tokens": MAX_TOKENS, "temperature": 0, "repeat_penalty": 1.1, "seed": 0,
     }  # fmt: skip
     ours_server = Process(nanobrain_cmd, ours_port, "/ready", env, home / "nanobrain-serve.log")
     theirs_server = Process(llama_cmd, theirs_port, "/v1/models", env, home / "llama-cpp-server.log")

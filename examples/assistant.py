@@ -1,7 +1,8 @@
 """An agent with two tools. The model comes from NANOBRAIN_MODEL (default: the bundled local model).
 
-`assistant.yaml` declares the same workflow. With a capable model the agent calls the tools over
-several rounds; the tests drive it with the scripted model.
+`assistant.yaml` declares the same workflow. The agent must call a tool before it answers
+(`tool_choice="required"`): the bundled 135M model cannot tell by itself when a tool would help.
+With a capable model it calls the tools over several rounds; the tests drive it with the scripted model.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ SYSTEM = "You are a concise assistant. Use the tools when they help; answer in o
 
 
 def build(model: object = None) -> nb.Workflow:
-    agent = Agent("assistant", model=model, system=SYSTEM, tools=[convert_temperature, word_count], max_rounds=4,
-                  max_tokens=128)
+    agent = Agent("assistant", model=model, system=SYSTEM, tools=[convert_temperature, word_count],
+                  tool_choice="required", max_rounds=4, max_tokens=128)
     return nb.Workflow.sequence(agent, name="assistant")
 
 

@@ -723,3 +723,26 @@ async def test_an_agent_with_an_output_type_gets_a_validated_model(server: Repla
     assert body["tool_choice"] == {"type": "tool", "name": "final_answer"}
     assert body["tools"][0]["input_schema"] == City.model_json_schema()
     assert "Answer with JSON matching this schema" in body["system"]
+
+
+async def test_the_health_probe_lists_one_model_and_fails_on_a_bad_key_or_a_dead_endpoint(
+    server: ReplayServer, claude: AnthropicProvider
+) -> None:
+    models = {"data": [{"type": "model", "id": MODEL, "display_name": "Claude", "created_at": "2026-01-01T00:00:00Z"}],
+              "has_more": False, "first_id": MODEL, "last_id": MODEL}  # fmt: skip
+    server.replies.append(Response.of_json(200, models))
+    assert await claude.health_check() is True
+    request = server.requests[-1]
+    assert (request.method, request.path) == ("GET", "/v1/models?limit=1")
+    server.replies.append(Response.of_json(401, {"type": "error", "error": {"type": "authentication_error"}}))
+    with pytest.raises(AuthError):
+        await claude.health_check()
+    # A server that answers, but not this route, is alive: requests may still work.
+    server.replies.append(Response.of_json(404, {"type": "error", "error": {"type": "not_found_error"}}))
+    assert await claude.health_check() is True
+    dead = AnthropicProvider(MODEL, api_key="test-key", base_url=f"http://127.0.0.1:{free_port()}", timeout=5)
+    try:
+        with pytest.raises(Unreachable, match="cannot reach"):
+            await dead.health_check()
+    finally:
+        await dead.aclose()

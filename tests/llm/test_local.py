@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from tests.conftest import require
 
 import nanobrain as nb
-from nanobrain.agents.agent import Agent
+from nanobrain.agents.agent import Agent, written_tool_calls
 from nanobrain.llm import (
     BadRequest,
     ChatRequest,
@@ -158,7 +158,31 @@ def test_tool_results_become_user_text_and_calls_become_json() -> None:
         {"tool": "get_weather", "arguments": {"city": "Paris"}},
         {"tool": "add", "arguments": {"a": 2, "b": 3}},
     ]
-    assert messages[3]["content"] == "Tool result for get_weather: Sunny\n\nTool add failed: boom"
+    # Each result beside the call that made it, then the question again (a small model forgets it).
+    assert messages[3]["content"] == (
+        'The result of get_weather with {"city": "Paris"} is Sunny\n\n'
+        'Tool add with {"a": 2, "b": 3} failed: boom\n\n'
+        "Answer my question with this result: Weather in Paris and 2+3?"
+    )
+
+
+async def test_the_health_probe_checks_the_model_file_without_loading_it(tmp_path: Path) -> None:
+    require(_installed("llama_cpp"), INSTALL_LLAMA)
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF" + b"\0" * 16)
+    provider = LocalProvider(path)
+    assert await provider.health_check() is True and not provider.loaded
+    path.unlink()
+    with pytest.raises(ModelNotConfigured, match="does not exist"):
+        await provider.health_check()
+
+
+def test_a_round_without_tools_after_tool_calls_is_constrained_to_an_answer() -> None:
+    plan = local._plan(ask("hi", tools=(add.spec,), tool_choice="none"))
+    assert plan.schema is not None and plan.schema["required"] == ["answer"]
+    assert "Tools cannot be called now" in plan.instructions and "add" not in plan.instructions
+    message = local._parse_constrained('{"answer": "Paris"}', plan, "stop", None)
+    assert (message.content, message.tool_calls) == ("Paris", ())
 
 
 def test_tool_schemas_with_definitions_can_be_nested() -> None:
@@ -208,6 +232,10 @@ async def test_output_while_loading_is_not_swallowed(model: LocalProvider, capfd
     out = capfd.readouterr().out
     assert printed > 1
     assert all(f"tick {i}\n" in out for i in range(printed))
+
+
+async def test_a_loaded_model_is_healthy(model: LocalProvider) -> None:
+    assert model.loaded and await model.health_check() is True
 
 
 async def test_complete_returns_text_and_usage(model: LocalProvider) -> None:
@@ -383,6 +411,26 @@ async def test_agent_in_a_workflow_answers_and_streams_tokens(model: LocalProvid
     assert len(tokens) >= 3
     assert finished and "".join(t.text for t in tokens) == finished[0].outputs["reply"]
     assert finished[0].usage.get("completion_tokens", 0) > 0
+
+
+async def test_an_agent_on_the_bundled_model_never_answers_with_a_written_tool_call(model: LocalProvider) -> None:
+    # The bundled model calls a tool for a greeting and, left to itself, then writes the same call as
+    # its "answer" ({"tool": "get_weather", ...}); the agent's answer must be words.
+    agent = Agent("assistant", model=model, tools=[get_weather, add], max_rounds=3, max_tokens=96)
+    for question in ("Hello, who are you?", "What is the weather in Paris?"):
+        result = await agent.run_turn(question)
+        assert isinstance(result.value, str) and result.value.strip(), question
+        assert written_tool_calls(result.value) == (), result.value
+        assert '"tool"' not in result.value and '"arguments"' not in result.value, result.value
+
+
+async def test_a_required_tool_call_on_the_bundled_model_is_made_and_answered(model: LocalProvider) -> None:
+    agent = Agent("weather", model=model, tools=[get_weather], tool_choice="required", max_rounds=3, max_tokens=96)
+    result = await agent.run_turn("What is the weather in Paris?")
+    calls = [c.name for m in result.messages for c in m.tool_calls]
+    assert calls and set(calls) == {"get_weather"}
+    assert result.messages[-1].role == "assistant" and not result.messages[-1].tool_calls
+    assert written_tool_calls(result.value) == () and result.value.strip()
 
 
 async def test_agent_with_structured_output(model: LocalProvider) -> None:

@@ -82,9 +82,8 @@ async def test_tool_calls_and_results_are_persisted(tmp_path: Path) -> None:
 
     config.write_text(
         DEFAULT_CONFIG.read_text().replace(
-            "      system: You are NanoBrain, a helpful and concise assistant.",
-            "      system: You are NanoBrain, a helpful and concise assistant.\n"
-            "      tools: [examples.assistant:word_count]",
+            "      temperature: 0\n",
+            "      temperature: 0\n      tools: [examples.assistant:word_count]\n",
         )
     )
     model = ScriptedModel([call("word_count", text="one two three"), "Three words."])
@@ -108,7 +107,7 @@ async def test_routing_rules_choose_the_agent(app: ChatApp, model: ScriptedModel
     await app.send(session, "look at ```x = 1```")
     systems = [r.messages[0].content for r in model.requests]
     assert "programming assistant" in systems[0]
-    assert "helpful and concise" in systems[1]
+    assert "You are NanoBrain, a helpful assistant." in systems[1]
     assert "programming assistant" in systems[2]
     stored = await history_of(app, session)
     agents = [m.metadata.get("agent") for m in stored if m.message.role == "assistant"]

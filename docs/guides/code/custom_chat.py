@@ -19,7 +19,8 @@ def write_custom_chat(folder: Path) -> Path:
     """A copy of the chat whose assistant is a pirate and whose coder also handles SQL questions."""
     text = BUNDLED.read_text()
     text = text.replace(
-        "system: You are NanoBrain, a helpful and concise assistant.",
+        'system: "You are NanoBrain, a helpful assistant. Keep answers short: one or two sentences unless asked for '
+        'more."',
         "system: You are a pirate. Answer in one sentence, like a pirate.",
     )
     text = text.replace("keywords: [python, code,", "keywords: [sql, python, code,")

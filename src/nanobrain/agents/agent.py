@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import os
 import string
@@ -71,6 +72,13 @@ class Agent(Step):
     The output `reply` is the answer's text, or an instance of `output_type` when one is given
     (the answer must validate against it; an invalid answer is sent back for correction at most
     `max_reasks` times).
+
+    `tool_choice` is "auto" (the model decides), "required" (it must call a tool before it
+    answers), "none" (no tool calls) or a tool's name (it must call that tool first). A required
+    call is asked for until one is made; later rounds are "auto". A round that only repeats calls
+    already made in the turn is dropped, and the next round asks for the answer without tools. An
+    answer that is a tool call written as text (`{"tool": ..., "arguments": ...}`, as small models
+    produce) is run as the call it is, or, in a round without tools, asked again in plain words.
     """
 
     def __init__(
@@ -87,6 +95,7 @@ class Agent(Step):
         memory: ConversationMemory | bool = True,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        tool_choice: str = "auto",
         **options: Any,
     ) -> None:
         fields = _template_fields(prompt, name)
@@ -115,7 +124,25 @@ class Agent(Step):
         self.memory = ConversationMemory() if memory is True else (memory or None)
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.tool_choice = tool_choice
+        if tool_choice not in ("auto", "none") and max_rounds < 2:
+            raise ValueError(
+                f"agent {name!r}: tool_choice {tool_choice!r} needs max_rounds of at least 2 "
+                "(one round to call the tool, one to answer)"
+            )
+        problem = None if self.toolsets else self._tool_choice_problem()
+        if problem is not None:
+            raise ValueError(problem)
         self.description = self.description or f"Agent {name}"
+
+    def _tool_choice_problem(self) -> str | None:
+        """Why `tool_choice` cannot be met with the agent's tools, or None."""
+        choice = self.tool_choice
+        if choice in ("auto", "none") or (choice == "required" and self.tools) or choice in self.tools:
+            return None
+        wanted = "a tool call" if choice == "required" else f"the tool {choice!r}"
+        known = ", ".join(self.tools) or "none"
+        return f"agent {self.name!r}: tool_choice requires {wanted}, but its tools are: {known}"
 
     def _add_tool(self, tool: Tool) -> None:
         if tool.name in self.tools:
@@ -192,6 +219,10 @@ class Agent(Step):
         for toolset in self.toolsets:
             await toolset.aclose()
 
+    async def health_check(self) -> bool:
+        """The model's cheap probe (no generation): True, or an error saying why it cannot answer."""
+        return await self.model.health_check()
+
     async def process(self, inputs: dict[str, Any]) -> Mapping[str, Any]:
         reply = await self.ask(**inputs)
         return {"reply": reply}
@@ -212,19 +243,30 @@ class Agent(Step):
         results, the final answer), with the usage of all model calls, for whoever persists it.
         """
         await self.open_toolsets()
+        problem = self._tool_choice_problem()
+        if problem is not None:
+            raise AgentError(problem)
         messages: list[Message] = [Message.system(self._system_prompt())] if self._system_prompt() else []
         messages += history
         turn = [Message.user(text)]
+        #: A request to answer in words, sent with the next call only (not part of the conversation).
+        nudge: list[Message] = []
         context = current_context()
         usage = Usage()
         model_name = ""
         reasks = 0
-        for round_ in range(self.max_rounds):
+        called = False
+        #: The calls made in this turn: the same call again brings nothing new, so the model answers.
+        made: set[str] = set()
+        answer_now = False
+        limit = self.max_rounds
+        round_ = 0
+        while round_ < limit:
             # The last round asks for an answer without tools, so that a model that keeps calling
             # tools still gets to answer (it may still refuse; then the round limit is an error).
-            final = round_ == self.max_rounds - 1 and round_ > 0
-            choice = "none" if final else "auto"
-            sent = messages + turn
+            final = round_ == limit - 1 and round_ > 0
+            choice = self._round_choice(called=called, final=final or answer_now)
+            sent = messages + turn + nudge
             if context is not None:
                 # Journaled in a durable run: a resumed firing does not pay for this call again.
                 completion = await context.recorded(
@@ -233,13 +275,39 @@ class Agent(Step):
                 )
             else:
                 completion = await self._complete(sent, None, tool_choice=choice)
+            round_ += 1
+            nudge = []
             usage = usage + completion.usage
             model_name = completion.model or model_name
             message = completion.message
-            turn.append(message)
+            written = written_tool_calls(message.content) if self.tools and not message.tool_calls else ()
+            if written and choice == "none":
+                # Tools were not on offer: ask for the answer in words (one more round for it).
+                if reasks >= self.max_reasks:
+                    raise AgentError(
+                        f"agent {self.name!r}: the model kept answering with a tool call written as text "
+                        f"({shorten(message.content)}) where tools were not available"
+                    )
+                reasks += 1
+                limit += 1
+                nudge = [Message.user(WORDS_PLEASE)]
+                continue
+            if written:
+                # A tool call written as text is still the call the model meant.
+                message = Message.assistant("", written)
             if message.tool_calls:
+                keys = [f"{c.name}:{json.dumps(c.arguments, sort_keys=True)}" for c in message.tool_calls]
+                if made.issuperset(keys):
+                    # Only calls it already made (small models loop like this): their results are
+                    # in the conversation, so the next round asks for the answer without tools.
+                    answer_now = True
+                    continue
+                made.update(keys)
+                called = True
+                turn.append(message)
                 turn.extend(await self._run_tools(message.tool_calls, context))
                 continue
+            turn.append(message)
             if self.output_type is None:
                 return AgentTurn(message.content, tuple(turn), usage, model_name or self.model.label)
             try:
@@ -255,6 +323,14 @@ class Agent(Step):
                 continue
             return AgentTurn(value, tuple(turn), usage, model_name or self.model.label)
         raise AgentError(f"agent {self.name!r} did not finish within {self.max_rounds} model round(s)")
+
+    def _round_choice(self, *, called: bool, final: bool) -> str:
+        """The tool choice of one round: the agent's until a required call was made, then auto."""
+        if final or self.tool_choice == "none":
+            return "none"
+        if self.tool_choice == "auto" or called:
+            return "auto"
+        return self.tool_choice
 
     def _system_prompt(self) -> str:
         if self.output_type is None:
@@ -359,6 +435,69 @@ def _template_fields(prompt: str, agent: str) -> list[str]:
     if "session" in fields:
         raise ValueError(f"agent {agent!r}: 'session' is reserved and cannot be a prompt field")
     return fields
+
+
+WORDS_PLEASE = (
+    "Do not call a tool now. Answer my question in plain words, using the tool results above if there are any."
+)
+
+#: The keys a tool call written as text may have: `{"tool"|"name": ..., "arguments"|"parameters": {...}}`.
+_NAME_KEYS = ("tool", "name")
+_ARGUMENT_KEYS = ("arguments", "parameters")
+
+
+def written_tool_calls(text: str) -> tuple[ToolCall, ...]:
+    """The tool calls in an answer that is nothing but tool calls written as JSON, else ().
+
+    Small models sometimes write `{"tool": "convert_temperature", "arguments": {...}}` (or the
+    `name`/`parameters` form, or several such objects, or one in a code fence) as their answer.
+    """
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.strip("`").strip()
+        body = body.removeprefix("json").strip()
+    if not body.startswith(("{", "[")):
+        return ()
+    decoder = json.JSONDecoder()
+    found: list[Any] = []
+    position = 0
+    try:
+        while position < len(body):
+            value, position = decoder.raw_decode(body, position)
+            found.extend(value if isinstance(value, list) else [value])
+            while position < len(body) and body[position] in " \t\r\n,":
+                position += 1
+    except json.JSONDecodeError:
+        return ()
+    calls = []
+    for value in found:
+        call = _written_call(value)
+        if call is None:
+            return ()
+        calls.append(call)
+    return tuple(calls)
+
+
+def _written_call(value: Any) -> ToolCall | None:
+    if not isinstance(value, dict) or not value or not set(value) <= {*_NAME_KEYS, *_ARGUMENT_KEYS}:
+        return None
+    names = [value[k] for k in _NAME_KEYS if k in value]
+    arguments = [value[k] for k in _ARGUMENT_KEYS if k in value]
+    if len(names) != 1 or not isinstance(names[0], str) or len(arguments) > 1:
+        return None
+    if arguments and not isinstance(arguments[0], dict):
+        return None
+    if "name" in value and not arguments:
+        return None  # `{"name": "Paris"}` is an answer, not a call
+    return ToolCall(f"call_{next(_written_ids)}", names[0], arguments[0] if arguments else {})
+
+
+_written_ids = itertools.count(1)
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _json_part(text: str) -> str:

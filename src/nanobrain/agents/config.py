@@ -36,6 +36,10 @@ class AgentStepConfig(StepConfig):
     memory: bool = True
     temperature: float | None = Field(None, ge=0)
     max_tokens: int | None = Field(None, ge=1)
+    tool_choice: str = Field(
+        "auto",
+        description="auto (the model decides), required (call a tool before answering), none, or a tool's name",
+    )
 
 
 def build_agent(config: AgentStepConfig, build: StepBuild) -> Step | None:
@@ -80,20 +84,27 @@ def build_agent(config: AgentStepConfig, build: StepBuild) -> Step | None:
             return None
     else:
         model = None
-    return Agent(
-        build.name,
-        model=model,
-        system=config.system,
-        prompt=config.prompt,
-        tools=tools,
-        max_rounds=config.max_rounds,
-        output_type=output_type,
-        max_reasks=config.max_reasks,
-        memory=config.memory,
-        temperature=config.temperature,
-        max_tokens=config.max_tokens,
-        **build.options(config),
-    )
+    try:
+        return Agent(
+            build.name,
+            model=model,
+            system=config.system,
+            prompt=config.prompt,
+            tools=tools,
+            max_rounds=config.max_rounds,
+            output_type=output_type,
+            max_reasks=config.max_reasks,
+            memory=config.memory,
+            temperature=config.temperature,
+            max_tokens=config.max_tokens,
+            tool_choice=config.tool_choice,
+            **build.options(config),
+        )
+    except ValueError as exc:
+        if "tool_choice" not in str(exc):
+            raise
+        build.problem("tool_choice", str(exc))
+        return None
 
 
 register_step_kind("agent", AgentStepConfig, build_agent)

@@ -334,6 +334,12 @@ class LocalProvider(Provider):
         if self._shared.llama is None:
             await asyncio.to_thread(self._shared.ensure_loaded)
 
+    async def health_check(self) -> bool:
+        """True when the model is loaded, or its file is still there to load; else why not."""
+        if not self.loaded:
+            _check_model_file(self.model_path)
+        return True
+
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
         plan = _plan(request)
         kwargs = self._sampling(request, constrained=plan.schema is not None)

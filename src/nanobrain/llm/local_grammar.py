@@ -33,7 +33,12 @@ class Plan:
 
 def plan_request(request: ChatRequest) -> Plan:
     choice = request.tool_choice or "auto"
-    if request.tools and choice != "none":
+    if request.tools and choice == "none":
+        # Tools were offered before and are not now (an agent's last round): a small model that
+        # sees its earlier calls would write another one as its answer, so only an answer fits.
+        only_answer = request.response_schema or {"type": "string"}
+        return Plan(answer_instructions(only_answer), tools_schema([], only_answer), True, only_answer)
+    if request.tools:
         if choice in ("auto", "required"):
             tools = list(request.tools)
         else:
@@ -55,13 +60,25 @@ def plan_request(request: ChatRequest) -> Plan:
     return Plan()
 
 
+def answer_instructions(answer: dict[str, Any]) -> str:
+    shape = _answer_shape(answer)
+    return (
+        f"Tools cannot be called now. Answer the user's question in plain words, using the tool results "
+        f"above if there are any. Reply with only {{\"answer\": {shape}}}."
+    )
+
+
+def _answer_shape(answer: dict[str, Any]) -> str:
+    return '"<your answer>"' if answer == {"type": "string"} else "<JSON value matching " + compact(answer) + ">"
+
+
 def tool_instructions(tools: list[ToolSpec], choice: str, answer: dict[str, Any] | None) -> str:
     lines = ["You can call these tools:"]
     for spec in tools:
         lines.append(f"- {spec.name}: {spec.description}. Arguments (JSON schema): {compact(spec.parameters)}")
     lines.append('To call a tool, reply with only {"tool": "<tool name>", "arguments": {<arguments>}}.')
     if answer is not None:
-        shape = '"<your answer>"' if answer == {"type": "string"} else "<JSON value matching " + compact(answer) + ">"
+        shape = _answer_shape(answer)
         lines.append(
             f'To answer the user without a tool, reply with only {{"answer": {shape}}}. '
             "When a tool result already answers the question, answer."
@@ -155,13 +172,22 @@ def chat_messages(request: ChatRequest, instructions: str) -> list[dict[str, str
     """
     messages: list[dict[str, str]] = []
     previous: str | None = None
+    question = ""
+    made: dict[str, ToolCall] = {}
     for message in request.messages:
+        if message.role == "user":
+            question = message.content
+        for call in message.tool_calls:
+            made[call.id] = call
         if message.role == "tool":
+            # The result beside the call that made it: a small model reads "f with x is y" best.
+            origin = made.get(message.tool_call_id or "")
             label = message.name or "the tool"
+            asked = f"{label} with {origin.arguments_json()}" if origin is not None else label
             text = (
-                f"Tool {label} failed: {message.content}"
+                f"Tool {asked} failed: {message.content}"
                 if message.is_error
-                else f"Tool result for {label}: {message.content}"
+                else f"The result of {asked} is {message.content}"
             )
             if previous == "tool":  # the results of one round go in one user turn
                 messages[-1]["content"] += "\n\n" + text
@@ -176,6 +202,9 @@ def chat_messages(request: ChatRequest, instructions: str) -> list[dict[str, str
         else:
             messages.append({"role": message.role, "content": message.content})
         previous = message.role
+    if previous == "tool" and question:
+        # Restated after the results: a small model otherwise forgets the question and calls on.
+        messages[-1]["content"] += f"\n\nAnswer my question with this result: {question}"
     if instructions:
         if messages and messages[0]["role"] == "system":
             messages[0] = {"role": "system", "content": f"{messages[0]['content']}\n\n{instructions}"}
@@ -189,7 +218,8 @@ def parse_constrained(text: str, plan: Plan, finish_reason: str, max_tokens: int
     if not plan.tools:
         return Message.assistant(text)
     try:
-        value = json.loads(text)
+        # Not strict: the grammar lets a raw newline into a string, which strict JSON refuses.
+        value = json.loads(text, strict=False)
     except json.JSONDecodeError:
         if finish_reason == "length":
             partial = partial_answer(text) if plan.answer_schema == {"type": "string"} else None

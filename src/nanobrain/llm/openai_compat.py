@@ -40,7 +40,7 @@ from .messages import (
     ToolCallDelta,
     Usage,
 )
-from .provider import Provider, parse_arguments
+from .provider import PROBE_TIMEOUT, Provider, parse_arguments, probe_passed
 
 if TYPE_CHECKING:
     import httpx2
@@ -147,6 +147,15 @@ class OpenAICompatibleProvider(Provider):
         client, self._client = self._client, None
         if client is not None and self.http_client is None:  # the SDK would close the caller's client
             await client.close()
+
+    async def health_check(self) -> bool:
+        """GET /models with a short timeout: True when the server answers, else why not."""
+        client = self._get_client()
+        try:
+            await client.models.list(timeout=PROBE_TIMEOUT)
+        except Exception as exc:
+            return probe_passed(self._classify(exc))
+        return True
 
     # -- calls --------------------------------------------------------------------------------
     async def complete(self, request: ChatRequest) -> Completion:

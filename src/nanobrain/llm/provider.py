@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.clock import Clock, RealClock
 from ..core.retry import RetryPolicy
-from .errors import ProviderError, ProviderTimeout
+from .errors import AuthError, ModelNotConfigured, ProviderError, ProviderTimeout, ServerError, Unreachable
 from .messages import ChatRequest, Completion, Finished, Message, StreamChunk, TextDelta, ToolCall, ToolCallDelta
 
 
@@ -37,6 +37,14 @@ class Provider:
 
     async def aclose(self) -> None:
         """Release connections or loaded models."""
+
+    async def health_check(self) -> bool:
+        """A cheap probe, without generating: True when the model can answer now, else an error
+        saying why (unreachable, rejected key, missing file). Health checkers call it.
+
+        The base class knows no probe and answers True; each provider overrides it.
+        """
+        return True
 
     @property
     def label(self) -> str:
@@ -66,6 +74,10 @@ class WrapperProvider(Provider):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    async def health_check(self) -> bool:
+        # Not retried or cached: a failed probe is the information the health checker wants.
+        return await self.inner.health_check()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.inner!r})"
@@ -107,6 +119,19 @@ def parse_arguments(text: str, tool: str) -> dict[str, Any]:
 
 #: A provider's own retries: only when nothing outside retries the call.
 DEFAULT_RETRY = RetryPolicy(attempts=3, initial=0.5, max_wait=8.0, jitter=0.25, defer=True)
+
+#: Seconds a provider's health probe may take (health checkers add their own timeout on top).
+PROBE_TIMEOUT = 5.0
+#: What a failed probe means: the endpoint cannot serve requests now. Other answers (a 404 from a
+#: server without a model list, a rate limit) came from a live server, so the probe passes.
+PROBE_FAILURES = (Unreachable, ProviderTimeout, ServerError, AuthError, ModelNotConfigured)
+
+
+def probe_passed(error: ProviderError) -> bool:
+    """True when a probe's error still shows a live, usable endpoint (raise `error` otherwise)."""
+    if isinstance(error, PROBE_FAILURES):
+        raise error from error.__cause__
+    return True
 
 
 class ResilientProvider(WrapperProvider):

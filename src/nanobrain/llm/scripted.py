@@ -65,6 +65,8 @@ class ScriptedModel(Provider):
         self.chunk_size = max(1, chunk_size)
         self.delay = delay
         self.requests: list[ChatRequest] = []
+        #: What `health_check` answers: True, False, or an exception to raise (set it in tests).
+        self.health: bool | BaseException = True
 
     def add(self, *replies: Reply) -> ScriptedModel:
         self.replies.extend(replies)
@@ -93,6 +95,11 @@ class ScriptedModel(Provider):
             self.model,
             "tool_calls" if message.tool_calls else "stop",
         )
+
+    async def health_check(self) -> bool:
+        if isinstance(self.health, BaseException):
+            raise self.health
+        return self.health
 
     async def complete(self, request: ChatRequest) -> Completion:
         if self.delay:

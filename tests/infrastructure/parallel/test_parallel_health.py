@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from tests.infrastructure.parallel.parallel_helpers import Recorder, drive, settle
 
-from nanobrain import VirtualClock
+from nanobrain import VirtualClock, Workflow
+from nanobrain.agents.agent import Agent
 from nanobrain.infrastructure.parallel import HealthChecker, HealthPolicy, Processor, ProcessorPool
+from nanobrain.llm import ScriptedModel
+from nanobrain.llm.openai_compat import OpenAICompatibleProvider
 from nanobrain.testing import SimulatedProcessor
 
 
@@ -113,3 +119,62 @@ def test_policy_rejects_nonsense() -> None:
         HealthPolicy(interval=0)
     with pytest.raises(ValueError, match="unhealthy_after"):
         HealthPolicy(unhealthy_after=0)
+
+
+class _Models(BaseHTTPRequestHandler):
+    """GET /v1/models of an OpenAI-compatible server (the cheap call the provider's probe makes)."""
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") != "/v1/models":
+            self.send_error(404)
+            return
+        body = json.dumps({"object": "list", "data": [{"id": "tiny", "object": "model", "owned_by": "me"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+async def test_an_agent_on_an_endpoint_that_stops_answering_becomes_unhealthy() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Models)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    recorder = Recorder()
+    # Both ways users build it: a provider object, and a model string (wrapped for retries).
+    direct = Agent("direct", model=OpenAICompatibleProvider("tiny", base_url=url))
+    resolved = Agent("resolved", model=f"openai-compatible:tiny@{url}")
+    pool = ProcessorPool([direct, resolved], on_event=recorder)
+    checker = HealthChecker(pool, HealthPolicy(unhealthy_after=1, timeout=10.0))
+    try:
+        assert await checker.check() == {"direct": True, "resolved": True}
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    try:
+        assert await checker.check() == {"direct": False, "resolved": False}
+        reasons = [e.data["reason"] for e in recorder.of("processor_unhealthy")]
+        assert len(reasons) == 2 and all(f"cannot reach {url}" in r for r in reasons), reasons
+    finally:
+        await pool.aclose()
+        await direct.aclose()
+        await resolved.aclose()
+
+
+async def test_agents_and_workflows_of_agents_answer_the_default_probe_from_their_model() -> None:
+    up, down = ScriptedModel(), ScriptedModel()
+    down.health = ConnectionRefusedError("refused")
+    inner = Agent("inner", model=down)
+    pool = ProcessorPool(
+        [Agent("up", model=up), Agent("down", model=down), Workflow.sequence(inner, name="flow")],
+        clock=VirtualClock(),
+    )
+    checker = HealthChecker(pool, HealthPolicy(unhealthy_after=1))
+    assert await checker.check() == {"up": True, "down": False, "flow": False}
+    down.health = True
+    assert await checker.check() == {"up": True, "down": True, "flow": True}

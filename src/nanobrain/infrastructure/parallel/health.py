@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...core.clock import Clock
 from ...core.policy import POLICY_CONFIG, check_bounds, option
+from ...core.workflow import Workflow
 from .deadlines import Deadline
 from .errors import AttemptTimeout
 from .periodic import Periodic
@@ -39,14 +40,25 @@ class HealthPolicy:
 
 
 async def default_probe(processor: Processor) -> bool:
-    """The step's own `health_check()` (sync or async; None counts as healthy), if it has one."""
-    check = getattr(processor.step, "health_check", None)
-    if check is None:
-        return True
-    result = check()
-    if inspect.isawaitable(result):
-        result = await result
-    return result is None or bool(result)
+    """Ask the step's own `health_check()` (sync or async; None counts as healthy).
+
+    Agents probe their model cheaply (a model list, the model file), so a dead endpoint is found
+    without a request failing first. A workflow without its own check is healthy when every step
+    in it that has one is. A step with no check anywhere counts as healthy.
+    """
+    step = processor.step
+    checks = [getattr(step, "health_check", None)]
+    if checks[0] is None and isinstance(step, Workflow):
+        checks = [getattr(inner, "health_check", None) for inner in step.walk()[1:]]
+    for check in checks:
+        if check is None:
+            continue
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if not (result is None or bool(result)):
+            return False
+    return True
 
 
 class HealthChecker(Periodic):

@@ -200,6 +200,7 @@ class ChatAgentStep(ServiceStep):
         max_rounds: int = 6,
         temperature: float | None = None,
         max_tokens: int | None = 512,
+        tool_choice: str = "auto",
         checkpoint_seconds: float = DEFAULT_INTERVAL,
         **options: Any,
     ) -> None:
@@ -217,6 +218,7 @@ class ChatAgentStep(ServiceStep):
             memory=False,
             temperature=temperature,
             max_tokens=max_tokens,
+            tool_choice=tool_choice,
         )
 
     def bind(self, services: Any) -> None:
