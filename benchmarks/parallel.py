@@ -39,7 +39,7 @@ from typing import Any
 from common import BenchmarkArguments, BenchmarkRun, figure, number, rounded, timed
 
 import nanobrain as nb
-from nanobrain.infrastructure.parallel import BreakerPolicy, FailoverRetry, ParallelEvent, ProcessorPool
+from nanobrain.infrastructure.parallel import BreakerPolicy, ParallelEvent, ProcessorPool
 from nanobrain.testing import FaultyStep, SimulatedProcessor
 
 PROCESSORS = 64
@@ -211,7 +211,7 @@ def failing_pool(failing: int, resilient: bool, trips: list[ParallelEvent]) -> P
         balancer="least_loaded",
         deadline=DEADLINE,
         breaker=BreakerPolicy(failure_rate=0.5, window=10.0, min_calls=3, cool_down=1.0),
-        failover=FailoverRetry(attempts=4, initial=0.01, max_wait=0.1, jitter=0.01),
+        failover=nb.RetryPolicy(attempts=4, initial=0.01, max_wait=0.1, jitter=0.01),
         on_event=lambda e: trips.append(e) if e.name == "breaker_opened" else None,
     )
 

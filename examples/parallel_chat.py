@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import nanobrain as nb
 from nanobrain.agents.agent import Agent
-from nanobrain.infrastructure.parallel import BreakerPolicy, FailoverRetry, ParallelAgentStep
+from nanobrain.infrastructure.parallel import BreakerPolicy, ParallelAgentStep
 
 SYSTEM = "You are a concise assistant. Answer in one sentence."
 DEFAULT_MODELS = {
@@ -35,7 +35,7 @@ def build(models: Mapping[str, object] | None = None) -> nb.Workflow:
         batch=True,
         balancer="least_loaded",
         breaker=BreakerPolicy(failure_rate=0.5, window=60, min_calls=2, cool_down=30),
-        failover=FailoverRetry(attempts=3, initial=0.05, max_wait=1.0),
+        failover=nb.RetryPolicy(attempts=3, initial=0.05, max_wait=1.0),
         deadline=120,
         attempt_timeout=60,
     )

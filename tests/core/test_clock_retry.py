@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from nanobrain import Clock, FunctionStep, RealClock, RetryPolicy, StepError, VirtualClock, Workflow, step
+from nanobrain.llm import AuthError, BadRequest
 
 
 async def settle(rounds: int = 20) -> None:
@@ -102,12 +103,89 @@ async def test_cancelled_sleeper_is_not_counted():
 def test_retry_policy_checks_its_settings():
     with pytest.raises(ValueError, match=r"attempts"):
         RetryPolicy(attempts=0)
-    with pytest.raises(ValueError, match=r"negative"):
+    with pytest.raises(ValueError, match=r"initial must be at least 0"):
         RetryPolicy(initial=-1)
-    with pytest.raises(ValueError, match=r"negative"):
+    with pytest.raises(ValueError, match=r"jitter must be at least 0"):
         RetryPolicy(jitter=-0.1)
     policy = RetryPolicy()
-    assert (policy.attempts, policy.retry_on) == (3, (Exception,))
+    # By default only what `is_retryable` accepts is retried; `retry_on` adds classes.
+    assert (policy.attempts, policy.retry_on) == (3, ())
+
+
+def _validation_error() -> Exception:
+    from pydantic import BaseModel, ValidationError
+
+    class Model(BaseModel):
+        n: int
+
+    try:
+        Model.model_validate({"n": "many"})
+    except ValidationError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: AuthError("bad key"),
+        lambda: BadRequest("too long"),
+        lambda: KeyError("missing"),
+        lambda: TypeError("bad argument"),
+        _validation_error,
+    ],
+)
+async def test_a_step_retry_by_default_leaves_auth_bad_request_and_programming_errors_alone(make) -> None:
+    calls = 0
+
+    @step(retry=RetryPolicy(attempts=3, initial=0, jitter=0))
+    def broken(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        raise make()
+
+    with pytest.raises(StepError) as info:
+        await Workflow.sequence(broken, name="w").run(x=1)
+    assert calls == 1
+    assert type(info.value.__cause__) is type(make())
+
+
+async def test_retry_on_and_retry_if_add_errors_to_retry() -> None:
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise LookupError("first")
+        if calls == 2:
+            raise RuntimeError("second")
+        return "ok"
+
+    policy = RetryPolicy(
+        attempts=3, initial=0, jitter=0, retry_on=(LookupError,), retry_if=lambda e: "second" in str(e)
+    )
+    assert await policy.call(flaky) == "ok"
+    assert calls == 3
+
+
+async def test_a_deferring_policy_tries_once_under_an_outer_retry() -> None:
+    calls = 0
+
+    async def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("down")
+
+    inner = RetryPolicy(attempts=3, initial=0, jitter=0, defer=True)
+    outer = RetryPolicy(attempts=2, initial=0, jitter=0)
+    with pytest.raises(ConnectionError):
+        await outer.call(lambda: inner.call(down))
+    assert calls == 2, "the outer policy's attempts, each one call"
+    calls = 0
+    with pytest.raises(ConnectionError):
+        await inner.call(down)
+    assert calls == 3, "alone, a deferring policy retries"
 
 
 async def test_retry_policy_call_waits_on_the_given_sleep_with_exponential_backoff():

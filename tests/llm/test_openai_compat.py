@@ -40,7 +40,6 @@ from nanobrain.llm import (
     resolve_model,
 )
 from nanobrain.llm.openai_compat import OpenAICompatibleProvider
-from nanobrain.llm.provider import RETRYABLE
 
 WEATHER = ToolSpec(
     "get_weather",
@@ -405,7 +404,7 @@ async def test_rate_limits_are_retried_by_the_resilient_wrapper() -> None:
     replies = iter([(429, {"error": {"message": "slow down"}}), (200, completion_body("Finally."))])
     async with fake_server(lambda request: next(replies)) as server:
         inner = OpenAICompatibleProvider("fake-model", base_url=server.base_url)
-        policy = RetryPolicy(attempts=3, initial=0.01, jitter=0.0, retry_on=RETRYABLE)
+        policy = RetryPolicy(attempts=3, initial=0.01, jitter=0.0)
         provider = ResilientProvider(inner, timeout=10, retry=policy)
         try:
             completion = await provider.complete(ask("Hi!"))

@@ -10,6 +10,7 @@ import pytest
 import nanobrain as nb
 from nanobrain.llm import (
     AuthError,
+    BadRequest,
     ChatRequest,
     Finished,
     Message,
@@ -29,7 +30,7 @@ from nanobrain.llm import (
 from nanobrain.llm.errors import ProviderTimeout
 
 REQUEST = ChatRequest((Message.user("hi"),))
-FAST_RETRY = nb.RetryPolicy(attempts=3, initial=0, jitter=0, retry_on=(RateLimited, ServerError, ProviderTimeout))
+FAST_RETRY = nb.RetryPolicy(attempts=3, initial=0, jitter=0)
 
 
 async def test_collect_assembles_text_and_tool_call_deltas() -> None:
@@ -145,14 +146,10 @@ class TimedFlaky(Flaky):
 async def test_complete_and_stream_wait_as_the_retry_policy_says_on_the_given_clock(
     mode: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import random
-
-    monkeypatch.setattr(random, "random", lambda: 0.5)  # jitter: half of it
     clock = RecordingClock()
     flaky = TimedFlaky([ServerError("a"), RateLimited("b"), ServerError("c")], clock)
-    policy = nb.RetryPolicy(
-        attempts=4, initial=1.0, multiplier=2.0, max_wait=3.0, jitter=0.5, retry_on=(RateLimited, ServerError)
-    )
+    policy = nb.RetryPolicy(attempts=4, initial=1.0, multiplier=2.0, max_wait=3.0, jitter=0.5)
+    monkeypatch.setattr(policy._random, "random", lambda: 0.5)  # jitter: half of it
     provider = ResilientProvider(flaky, retry=policy, clock=clock)
 
     async def answer() -> str:
@@ -171,11 +168,11 @@ async def test_complete_and_stream_wait_as_the_retry_policy_says_on_the_given_cl
 
 
 @pytest.mark.parametrize("mode", ["complete", "stream"])
-async def test_complete_and_stream_retry_only_what_the_policy_retries(mode: str) -> None:
+async def test_complete_and_stream_retry_only_retryable_errors(mode: str) -> None:
     clock = RecordingClock()
-    flaky = Flaky([RateLimited("slow down")])  # retryable in general, but not for this policy
+    flaky = Flaky([BadRequest("too long")])  # trying again cannot help
     provider = ResilientProvider(flaky, retry=nb.RetryPolicy(attempts=3, retry_on=(ServerError,)), clock=clock)
-    with pytest.raises(RateLimited):
+    with pytest.raises(BadRequest):
         if mode == "complete":
             await provider.complete(REQUEST)
         else:

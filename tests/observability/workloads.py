@@ -7,7 +7,8 @@ import itertools
 
 import nanobrain as nb
 from nanobrain.agents.agent import Agent
-from nanobrain.infrastructure.parallel import BreakerPolicy, FailoverRetry, ParallelStep
+from nanobrain.core.retry import RetryPolicy
+from nanobrain.infrastructure.parallel import BreakerPolicy, ParallelStep
 from nanobrain.llm import ChatRequest, ScriptedModel, call
 from nanobrain.llm.scripted import Reply
 from nanobrain.testing import FaultyStep, SimulatedProcessor
@@ -71,7 +72,7 @@ def parallel_workflow() -> nb.Workflow:
         "fan",
         processors,
         balancer="round_robin",
-        failover=FailoverRetry(attempts=3, initial=0.0, jitter=0.0),
+        failover=RetryPolicy(attempts=3, initial=0.0, jitter=0.0),
         breaker=BreakerPolicy(min_calls=1),
     )
     return nb.Workflow.sequence(step, name="parallel")

@@ -6,7 +6,6 @@ possible, the path inside the document (`steps.summarize.timeout`) and what was 
 
 from __future__ import annotations
 
-import builtins
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +19,6 @@ from ..core.executors import EXECUTOR_KINDS, Executor
 from ..core.imports import ImportPolicy, NotImported, import_policy
 from ..core.links import ConditionalLink, Link, QueueLink, TransformLink
 from ..core.resources import Resources, parse_memory
-from ..core.retry import RetryPolicy
 from ..core.steps import FunctionStep, Step
 from ..core.triggers import TRIGGER_KINDS, Condition, Interval, Trigger
 from ..core.typing_utils import parse_type
@@ -34,7 +32,6 @@ from .models import (
     FunctionStepConfig,
     LinkConfig,
     ResourcesConfig,
-    RetryConfig,
     StepConfig,
     TriggerConfig,
     UnitConfig,
@@ -352,26 +349,6 @@ def _trigger(decl: Any, location: Location, ctx: BuildContext) -> Trigger | None
     return TRIGGER_KINDS[decl.kind]()
 
 
-def _retry(config: RetryConfig | None, location: Location, ctx: BuildContext) -> RetryPolicy | None:
-    if config is None:
-        return None
-    classes: list[type[BaseException]] = []
-    for i, name in enumerate(config.retry_on):
-        target = getattr(builtins, name, None) if ":" not in name else ctx.resolve(name, (*location, "retry_on", i))
-        if isinstance(target, type) and issubclass(target, BaseException):
-            classes.append(target)
-        elif ":" not in name or target is not None:
-            ctx.problem((*location, "retry_on", i), f"{name!r} is not an exception class")
-    return RetryPolicy(
-        attempts=config.attempts,
-        initial=config.initial,
-        multiplier=config.multiplier,
-        max_wait=config.max_wait,
-        jitter=config.jitter,
-        retry_on=tuple(classes) or (Exception,),
-    )
-
-
 def _executor(decl: Any, location: Location, ctx: BuildContext) -> Executor | None:
     """One executor object per name and document, so steps share pools and clusters."""
     if decl is None:
@@ -422,7 +399,7 @@ def step_options(config: StepConfig, location: Location, ctx: BuildContext) -> d
     options: dict[str, Any] = {
         "timeout": config.timeout,
         "concurrency": config.concurrency,
-        "retry": _retry(config.retry, (*location, "retry"), ctx),
+        "retry": config.retry.build(ctx, (*location, "retry")) if config.retry is not None else None,
         "executor": _executor(config.executor, (*location, "executor"), ctx),
         "trigger": _trigger(config.trigger, (*location, "trigger"), ctx),
     }

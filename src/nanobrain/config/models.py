@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import builtins
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..core.policy import option
 from ..core.resources import parse_memory
+from ..core.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .context import BuildContext
+    from .yaml_source import Location
 
 
 class _Strict(BaseModel):
@@ -47,16 +55,33 @@ class TriggerConfig(_Strict):
 TriggerDecl = Literal["on_update", "all_data_received", "all", "manual"] | TriggerConfig
 
 
-class RetryConfig(_Strict):
-    attempts: int = Field(3, ge=1)
-    initial: float = Field(0.1, ge=0)
-    multiplier: float = Field(2.0, ge=1)
-    max_wait: float = Field(10.0, ge=0)
-    jitter: float = Field(0.1, ge=0)
-    retry_on: list[str] = Field(
-        default_factory=lambda: ["Exception"],
-        description="Exception classes to retry: builtin names or package.module:Class",
+@dataclass(frozen=True)
+class RetryConfig(RetryPolicy):
+    """`retry:` of a step, `failover:` of a parallel step: a `RetryPolicy` that names its extra
+    exception classes and predicate (imported when the workflow is built)."""
+
+    # Named here (imported when built); the policy itself holds the classes and the predicate.
+    retry_on: tuple[str, ...] = option(  # type: ignore[assignment]
+        (), "More exception classes to retry: builtin names or package.module:Class"
     )
+    retry_if: str | None = option(  # type: ignore[assignment]
+        None, "package.module:predicate(error) accepting more errors to retry"
+    )
+
+    def build(self, ctx: BuildContext, location: Location) -> RetryPolicy:
+        """The policy, with its references imported (a bad one is a problem at its location)."""
+        classes: list[type[BaseException]] = []
+        for i, name in enumerate(self.retry_on):
+            target = getattr(builtins, name, None) if ":" not in name else ctx.resolve(name, (*location, "retry_on", i))
+            if isinstance(target, type) and issubclass(target, BaseException):
+                classes.append(target)
+            elif ":" not in name or target is not None:
+                ctx.problem((*location, "retry_on", i), f"{name!r} is not an exception class")
+        retry_if = None
+        if self.retry_if:
+            retry_if = ctx.callable(self.retry_if, (*location, "retry_if"), "a predicate over errors")
+        values = {f.name: getattr(self, f.name) for f in fields(RetryPolicy)}
+        return RetryPolicy(**{**values, "retry_on": tuple(classes), "retry_if": retry_if})
 
 
 class ResourcesConfig(_Strict):

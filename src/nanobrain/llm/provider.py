@@ -14,7 +14,7 @@ from typing import Any
 
 from ..core.clock import Clock, RealClock
 from ..core.retry import RetryPolicy
-from .errors import AuthError, ModelNotConfigured, ProviderError, ProviderTimeout, RateLimited, ServerError, Unreachable
+from .errors import AuthError, ModelNotConfigured, ProviderError, ProviderTimeout, ServerError, Unreachable
 from .messages import ChatRequest, Completion, Finished, Message, StreamChunk, TextDelta, ToolCall, ToolCallDelta
 
 
@@ -117,7 +117,8 @@ def parse_arguments(text: str, tool: str) -> dict[str, Any]:
     return value
 
 
-RETRYABLE = (RateLimited, ProviderTimeout, ServerError, Unreachable)
+#: A provider's own retries: only when nothing outside retries the call.
+DEFAULT_RETRY = RetryPolicy(attempts=3, initial=0.5, max_wait=8.0, jitter=0.25, defer=True)
 
 #: Seconds a provider's health probe may take (health checkers add their own timeout on top).
 PROBE_TIMEOUT = 5.0
@@ -136,11 +137,12 @@ def probe_passed(error: ProviderError) -> bool:
 class ResilientProvider(WrapperProvider):
     """Wraps a provider with a per-call timeout (that cancels the request) and retries.
 
-    Only errors in the policy's `retry_on` are retried (by default the retryable ones: rate
-    limits, timeouts, server errors, unreachable endpoints), with the policy's exponential backoff
-    and jitter. A stream is retried only before its first chunk, with the same policy. The waits
-    between attempts are slept on `clock` (default the event loop's; a `VirtualClock` in tests);
-    the timeout is on the event loop's clock.
+    Only retryable errors are retried (rate limits, timeouts, server errors, unreachable
+    endpoints: see `is_retryable`), with the policy's exponential backoff and jitter. The default
+    policy defers: inside a pool that fails over, or a step's `retry:`, each call is tried once
+    and the outer layer retries. A stream is retried only before its first chunk, with the same
+    policy. The waits between attempts are slept on `clock` (default the event loop's; a
+    `VirtualClock` in tests); the timeout is on the event loop's clock.
     """
 
     def __init__(
@@ -153,7 +155,7 @@ class ResilientProvider(WrapperProvider):
     ) -> None:
         super().__init__(inner)
         self.timeout = timeout
-        self.retry = retry or RetryPolicy(attempts=3, initial=0.5, max_wait=8.0, jitter=0.25, retry_on=RETRYABLE)
+        self.retry = retry or DEFAULT_RETRY
         self.clock: Clock = clock or RealClock()
 
     async def complete(self, request: ChatRequest) -> Completion:

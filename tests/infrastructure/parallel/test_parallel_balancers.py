@@ -124,3 +124,53 @@ async def test_a_custom_balancer_plugs_into_the_pool_and_only_sees_processors_th
     assert all("p1" not in seen for seen in balancer.seen)
     # While p2 was busy it was not offered either.
     assert ["p0"] in balancer.seen
+
+
+async def test_weights_hold_when_the_processors_are_saturated() -> None:
+    # 50 requests at once for three one-slot processors of equal speed: every slot is always
+    # taken, so a balancer that only picks among free processors would split them 17/17/16.
+    clock = VirtualClock()
+    steps = [SimulatedProcessor(name, latency=1.0, clock=clock) for name in ("a", "b", "c")]
+    pool = ProcessorPool(steps, balancer=Weighted({"a": 3, "b": 1, "c": 1}), clock=clock, breaker=None)
+    tasks = [asyncio.create_task(pool.call({"request": i})) for i in range(50)]
+    await drive(clock, tasks, step=0.5)
+    served = Counter(t.result()["response"]["processor"] for t in tasks)
+    assert served == {"a": 30, "b": 10, "c": 10}
+
+
+async def test_a_weighted_pool_does_not_wait_for_a_processor_that_cannot_serve() -> None:
+    clock = VirtualClock()
+    steps = [SimulatedProcessor(name, latency=1.0, clock=clock) for name in ("a", "b")]
+    pool = ProcessorPool(steps, balancer=Weighted({"a": 3, "b": 1}), clock=clock, breaker=None)
+    pool.set_healthy("a", False, "maintenance")
+    tasks = [asyncio.create_task(pool.call({"request": i})) for i in range(4)]
+    await drive(clock, tasks, step=0.5)
+    assert {t.result()["response"]["processor"] for t in tasks} == {"b"}
+
+
+async def test_requests_waiting_for_a_slow_heavy_processor_do_not_hold_up_the_others() -> None:
+    clock = VirtualClock()
+    steps = [SimulatedProcessor("a", latency=10.0, clock=clock), SimulatedProcessor("b", latency=1.0, clock=clock)]
+    pool = ProcessorPool(steps, balancer=Weighted({"a": 3, "b": 1}), clock=clock, breaker=None)
+    done: dict[int, float] = {}
+
+    async def call(i: int) -> str:
+        response = await pool.call({"request": i})
+        done[i] = clock.now()
+        return str(response["response"]["processor"])
+
+    tasks = [asyncio.create_task(call(i)) for i in range(8)]
+    await drive(clock, tasks, step=0.5)
+    served = [t.result() for t in tasks]
+    assert Counter(served) == {"a": 6, "b": 2}
+    # b's two requests took b's time (1 s each), not a turn behind a's 10-second ones.
+    assert sorted(done[i] for i, name in enumerate(served) if name == "b") == [1.0, 2.0]
+
+
+async def test_equal_weights_never_make_a_request_wait_for_a_busy_processor() -> None:
+    clock = VirtualClock()
+    steps = [SimulatedProcessor("a", latency=10.0, clock=clock), SimulatedProcessor("b", latency=1.0, clock=clock)]
+    pool = ProcessorPool(steps, balancer="weighted", clock=clock, breaker=None)
+    tasks = [asyncio.create_task(pool.call({"request": i})) for i in range(4)]
+    await drive(clock, tasks, step=0.5)
+    assert [t.result()["response"]["processor"] for t in tasks] == ["a", "b", "b", "b"]

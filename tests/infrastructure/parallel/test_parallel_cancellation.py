@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from tests.infrastructure.parallel.parallel_helpers import settle
 
 from nanobrain import Step, VirtualClock
+from nanobrain.core.retry import RetryPolicy
 from nanobrain.infrastructure.parallel import (
     BreakerPolicy,
     BreakerState,
     DeadlineExceeded,
-    FailoverRetry,
     Processor,
     ProcessorPool,
     Request,
@@ -61,7 +61,7 @@ async def run_scenario(spec: dict[str, Any]) -> None:
         balancer=spec["balancer"],
         queue_size=spec["queue_size"],
         deadline=spec["deadline"],
-        failover=FailoverRetry(attempts=3, initial=0.05, jitter=0.05, seed=spec["seed"]),
+        failover=RetryPolicy(attempts=3, initial=0.05, jitter=0.05, seed=spec["seed"]),
         breaker=BreakerPolicy(min_calls=2, cool_down=1.0),
     )
     tasks: list[asyncio.Task[Any]] = []

@@ -13,13 +13,13 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from tests.infrastructure.parallel.parallel_helpers import drive
 
-from nanobrain import Step, StepError, VirtualClock
+from nanobrain import FunctionStep, Step, StepError, VirtualClock, Workflow
+from nanobrain.core.retry import RetryPolicy, is_retryable
 from nanobrain.infrastructure.parallel import (
     BreakerPolicy,
     BreakerState,
-    FailoverRetry,
+    ParallelStep,
     ProcessorPool,
-    is_retryable,
 )
 from nanobrain.llm import AuthError, BadRequest, RateLimited
 from nanobrain.testing import SimulatedProcessor
@@ -92,7 +92,7 @@ def test_programming_auth_and_bad_request_errors_are_not(make: Callable[[], Base
 async def test_a_plain_step_refusing_connections_fails_over_and_trips_its_breaker() -> None:
     clock = VirtualClock()
     refusing = Raises("p0", lambda: ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
-    retry = FailoverRetry(attempts=2, initial=0.0, jitter=0.0)
+    retry = RetryPolicy(attempts=2, initial=0.0, jitter=0.0)
     pool = ProcessorPool(
         [refusing, SimulatedProcessor("p1", clock=clock)],
         clock=clock,
@@ -118,7 +118,7 @@ async def test_a_plain_step_with_a_bug_neither_fails_over_nor_trips_its_breaker(
         [buggy, SimulatedProcessor("p1", clock=clock)],
         clock=clock,
         balancer="round_robin",
-        failover=FailoverRetry(attempts=2, initial=0.0, jitter=0.0),
+        failover=RetryPolicy(attempts=2, initial=0.0, jitter=0.0),
         breaker=BreakerPolicy(min_calls=1, failure_rate=0.5),
     )
     with pytest.raises(type(make())):
@@ -126,3 +126,29 @@ async def test_a_plain_step_with_a_bug_neither_fails_over_nor_trips_its_breaker(
     assert buggy.calls == 1
     breaker = pool["p0"].breaker
     assert breaker is not None and breaker.state is BreakerState.CLOSED
+
+
+async def test_a_function_step_refusing_connections_fails_over_and_trips_its_breaker_in_a_workflow() -> None:
+    refused = 0
+
+    def down(request: str) -> str:
+        nonlocal refused
+        refused += 1
+        raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+
+    def up(request: str) -> str:
+        return f"up:{request}"
+
+    fan = ParallelStep(
+        "fan",
+        [FunctionStep(down, "down"), FunctionStep(up, "up")],
+        balancer="round_robin",
+        breaker=BreakerPolicy(min_calls=2, failure_rate=0.5, cool_down=3600),
+        failover=RetryPolicy(attempts=2, initial=0.0, jitter=0.0),
+    )
+    workflow = Workflow.sequence(fan, name="w")
+    for i in range(4):
+        assert await workflow.run(request=str(i)) == {"result": f"up:{i}"}
+    assert refused == 2, "two refusals open the breaker; later requests skip the processor"
+    breaker = fan.pool["down"].breaker
+    assert breaker is not None and breaker.state is BreakerState.OPEN

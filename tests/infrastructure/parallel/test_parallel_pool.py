@@ -11,13 +11,13 @@ import pytest
 from tests.infrastructure.parallel.parallel_helpers import Recorder, drive, settle
 
 from nanobrain import Step, VirtualClock
+from nanobrain.core.retry import RetryPolicy
 from nanobrain.infrastructure.parallel import (
     AttemptTimeout,
     BreakerPolicy,
     BreakerState,
     CircuitBreaker,
     DeadlineExceeded,
-    FailoverRetry,
     NoProcessorAvailable,
     PoolClosed,
     Processor,
@@ -26,7 +26,7 @@ from nanobrain.infrastructure.parallel import (
 from nanobrain.llm import BadRequest
 from nanobrain.testing import FaultyStep, InjectedFault, SimulatedProcessor
 
-FAST_RETRY = FailoverRetry(attempts=4, initial=0.1, max_wait=1.0, jitter=0.05, seed=1)
+FAST_RETRY = RetryPolicy(attempts=4, initial=0.1, max_wait=1.0, jitter=0.05, seed=1)
 
 
 def simulated(clock: VirtualClock, count: int, latency: float = 1.0) -> list[SimulatedProcessor]:
@@ -123,7 +123,7 @@ async def test_a_retry_waits_for_an_untried_processor_rather_than_going_back() -
     clock = VirtualClock()
     failing = FaultyStep(SimulatedProcessor("a", clock=clock), fail_rate=1.0)
     working = SimulatedProcessor("b", latency=1.0, clock=clock)
-    retry = FailoverRetry(attempts=2, initial=0.01)
+    retry = RetryPolicy(attempts=2, initial=0.01)
     pool = ProcessorPool([failing, working], clock=clock, breaker=None, failover=retry)
     busy = asyncio.create_task(pool.call({"request": "keeps b busy"}))
     await settle()
@@ -150,7 +150,7 @@ async def test_a_user_predicate_makes_more_errors_retryable() -> None:
     clock = VirtualClock()
     flaky = FaultyStep(SimulatedProcessor("p0", clock=clock), fail_rate=1.0, error=lambda: KeyError("cache miss"))
     steps = [flaky, SimulatedProcessor("p1", clock=clock)]
-    retry = FailoverRetry(attempts=2, initial=0.0, jitter=0.0, retry_if=lambda e: isinstance(e, KeyError))
+    retry = RetryPolicy(attempts=2, initial=0.0, jitter=0.0, retry_if=lambda e: isinstance(e, KeyError))
     pool = ProcessorPool(steps, clock=clock, failover=retry)
     task = asyncio.create_task(pool.call({"request": 1}))
     await drive(clock, [task])
@@ -208,7 +208,7 @@ async def test_with_a_fifth_of_the_processors_failing_every_request_succeeds_wit
         clock=clock,
         balancer="power_of_two",
         deadline=3.0,
-        failover=FailoverRetry(attempts=4, initial=0.05, max_wait=0.5, jitter=0.05, seed=2),
+        failover=RetryPolicy(attempts=4, initial=0.05, max_wait=0.5, jitter=0.05, seed=2),
         breaker=BreakerPolicy(min_calls=3, cool_down=2.0),
         on_event=recorder,
     )
@@ -267,7 +267,7 @@ async def test_a_deadline_cancels_a_hanging_processor_and_frees_its_slot() -> No
 async def test_the_deadline_bounds_all_retries() -> None:
     clock = VirtualClock()
     failing = FaultyStep(SimulatedProcessor("f", latency=0.2, clock=clock), fail_rate=1.0)
-    retry = FailoverRetry(attempts=10, initial=1.0, multiplier=1.0, jitter=0.0)
+    retry = RetryPolicy(attempts=10, initial=1.0, multiplier=1.0, jitter=0.0)
     pool = ProcessorPool([failing], clock=clock, breaker=None, failover=retry, deadline=2.5)
     task = asyncio.create_task(pool.call({"request": 1}))
     await drive(clock, [task], step=0.01)
@@ -389,3 +389,32 @@ async def test_backpressure_holds_the_queue_bound_and_drops_nothing() -> None:
     assert max(depths) == 5 and pool.queue.high_water == 5
     assert sorted(step.handled) == list(range(50))  # every request served once
     assert [t.result()["response"]["request"] for t in tasks] == list(range(50))
+
+
+async def test_waiting_requests_are_not_each_asked_while_only_open_breakers_have_free_slots() -> None:
+    # A processor whose breaker is open keeps a free slot; a release used to make the dispatcher
+    # ask every waiting request whether it fits there. With a long queue that is quadratic work
+    # on the event loop, enough to make the pool fall behind for good (benchmark F's slow rounds).
+    clock = VirtualClock()
+    bad = FaultyStep(SimulatedProcessor("bad", clock=clock), fail_rate=1.0)
+    ok = SimulatedProcessor("ok", latency=1.0, clock=clock)
+    policy = BreakerPolicy(min_calls=1, failure_rate=0.5, cool_down=10_000)
+    pool = ProcessorPool([bad, ok], clock=clock, balancer="round_robin", breaker=policy, failover=None)
+    with pytest.raises(InjectedFault):
+        await pool.call({"request": "trip"})
+    breaker = pool["bad"].breaker
+    assert breaker is not None and breaker.state is BreakerState.OPEN
+    dispatcher = pool._dispatcher
+    place = dispatcher.place
+    asked = 0
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal asked
+        asked += 1
+        return place(*args, **kwargs)
+
+    dispatcher.place = counting  # type: ignore[method-assign]
+    tasks = [asyncio.create_task(pool.call({"request": i})) for i in range(100)]
+    await drive(clock, tasks, step=0.5)
+    assert {t.result()["response"]["processor"] for t in tasks} == {"ok"}
+    assert asked < 5 * len(tasks), f"{asked} placements asked for {len(tasks)} requests"

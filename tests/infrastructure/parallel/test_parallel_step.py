@@ -12,10 +12,10 @@ from tests.infrastructure.parallel.parallel_helpers import Recorder, drive, sett
 import nanobrain as nb
 from nanobrain import Custom, RunFinished, Step, VirtualClock, Workflow
 from nanobrain.agents.agent import Agent
+from nanobrain.core.retry import RetryPolicy
 from nanobrain.infrastructure.parallel import (
     AutoscalePolicy,
     BreakerPolicy,
-    FailoverRetry,
     HealthPolicy,
     ParallelAgentStep,
     ParallelConversationalAgentStep,
@@ -24,7 +24,7 @@ from nanobrain.infrastructure.parallel import (
 from nanobrain.llm import ChatRequest, ScriptedModel, ServerError
 from nanobrain.testing import FaultyStep, InjectedFault, SimulatedProcessor
 
-RETRY = FailoverRetry(attempts=3, initial=0.05, jitter=0.0)
+RETRY = RetryPolicy(attempts=3, initial=0.05, jitter=0.0)
 
 
 def processors(clock: VirtualClock, failing: int | None = None) -> list[Step]:

@@ -1,10 +1,11 @@
 """Parallel processing: processor pools, a request queue, load balancers, circuit breakers,
 retries on other processors, health checks, rate limits, bulkheads and autoscaling.
 
-    from nanobrain.infrastructure.parallel import ParallelStep, FailoverRetry
+    from nanobrain import RetryPolicy
+    from nanobrain.infrastructure.parallel import ParallelStep
 
     step = ParallelStep("summarize", [agent_a, agent_b, agent_c], balancer="fastest_response",
-                        failover=FailoverRetry(attempts=3), deadline=30)
+                        failover=RetryPolicy(attempts=3), deadline=30)
 
 Everything that depends on time takes a `clock` (a `VirtualClock` in tests). State changes
 (breaker opened, processor unhealthy, pool scaled, request retried) are run events inside a run
@@ -31,7 +32,6 @@ from .errors import (
     NoProcessorAvailable,
     ParallelError,
     PoolClosed,
-    is_retryable,
 )
 from .events import EventEmitter, ParallelEvent
 from .health import HealthChecker, HealthPolicy
@@ -40,7 +40,6 @@ from .pool import ProcessorPool
 from .processor import Processor
 from .rate_limit import RateLimit, TokenBucket
 from .request_queue import Request, RequestQueue
-from .retry import FailoverRetry
 
 __all__ = [
     "BALANCERS",
@@ -55,7 +54,6 @@ __all__ = [
     "Deadline",
     "DeadlineExceeded",
     "EventEmitter",
-    "FailoverRetry",
     "FastestResponse",
     "HealthChecker",
     "HealthPolicy",
@@ -76,6 +74,5 @@ __all__ = [
     "RoundRobin",
     "TokenBucket",
     "Weighted",
-    "is_retryable",
     "make_balancer",
 ]

@@ -7,9 +7,10 @@ import itertools
 import statistics
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...core.clock import Clock
+from ...core.policy import POLICY_CONFIG, check_bounds, option
 from ...core.steps import Step
 from .periodic import Periodic
 from .processor import Processor
@@ -30,23 +31,27 @@ class AutoscalePolicy:
     changes are at least `cooldown` seconds apart.
     """
 
-    min_size: int = 1
-    max_size: int = 8
-    interval: float = 5.0
-    queue_per_processor: float = 2.0
-    max_latency: float | None = None
-    idle_utilization: float = 0.25
-    idle_for: float = 30.0
-    cooldown: float = 10.0
-    step: int = 1
+    __pydantic_config__: ClassVar[dict[str, Any]] = POLICY_CONFIG
+
+    min_size: int = option(1, "Fewest processors", ge=0)
+    max_size: int = option(8, "Most processors", ge=1)
+    interval: float = option(5.0, "Seconds between two decisions", gt=0)
+    queue_per_processor: float = option(2.0, "Grow when more requests per processor wait", ge=0)
+    max_latency: float | None = option(None, "Grow when the average latency (s) is above", gt=0)
+    idle_utilization: float = option(0.25, "Shrink when fewer slots than this are busy...", ge=0, le=1)
+    idle_for: float = option(30.0, "...for this many seconds", ge=0)
+    cooldown: float = option(10.0, "Seconds between two changes", ge=0)
+    step: int = option(1, "Processors added or retired at a time", ge=1)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.min_size <= self.max_size or self.max_size < 1:
-            raise ValueError(f"need 0 <= min_size <= max_size and max_size >= 1, got {self.min_size}, {self.max_size}")
-        if self.interval <= 0 or self.step < 1 or self.queue_per_processor < 0:
-            raise ValueError("interval must be positive, step at least 1, queue_per_processor not negative")
-        if self.cooldown < 0 or self.idle_for < 0 or not 0 <= self.idle_utilization <= 1:
-            raise ValueError("cooldown and idle_for must not be negative, idle_utilization in [0, 1]")
+        check_bounds(self)
+        if self.sizes_problem:
+            raise ValueError(self.sizes_problem)
+
+    @property
+    def sizes_problem(self) -> str:
+        bad = self.min_size > self.max_size
+        return f"min_size must not be larger than max_size (got {self.min_size} and {self.max_size})" if bad else ""
 
 
 class Autoscaler(Periodic):

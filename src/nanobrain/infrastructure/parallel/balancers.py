@@ -3,6 +3,10 @@
 The pool passes only candidates that can take the request now: their breaker allows it, they are
 healthy, within their rate limits, and have a free slot. A balancer just picks one. To add a
 strategy, subclass `Balancer` and implement `choose`.
+
+A `paced` balancer (`Weighted` with unequal weights) gives each first attempt its turn among
+all the processors that can serve, busy or not (`turn`); the request then waits for that
+processor. So a traffic split holds when the processors are saturated, too.
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ class Balancer:
     """Base class: `choose(candidates, request)` returns one of the candidates (never empty)."""
 
     name = "custom"
+    #: Whether the dispatcher asks `turn` for first attempts.
+    paced = False
 
     def choose(self, candidates: Sequence[Processor], request: Request | None = None) -> Processor:
         raise NotImplementedError(f"{type(self).__name__} does not implement choose()")
+
+    def turn(self, serving: Sequence[Processor], request: Request | None = None) -> Processor | None:
+        """Paced balancers: the processor whose turn this request is, among all that can serve
+        (busy or not); the request waits for it. None: `choose` among the free ones."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -74,9 +85,16 @@ class FastestResponse(Balancer):
 
 class Weighted(Balancer):
     """Smooth weighted round-robin (as nginx does it): a processor of weight 3 gets three times
-    the requests of one of weight 1, interleaved. Weights come from the processors or `weights`."""
+    the requests of one of weight 1, interleaved. Weights come from the processors or `weights`.
+
+    Unequal weights are a traffic split that holds at saturation too: each request gets its
+    turn among the processors that can serve (healthy, breaker closed, within limits), busy or
+    not, and waits for that processor. Retries go to any free processor they have not tried,
+    and with equal weights requests go to whichever processor is free, in turn.
+    """
 
     name = "weighted"
+    paced = True
 
     def __init__(self, weights: Mapping[str, float] | None = None) -> None:
         self.weights = dict(weights or {})
@@ -86,20 +104,18 @@ class Weighted(Balancer):
         self._current: dict[str, float] = {}
 
     def choose(self, candidates: Sequence[Processor], request: Request | None = None) -> Processor:
-        current = self._current
-        total = 0.0
-        best: Processor | None = None
-        best_score = 0.0
-        for processor in candidates:
-            weight = self.weights.get(processor.name, processor.weight)
-            score = current.get(processor.name, 0.0) + weight
+        current, weights = self._current, [self.weights.get(p.name, p.weight) for p in candidates]
+        scores = [current.get(p.name, 0.0) + w for p, w in zip(candidates, weights, strict=True)]
+        best = max(range(len(candidates)), key=scores.__getitem__)  # the first of equals
+        for processor, score in zip(candidates, scores, strict=True):
             current[processor.name] = score
-            total += weight
-            if best is None or score > best_score:
-                best, best_score = processor, score
-        assert best is not None
-        current[best.name] = best_score - total
-        return best
+        current[candidates[best].name] -= sum(weights)
+        return candidates[best]
+
+    def turn(self, serving: Sequence[Processor], request: Request | None = None) -> Processor | None:
+        if len({self.weights.get(p.name, p.weight) for p in serving}) < 2:
+            return None  # no split to keep: do not make requests wait
+        return self.choose(serving, request)
 
     def __repr__(self) -> str:
         return f"Weighted({self.weights!r})"

@@ -16,10 +16,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ...core.clock import Clock, RealClock
-from .errors import CircuitOpen, is_retryable
+from ...core.policy import POLICY_CONFIG, check_bounds, option
+from ...core.retry import is_retryable
+from .errors import CircuitOpen
 from .events import EventEmitter, EventHook
 
 T = TypeVar("T")
@@ -35,22 +37,17 @@ class BreakerState(StrEnum):
 class BreakerPolicy:
     """When a breaker opens, how long it stays open, and how it closes again."""
 
-    failure_rate: float = 0.5
-    window: float = 30.0
-    min_calls: int = 5
-    consecutive_failures: int | None = None
-    cool_down: float = 10.0
-    probes: int = 1
+    __pydantic_config__: ClassVar[dict[str, Any]] = POLICY_CONFIG
+
+    failure_rate: float = option(0.5, "Share of failed calls in the window that opens it", gt=0, le=1)
+    window: float = option(30.0, "Seconds of outcomes considered", gt=0)
+    min_calls: int = option(5, "Calls in the window before the rate counts", ge=1)
+    consecutive_failures: int | None = option(None, "Also open after this many failures in a row", ge=1)
+    cool_down: float = option(10.0, "Seconds open before a probe is let through", ge=0)
+    probes: int = option(1, "Trial calls in half-open state; all must succeed to close", ge=1)
 
     def __post_init__(self) -> None:
-        if not 0 < self.failure_rate <= 1:
-            raise ValueError(f"failure_rate must be in (0, 1], got {self.failure_rate}")
-        if self.window <= 0 or self.cool_down < 0:
-            raise ValueError("window must be positive and cool_down not negative")
-        if self.min_calls < 1 or self.probes < 1:
-            raise ValueError("min_calls and probes must be at least 1")
-        if self.consecutive_failures is not None and self.consecutive_failures < 1:
-            raise ValueError("consecutive_failures must be at least 1")
+        check_bounds(self)
 
 
 class CircuitBreaker:

@@ -19,13 +19,19 @@ A processor is any step kind (`agent`, `function`, `class`, `workflow`, ...) dec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from ...config.models import StepConfig
+from ...config.models import RetryConfig, StepConfig
 from ...config.registry import register_step_kind
+from ...core.policy import check_bounds, option
 from ...core.steps import Step
+from .autoscale import AutoscalePolicy
+from .breaker import BreakerPolicy
+from .health import HealthPolicy
+from .rate_limit import RateLimit
 
 if TYPE_CHECKING:
     from ...config.loader import StepBuild
@@ -43,50 +49,21 @@ class BalancerConfig(_Options):
     weights: dict[str, float] | None = Field(None, description="weighted: weight by processor name")
 
 
-class BreakerConfig(_Options):
-    failure_rate: float = Field(0.5, gt=0, le=1, description="Share of failed calls in the window that opens it")
-    window: float = Field(30.0, gt=0, description="Seconds of outcomes considered")
-    min_calls: int = Field(5, ge=1, description="Calls in the window before the rate counts")
-    consecutive_failures: int | None = Field(None, ge=1, description="Also open after this many failures in a row")
-    cool_down: float = Field(10.0, ge=0, description="Seconds open before a probe is let through")
-    probes: int = Field(1, ge=1, description="Trial calls in half-open state; all must succeed to close")
+@dataclass(frozen=True)
+class HealthConfig(HealthPolicy):
+    """A `HealthPolicy` whose probe is named."""
+
+    probe: str | None = option(None, "package.module:function(processor) -> bool (default: health_check())")
 
 
-class FailoverConfig(_Options):
-    attempts: int = Field(3, ge=1, description="Attempts in all, each on another processor when possible")
-    initial: float = Field(0.05, ge=0, description="Seconds before the first retry")
-    multiplier: float = Field(2.0, ge=1)
-    max_wait: float = Field(2.0, ge=0)
-    jitter: float = Field(0.05, ge=0, description="Random seconds added to each wait")
-    retry_if: str | None = Field(None, description="package.module:predicate(error) for more errors to retry")
-    seed: int | None = None
+@dataclass(frozen=True)
+class AutoscaleConfig(AutoscalePolicy):
+    """An `AutoscalePolicy` whose processor factory is named."""
 
+    factory: str | None = option(None, "package.module:function(n) -> step (default: copy the first)")
 
-class RateLimitConfig(_Options):
-    requests_per_second: float | None = Field(None, gt=0)
-    burst: float | None = Field(None, gt=0, description="Requests allowed at once (default: one second's worth)")
-    tokens_per_minute: float | None = Field(None, gt=0, description="Language-model tokens (prompt + completion)")
-
-
-class HealthConfig(_Options):
-    interval: float = Field(10.0, gt=0)
-    timeout: float = Field(5.0, gt=0)
-    unhealthy_after: int = Field(2, ge=1, description="Failed probes in a row that mark a processor unhealthy")
-    healthy_after: int = Field(1, ge=1, description="Good probes in a row that mark it healthy again")
-    probe: str | None = Field(None, description="package.module:function(processor) -> bool (default: health_check())")
-
-
-class AutoscaleConfig(_Options):
-    min_size: int = Field(1, ge=0)
-    max_size: int = Field(8, ge=1)
-    interval: float = Field(5.0, gt=0)
-    queue_per_processor: float = Field(2.0, ge=0, description="Grow when more requests per processor wait")
-    max_latency: float | None = Field(None, gt=0, description="Grow when the average latency (s) is above")
-    idle_utilization: float = Field(0.25, ge=0, le=1, description="Shrink when fewer slots than this are busy...")
-    idle_for: float = Field(30.0, ge=0, description="...for this many seconds")
-    cooldown: float = Field(10.0, ge=0, description="Seconds between two changes")
-    step: int = Field(1, ge=1)
-    factory: str | None = Field(None, description="package.module:function(n) -> step (default: copy the first)")
+    def __post_init__(self) -> None:
+        check_bounds(self)  # the sizes are checked when the step is built, with its other problems
 
 
 def _switch(value: Any) -> Any:
@@ -113,14 +90,14 @@ class ParallelStepConfig(StepConfig):
     balancer: Annotated[BalancerConfig, BeforeValidator(_named)] = Field(
         default_factory=lambda: BalancerConfig(kind="round_robin"), description="A name, or {kind: NAME, ...options}"
     )
-    breaker: Annotated[BreakerConfig | None, BeforeValidator(_switch)] = Field(
-        default_factory=BreakerConfig, description="A circuit breaker per processor (false: none)"
+    breaker: Annotated[BreakerPolicy | None, BeforeValidator(_switch)] = Field(
+        default_factory=BreakerPolicy, description="A circuit breaker per processor (false: none)"
     )
-    failover: Annotated[FailoverConfig | None, BeforeValidator(_switch)] = Field(
-        default_factory=FailoverConfig, description="Retries on other processors (false: none)"
+    failover: Annotated[RetryConfig | None, BeforeValidator(_switch)] = Field(
+        default_factory=RetryConfig, description="Retries on other processors (false: none)"
     )
-    rate_limit: RateLimitConfig | None = Field(None, description="For each processor")
-    pool_rate_limit: RateLimitConfig | None = Field(None, description="For the pool as a whole")
+    rate_limit: RateLimit | None = Field(None, description="For each processor")
+    pool_rate_limit: RateLimit | None = Field(None, description="For the pool as a whole")
     pool_concurrency: int | None = Field(None, ge=1, description="Requests running at once in the pool")
     processor_concurrency: int | None = Field(None, ge=1, description="Requests at once per processor")
     queue_size: int = Field(1000, ge=1, description="Requests waiting before producers wait too")
@@ -147,57 +124,39 @@ class ParallelConversationalAgentStepConfig(ParallelStepConfig):
 
 
 def build_parallel(config: ParallelStepConfig, build: StepBuild) -> Step | None:
-    from .autoscale import AutoscalePolicy
-    from .breaker import BreakerPolicy
-    from .health import HealthPolicy
     from .parallel_step import ParallelAgentStep, ParallelConversationalAgentStep, ParallelStep
-    from .rate_limit import RateLimit
-    from .retry import FailoverRetry
 
     before = len(build.ctx.problems)
     processors = [_processor(name, raw, config, build) for name, raw in config.processors.items()]
     balancer = _balancer(config.balancer, build)
-    failover: FailoverRetry | None = None
+    failover = None
     if config.failover is not None:
-        failover_config = config.failover
-        retry_if = None
-        if failover_config.retry_if:
-            retry_if = build.ctx.callable(
-                failover_config.retry_if, (*build.location, "failover", "retry_if"), "a predicate over errors"
-            )
-        failover = FailoverRetry(**failover_config.model_dump(exclude={"retry_if"}), retry_if=retry_if)
-    breaker = BreakerPolicy(**config.breaker.model_dump()) if config.breaker is not None else None
-    health = probe = None
-    if config.health is not None:
-        health = HealthPolicy(**config.health.model_dump(exclude={"probe"}))
-        if config.health.probe:
-            probe = build.ctx.callable(config.health.probe, (*build.location, "health", "probe"), "a probe function")
-    autoscale = factory = None
-    if config.autoscale is not None:
-        if config.autoscale.min_size > config.autoscale.max_size:
-            build.problem("autoscale", "min_size must not be larger than max_size")
-        else:
-            autoscale = AutoscalePolicy(**config.autoscale.model_dump(exclude={"factory"}))
-        if config.autoscale.factory:
-            location = (*build.location, "autoscale", "factory")
-            factory = build.ctx.callable(config.autoscale.factory, location, "a function(n) returning a step")
+        failover = config.failover.build(build.ctx, (*build.location, "failover"))
+    probe = factory = None
+    if config.health is not None and config.health.probe:
+        probe = build.ctx.callable(config.health.probe, (*build.location, "health", "probe"), "a probe function")
+    if config.autoscale is not None and config.autoscale.sizes_problem:
+        build.problem("autoscale", config.autoscale.sizes_problem)
+    if config.autoscale is not None and config.autoscale.factory:
+        location = (*build.location, "autoscale", "factory")
+        factory = build.ctx.callable(config.autoscale.factory, location, "a function(n) returning a step")
     members = [p for p in processors if p is not None]
     if len(build.ctx.problems) > before or len(members) < len(processors):
         return None
     options: dict[str, Any] = dict(
         balancer=balancer,
-        breaker=breaker,
+        breaker=config.breaker,
         failover=failover,
-        rate_limit=RateLimit(**config.rate_limit.model_dump()) if config.rate_limit else None,
-        pool_rate_limit=RateLimit(**config.pool_rate_limit.model_dump()) if config.pool_rate_limit else None,
+        rate_limit=config.rate_limit,
+        pool_rate_limit=config.pool_rate_limit,
         pool_concurrency=config.pool_concurrency,
         processor_concurrency=config.processor_concurrency,
         queue_size=config.queue_size,
         deadline=config.deadline,
         attempt_timeout=config.attempt_timeout,
-        health=health,
+        health=config.health,
         probe=probe,
-        autoscale=autoscale,
+        autoscale=config.autoscale,
         factory=factory,
         batch=config.batch,
         **build.options(config),

@@ -59,6 +59,8 @@ class Dispatcher:
         self.sticky = sticky
         self.max_sessions = max_sessions
         self.sessions: OrderedDict[str, Processor] = OrderedDict()
+        #: Request id -> the busy processor whose turn it is (paced balancers).
+        self.turns: dict[int, Processor] = {}
         self.request_bucket: TokenBucket | None = None
         self.token_bucket: TokenBucket | None = None
         if pool_rate_limit is not None:
@@ -103,6 +105,7 @@ class Dispatcher:
                 self.release(granted.result(), request.ticket)  # granted just as it was cancelled
             else:
                 queue.remove(request)
+                self.turns.pop(request.id, None)
             raise
         assert isinstance(processor, Processor)
         return processor
@@ -128,23 +131,44 @@ class Dispatcher:
             self.dispatch()
 
     # -- placing -------------------------------------------------------------------------------
-    def place(self, request: Request, now: float) -> Processor | None:
-        """The processor for this request now, or None when it has to wait."""
+    def usable(self, now: float) -> list[Processor]:
+        """The free processors that may take a request now: all free ones while none is
+        `restricted`; none while a pool-wide limit is empty."""
         if self.request_bucket is not None and not self.request_bucket.ready(1.0, now):
-            return None
+            return []
         if self.token_bucket is not None and self.token_bucket.available(now) <= 0:
-            return None
+            return []
+        return [p for p in self.free if p.available(now)] if self.restricted else list(self.free)
+
+    def place(
+        self, request: Request, now: float, usable: list[Processor] | None = None, checked: bool = False
+    ) -> Processor | None:
+        """The processor for this request now, or None when it has to wait. `usable` (`checked`:
+        with availability checked) is `usable(now)`, the same for one pass over the queue."""
+        if usable is None:
+            checked = bool(self.restricted)
+            usable = self.usable(now)
+        if not usable:
+            return None  # no request can be placed now
         if self.sticky and request.session is not None:
             pinned = self.sessions.get(request.session)
             if pinned is not None and pinned not in request.tried and pinned.keeps_sessions():
                 # Sticky: wait for this processor while it is healthy, even when others are free.
                 # (A retry goes elsewhere like any other, and takes the session along.)
                 return pinned if pinned in self.free and pinned.available(now) else None
-        restricted = self.restricted
-        free = [p for p in self.free if p.available(now)] if restricted else list(self.free)
-        if not free:
-            return None
         tried = request.tried
+        if self.balancer.paced and not tried:
+            mine = self.turns.get(request.id)
+            if mine is None or not mine.available(now):
+                mine = self.balancer.turn([p for p in self.processors if p.available(now)], request)
+            if mine is not None:
+                if mine in self.free:
+                    self.turns.pop(request.id, None)
+                    return mine
+                self.turns[request.id] = mine  # its turn on a busy processor: wait for it
+                return None
+            self.turns.pop(request.id, None)
+        free = usable
         if tried:
             fresh = [p for p in free if p not in tried]
             if fresh:
@@ -152,10 +176,10 @@ class Dispatcher:
             elif any(p not in tried and p.available(now) for p in self.processors):
                 return None  # an untried processor is busy: wait for it rather than go back
         chosen = self.balancer.choose(free, request)
-        if restricted or chosen.available(now):
+        if checked or chosen.available(now):
             return chosen
         # Its state changed without an event (say, `healthy` set directly): check them all from now on.
-        restricted.add(chosen.name)
+        self.restricted.add(chosen.name)
         return self.place(request, now)
 
     # -- which processors may be unavailable -----------------------------------------------------
@@ -217,6 +241,8 @@ class Dispatcher:
         try:
             queue, clock = self.queue, self.clock
             now = 0.0
+            usable: list[Processor] = []
+            checked = False
 
             def place(request: Request) -> Processor | None:
                 granted = request.granted
@@ -224,15 +250,21 @@ class Dispatcher:
                     return None  # its caller was cancelled and is about to take it out
                 context = request.context
                 if context is _current.get():
-                    return self.place(request, now)
+                    return self.place(request, now, usable, checked)
                 token = _current.set(context)  # report to the request's run, not this task's
                 try:
-                    return self.place(request, now)
+                    return self.place(request, now, usable, checked)
                 finally:
                     _current.reset(token)
 
             while len(queue) and self.in_flight < self.limit and self.free:
                 now = clock.now()
+                checked = bool(self.restricted)
+                usable = self.usable(now)
+                if not usable:
+                    # Only processors that cannot take work (breaker open, rate-limited) have free
+                    # slots: no request can be placed, so do not walk the queue asking each one.
+                    break
                 found = queue.pop_first(place)
                 if found is None:
                     break
@@ -297,6 +329,7 @@ class Dispatcher:
     def close(self) -> None:
         """Fail the waiting requests with `PoolClosed`; refuse new ones."""
         self.closed = True
+        self.turns.clear()
         if self._wake_cancel is not None:
             self._wake_cancel()
             self._wake_cancel = None

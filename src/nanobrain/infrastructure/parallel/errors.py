@@ -1,11 +1,8 @@
-"""Errors of the parallel layer, and which errors are worth retrying."""
+"""Errors of the parallel layer (which errors are worth retrying: `core.retry.is_retryable`)."""
 
 from __future__ import annotations
 
-import errno
-import socket
-
-from ...core.errors import NanoBrainError, StepError
+from ...core.errors import NanoBrainError
 
 
 class ParallelError(NanoBrainError):
@@ -60,50 +57,3 @@ class DeadlineExceeded(ParallelError, TimeoutError):
 
 class PoolClosed(ParallelError):
     """The pool was closed; it accepts no more requests."""
-
-
-#: OS errors that mean the network or the peer failed, not the caller (a missing file is not one).
-_NETWORK_ERRNOS = frozenset(
-    getattr(errno, name)
-    for name in (
-        "ECONNREFUSED",
-        "ECONNRESET",
-        "ECONNABORTED",
-        "EPIPE",
-        "ETIMEDOUT",
-        "EHOSTUNREACH",
-        "EHOSTDOWN",
-        "ENETUNREACH",
-        "ENETDOWN",
-        "ENETRESET",
-    )
-    if hasattr(errno, name)
-)
-
-
-def is_retryable(error: BaseException) -> bool:
-    """Whether trying again, elsewhere, may help: the one decision behind failover and breakers.
-
-    An error says so with a `retryable` attribute (provider errors, `CircuitOpen`,
-    `AttemptTimeout`; auth and bad-request errors say no). Otherwise timeouts and connection
-    failures (`ConnectionError`, DNS errors, socket errors such as "network unreachable") are
-    retryable, and everything else is not: a `KeyError`, `TypeError` or validation error is a
-    bug that another processor would hit too. A step failure inside a nested workflow, and an
-    error raised `from` another (a client library wrapping a socket error), is judged by its cause.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        flag = getattr(current, "retryable", None)
-        if isinstance(flag, bool):
-            return flag
-        if isinstance(current, (TimeoutError, ConnectionError, socket.gaierror, socket.herror)):
-            return True
-        if isinstance(current, OSError) and current.errno in _NETWORK_ERRNOS:
-            return True
-        if isinstance(current, StepError):
-            current = current.error
-            continue
-        current = current.__cause__
-    return False

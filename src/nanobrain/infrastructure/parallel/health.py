@@ -6,9 +6,10 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...core.clock import Clock
+from ...core.policy import POLICY_CONFIG, check_bounds, option
 from ...core.workflow import Workflow
 from .deadlines import Deadline
 from .errors import AttemptTimeout
@@ -27,16 +28,15 @@ class HealthPolicy:
     `timeout`) `unhealthy_after` times in a row marks the processor unhealthy, and `healthy_after`
     successes in a row mark it healthy again."""
 
-    interval: float = 10.0
-    timeout: float = 5.0
-    unhealthy_after: int = 2
-    healthy_after: int = 1
+    __pydantic_config__: ClassVar[dict[str, Any]] = POLICY_CONFIG
+
+    interval: float = option(10.0, "Seconds between two probes", gt=0)
+    timeout: float = option(5.0, "Seconds a probe may take", gt=0)
+    unhealthy_after: int = option(2, "Failed probes in a row that mark a processor unhealthy", ge=1)
+    healthy_after: int = option(1, "Good probes in a row that mark it healthy again", ge=1)
 
     def __post_init__(self) -> None:
-        if self.interval <= 0 or self.timeout <= 0:
-            raise ValueError("health check interval and timeout must be positive")
-        if self.unhealthy_after < 1 or self.healthy_after < 1:
-            raise ValueError("unhealthy_after and healthy_after must be at least 1")
+        check_bounds(self)
 
 
 async def default_probe(processor: Processor) -> bool:

@@ -41,7 +41,7 @@ class ParallelStep(Step):
     pool's own queue does the limiting).
 
         ParallelStep("summarize", [a, b, c], balancer="fastest_response", deadline=30,
-                     failover=FailoverRetry(attempts=3), pool_concurrency=8, timeout=60)
+                     failover=RetryPolicy(attempts=3), pool_concurrency=8, timeout=60)
     """
 
     def __init__(

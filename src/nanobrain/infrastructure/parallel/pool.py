@@ -5,7 +5,7 @@ granted a processor (see `dispatch`), calls it, and gives the slot back. So a re
 back to the caller that asked, exactly once, and cancelling a caller cancels its request wherever
 it is: waiting, running, or backing off before a retry.
 
-Failed attempts are retried by `FailoverRetry` on a processor the request has not tried when one
+Failed attempts are retried by the failover `RetryPolicy` on a processor the request has not tried when one
 is available, all within the request's deadline; each attempt may have its own timeout. A request
 waits while no processor can take it (all busy, unhealthy, or with open breakers): a deadline
 bounds that wait too.
@@ -21,20 +21,20 @@ from typing import Any, TypedDict
 from ...core.clock import Clock, RealClock
 from ...core.closing import AsyncClosing
 from ...core.context import StepContext, _current, current_context
+from ...core.retry import RetryPolicy, is_retryable, outer_retry
 from ...core.steps import Step
 from .balancers import Balancer, make_balancer
 from .breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from .deadlines import Deadline
 from .dispatch import Dispatcher
-from .errors import AttemptTimeout, DeadlineExceeded, NoProcessorAvailable, PoolClosed, is_retryable
+from .errors import AttemptTimeout, DeadlineExceeded, NoProcessorAvailable, PoolClosed
 from .events import EventEmitter, EventHook
 from .processor import Processor
 from .rate_limit import RateLimit
 from .request_queue import Request, RequestQueue
-from .retry import FailoverRetry
 
 DEFAULT_BREAKER = BreakerPolicy()
-DEFAULT_FAILOVER = FailoverRetry()
+DEFAULT_FAILOVER = RetryPolicy()
 
 
 class RequestOptions(TypedDict, total=False):
@@ -61,7 +61,7 @@ class ProcessorPool(AsyncClosing):
         name: str = "pool",
         balancer: Balancer | str | None = None,
         breaker: BreakerPolicy | None = DEFAULT_BREAKER,
-        failover: FailoverRetry | None = DEFAULT_FAILOVER,
+        failover: RetryPolicy | None = DEFAULT_FAILOVER,
         rate_limit: RateLimit | None = None,
         pool_rate_limit: RateLimit | None = None,
         concurrency: int | None = None,
@@ -286,7 +286,13 @@ class ProcessorPool(AsyncClosing):
         retry = self.failover
         if retry is None or retry.attempts < 2 or not retry.should_retry(error):
             raise error
-        return await retry.run(lambda: self._attempt(request), error, clock=self.clock, deadline=request.deadline)
+        clock, deadline = self.clock, request.deadline
+        return await retry.call(
+            lambda: self._attempt(request),
+            first_error=error,
+            sleep=clock.sleep,
+            give_up=None if deadline is None else lambda wait: clock.now() + wait >= deadline,
+        )
 
     async def _attempt(self, request: Request) -> Any:
         if not self._processors:
@@ -327,9 +333,17 @@ class ProcessorPool(AsyncClosing):
         else:
             context = StepContext("", processor.name, processor.name, None, {})
         token = _current.set(context)
+        # While the pool fails over, a processor's default retries (a provider's) stand down: a
+        # failing request costs `attempts` calls, not `attempts` times the provider's. (Set here,
+        # with the run's context, rather than for every request: setting a context variable in
+        # a task costs microseconds, and outside runs the pool's fast path stays fast.)
+        failover = self.failover
+        retrying = outer_retry.set(True) if failover is not None and failover.attempts > 1 else None
         try:
             return await processor.invoke(request.inputs)
         finally:
+            if retrying is not None:
+                outer_retry.reset(retrying)
             _current.reset(token)
             usage = context.usage
             if usage:

@@ -8,8 +8,10 @@ it may go into debt, and the processor gets no new work until the debt is paid o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ...core.clock import Clock, RealClock
+from ...core.policy import POLICY_CONFIG, check_bounds, option
 
 
 class TokenBucket:
@@ -83,15 +85,14 @@ class RateLimit:
     counts the prompt and completion tokens that language-model processors report.
     """
 
-    requests_per_second: float | None = None
-    burst: float | None = None
-    tokens_per_minute: float | None = None
+    __pydantic_config__: ClassVar[dict[str, Any]] = POLICY_CONFIG
+
+    requests_per_second: float | None = option(None, "Requests let through per second", gt=0)
+    burst: float | None = option(None, "Requests allowed at once (default: one second's worth)", gt=0)
+    tokens_per_minute: float | None = option(None, "Language-model tokens (prompt + completion)", gt=0)
 
     def __post_init__(self) -> None:
-        for field_name in ("requests_per_second", "burst", "tokens_per_minute"):
-            value = getattr(self, field_name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{field_name} must be positive, got {value}")
+        check_bounds(self)
 
     def request_bucket(self, clock: Clock) -> TokenBucket | None:
         if self.requests_per_second is None:

@@ -13,22 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ...config.models import StepConfig
 from ...config.registry import register_step_kind
 from ...core.steps import Step
+from ...infrastructure.parallel.breaker import BreakerPolicy
 
 if TYPE_CHECKING:
     from ...config.loader import StepBuild
-
-
-class RemoteBreakerConfig(BaseModel):
-    """A circuit breaker in front of the remote agent (see `BreakerPolicy`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    failure_rate: float = Field(0.5, gt=0, le=1)
-    window: float = Field(30.0, gt=0)
-    min_calls: int = Field(5, ge=1)
-    consecutive_failures: int | None = Field(None, ge=1)
-    cool_down: float = Field(10.0, ge=0)
-    probes: int = Field(1, ge=1)
 
 
 class RemoteAgentConfig(BaseModel):
@@ -48,7 +36,7 @@ class RemoteAgentConfig(BaseModel):
     token: str | None = Field(None, description="Bearer token sent with each call (use ${ENV_VAR})")
     call_timeout: float = Field(120.0, gt=0, description="Seconds a call may take; then the remote task is cancelled")
     skill: str | None = Field(None, description="Refuse an agent whose card lacks this skill")
-    breaker: RemoteBreakerConfig | None = None
+    breaker: BreakerPolicy | None = Field(None, description="A circuit breaker in front of the remote agent")
     name: str | None = Field(None, description="The tool's name (default: the card's name)")
 
     @model_validator(mode="after")
@@ -74,9 +62,9 @@ class RemoteAgentConfig(BaseModel):
             located = {"service": self.service, "registry": registry}
         breaker = None
         if self.breaker is not None:
-            from ...infrastructure.parallel.breaker import BreakerPolicy, CircuitBreaker
+            from ...infrastructure.parallel.breaker import CircuitBreaker
 
-            breaker = CircuitBreaker(f"a2a:{self.url}", BreakerPolicy(**self.breaker.model_dump()))
+            breaker = CircuitBreaker(f"a2a:{self.url or self.service}", self.breaker)
         return {"token": self.token, "timeout": self.call_timeout, "skill": self.skill, "breaker": breaker, **located}
 
 
