@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class AgentStepConfig(StepConfig):
     """A language-model step with tools."""
 
-    kind: Literal["agent"] = "agent"  # type: ignore[assignment]
+    kind: Literal["agent"] = "agent"
     model: str | None = Field(None, description="local, openai:MODEL, anthropic:MODEL, ... (default: NANOBRAIN_MODEL)")
     system: str = ""
     prompt: str = Field("{message}", description="Template; its {fields} become the step's inputs")

@@ -48,7 +48,7 @@ class RuleConfig(BaseModel):
 class DelegateStepConfig(StepConfig):
     """Choose an agent for each message by rules and measured performance, and ask it."""
 
-    kind: Literal["delegate"] = "delegate"  # type: ignore[assignment]
+    kind: Literal["delegate"] = "delegate"
     agents: dict[str, RemoteAgentConfig | LocalAgentConfig] = Field(
         default_factory=dict, description="Agents by name: a url, a registered service or a step"
     )

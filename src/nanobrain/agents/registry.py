@@ -135,7 +135,7 @@ class AgentRegistry:
         """Close the remote agents' connections, and the service registry if this opened it."""
         for entry in self._entries.values():
             if entry.remote:
-                await entry.target.aclose()  # type: ignore[union-attr]
+                await entry.target.aclose()
         if self._owns_services and self.services is not None:
             await self.services.aclose()
 

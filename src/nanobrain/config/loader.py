@@ -232,7 +232,7 @@ def _workflow_config(data: Any, ctx: BuildContext) -> WorkflowConfig | None:
         # Still check each step on its own, so that one bad top-level field does not hide them.
         for name, raw_step in data["steps"].items():
             build_step(name, raw_step, ctx)
-    return config  # type: ignore[no-any-return]
+    return config
 
 
 def _validate(model: type[BaseModel], data: Any, location: Location, ctx: BuildContext) -> Any:

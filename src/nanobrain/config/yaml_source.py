@@ -40,7 +40,7 @@ MAX_ALIAS_EXPANSION = 100_000
 _BaseLoader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _Loader(_BaseLoader):
     """The safe loader whose scalar constructors turn any failure into a located YAML error."""
 
 

@@ -69,7 +69,7 @@ class StepContext:
             return await call()
         place = (self.step, self.firing, key)
         if place in journal.calls:
-            return journal.calls[place]  # type: ignore[no-any-return]
+            return journal.calls[place]
         value = await call()
         journal.calls[place] = value
         journal.add(CALL, self.step, self.firing, (key, value))

@@ -440,7 +440,7 @@ class Run:
     async def _worker(self, sr: StepRuntime, firing: int, snap: Snapshot) -> None:
         ready = self._ready
         if self._unstarted:
-            self._unstarted.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._unstarted.discard(asyncio.current_task())
         try:
             while True:
                 await self._fire(sr, firing, snap)

@@ -36,7 +36,7 @@ def units_model(name: str, units: Mapping[str, DataUnit], *, required: bool = Tr
         else:
             default = None
         fields[port] = (annotation, Field(default))
-    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)  # type: ignore[call-overload, no-any-return]
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def inputs_model(step: Step) -> type[BaseModel]:

@@ -232,7 +232,7 @@ class AnthropicProvider(Provider):
             _finish_reason(response.stop_reason, has_calls=bool(calls)),
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         params, structured = self._params(request)
         client = self._get_client()
         try:

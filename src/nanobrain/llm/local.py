@@ -140,7 +140,7 @@ def _llama_class() -> type:
     """`llama_cpp.Llama` that counts tokens and stops between two tokens when asked."""
     import llama_cpp
 
-    class CountingLlama(llama_cpp.Llama):  # type: ignore[misc]
+    class CountingLlama(llama_cpp.Llama):
         # Streaming responses carry no usage, and a stop flag must be seen between tokens even
         # when the chunk generator is not being iterated; `generate` sees every token.
         nanobrain_generation: _Generation | None = None
@@ -340,7 +340,7 @@ class LocalProvider(Provider):
             _check_model_file(self.model_path)
         return True
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         plan = _plan(request)
         kwargs = self._sampling(request, constrained=plan.schema is not None)
         kwargs["messages"] = _chat_messages(request, plan.instructions)

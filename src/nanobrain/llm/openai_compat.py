@@ -182,7 +182,7 @@ class OpenAICompatibleProvider(Provider):
             choice.finish_reason or ("tool_calls" if calls else "stop"),
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         client = self._get_client()
         params = self._params(request)
         params["stream"] = True

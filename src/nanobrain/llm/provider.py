@@ -168,7 +168,7 @@ class ResilientProvider(WrapperProvider):
 
         return await self.retry.call(attempt, sleep=self.clock.sleep)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         async def start() -> tuple[AsyncIterator[StreamChunk], StreamChunk | None]:
             chunks = self.inner.stream(request).__aiter__()
             return chunks, await self._next(chunks)

@@ -106,7 +106,7 @@ class ScriptedModel(Provider):
             await asyncio.sleep(self.delay)
         return self._next(request)
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         completion = self._next(request)
         text = completion.message.content
         for start in range(0, len(text), self.chunk_size):

@@ -102,7 +102,7 @@ class Tool:
             from pydantic import Field
 
             fields[parameter.name] = (annotation, Field(default, description=param_docs.get(parameter.name)))
-        model = create_model(  # type: ignore[call-overload]
+        model = create_model(
             f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
         )
         return cls(tool_name, description or summary or tool_name, model, fn)

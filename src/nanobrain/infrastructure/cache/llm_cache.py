@@ -149,7 +149,7 @@ class CachingProvider(WrapperProvider):
         await self.cache.set(key, dump_completion(completion), ttl=self.ttl)
         return completion
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:  # type: ignore[override]
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
         key = self.key(request)
         if key is None:
             async for chunk in self.inner.stream(request):

@@ -73,7 +73,7 @@ def _format_of(name: str, format: str | None, *, reading: bool) -> ExportFormat:
     if format not in allowed:
         verb = "import reads" if reading else "export writes"
         raise ExportError(f"unknown format {format!r}: {verb} {', '.join(dict.fromkeys(allowed))}")
-    return format  # type: ignore[return-value]
+    return format
 
 
 def session_record(session: Session) -> dict[str, Any]:

@@ -83,7 +83,7 @@ def _named(value: Any) -> Any:
 class ParallelStepConfig(StepConfig):
     """Requests spread over a pool of processors, with a balancer, breakers and failover."""
 
-    kind: Literal["parallel"] = "parallel"  # type: ignore[assignment]
+    kind: Literal["parallel"] = "parallel"
     processors: dict[str, dict[str, Any]] = Field(
         min_length=1, description="By name: an inline step (any kind) or {step: package.module:attribute}"
     )

@@ -89,8 +89,8 @@ class Processor:
     def invoke(self, inputs: Mapping[str, Any]) -> Awaitable[Any]:
         """Call the step with the inputs it declares (a copy: a failed attempt cannot spoil a retry)."""
         if self._accepts.issuperset(inputs):
-            return self._invoke(dict(inputs))  # type: ignore[no-any-return]
-        return self._invoke({k: v for k, v in inputs.items() if k in self._accepts})  # type: ignore[no-any-return]
+            return self._invoke(dict(inputs))
+        return self._invoke({k: v for k, v in inputs.items() if k in self._accepts})
 
     # -- routing -------------------------------------------------------------------------------
     @property

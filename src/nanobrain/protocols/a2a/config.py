@@ -68,10 +68,10 @@ class RemoteAgentConfig(BaseModel):
         return {"token": self.token, "timeout": self.call_timeout, "skill": self.skill, "breaker": breaker, **located}
 
 
-class A2AAgentStepConfig(StepConfig, RemoteAgentConfig):  # type: ignore[misc]
+class A2AAgentStepConfig(StepConfig, RemoteAgentConfig):
     """A remote A2A agent as a step: input `message` (or `inputs`), output `reply`."""
 
-    kind: Literal["a2a_agent"] = "a2a_agent"  # type: ignore[assignment]
+    kind: Literal["a2a_agent"] = "a2a_agent"
     inputs: list[str] | None = Field(None, description="Input names sent as a data part (default: message, as text)")
 
 

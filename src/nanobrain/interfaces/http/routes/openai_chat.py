@@ -195,7 +195,7 @@ async def _open_session(chat: Any, session: str | None, earlier: list[ChatMessag
         role = "system" if message.role == "developer" else message.role
         if role == "tool":
             continue  # a tool result without its call cannot be replayed faithfully
-        entries.append(HistoryEntry(Message(role, message.text())))  # type: ignore[arg-type]
+        entries.append(HistoryEntry(Message(role, message.text())))
     if entries:
         await chat.services.history.append_entries(session, entries)
     return session
