@@ -65,3 +65,58 @@ async def test_an_opening_ends_with_its_cool_down_everywhere(states: Any) -> Non
     await asyncio.sleep(0.4)
     assert here.open_until("flaky") is None and there.open_until("flaky") is None
     assert (await states()).open_until("flaky") is None  # its key expired in Redis too
+
+
+async def test_pools_in_two_processes_share_their_breakers_through_redis(states: Any) -> None:
+    """A processor that trips the breaker in one pool is skipped by the other pool at once, without the
+    other pool paying for failures of its own; when the first pool's probe succeeds, both use it again."""
+    from nanobrain import FunctionStep
+    from nanobrain.infrastructure.parallel import BreakerPolicy, BreakerState, ProcessorPool
+    from nanobrain.testing import InjectedFault
+
+    down = {"flaky": True}
+    calls = {"flaky": 0, "steady": 0}
+
+    def make_pool(shared: RedisBreakerState) -> ProcessorPool:
+        async def flaky(x: int) -> int:
+            calls["flaky"] += 1
+            if down["flaky"]:
+                raise InjectedFault("flaky is down")
+            return x
+
+        async def steady(x: int) -> int:
+            calls["steady"] += 1
+            return x
+
+        policy = BreakerPolicy(min_calls=1, failure_rate=1.0, cool_down=0.5)
+        return ProcessorPool(
+            [FunctionStep(flaky, "flaky"), FunctionStep(steady, "steady")],
+            balancer="round_robin",
+            breaker=policy,
+            shared_breakers=shared,
+        )
+
+    here, there = make_pool(await states()), make_pool(await states())
+    async with here, there:
+        for x in range(4):  # the failing call fails over to steady; flaky's breaker opens here
+            assert await here.call({"x": x}) == {"result": x}
+        assert _processor(here, "flaky").breaker.state is BreakerState.OPEN
+        await eventually(lambda: there.shared_breakers.open_until("flaky") is not None)
+
+        before = calls["flaky"]
+        for x in range(4):  # the other pool never sends work to flaky while it is open anywhere
+            assert await there.call({"x": x}) == {"result": x}
+        assert calls["flaky"] == before
+        assert _processor(there, "flaky").breaker.state is BreakerState.OPEN
+
+        down["flaky"] = False
+        await asyncio.sleep(0.6)  # the cool-down: a probe goes through in `here`, succeeds, closes it everywhere
+        for x in range(4):
+            await here.call({"x": x})
+        assert _processor(here, "flaky").breaker.state is BreakerState.CLOSED
+        await eventually(lambda: there.shared_breakers.open_until("flaky") is None)
+
+
+def _processor(pool: Any, name: str) -> Any:
+    (processor,) = [p for p in pool.processors if p.name == name]
+    return processor

@@ -16,13 +16,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ...core.clock import Clock, RealClock
 from ...core.policy import POLICY_CONFIG, check_bounds, option
 from ...core.retry import is_retryable
 from .errors import CircuitOpen
 from .events import EventEmitter, EventHook
+
+if TYPE_CHECKING:
+    from .shared_breaker import RedisBreakerState
 
 T = TypeVar("T")
 
@@ -62,8 +65,11 @@ class CircuitBreaker:
         on_event: EventHook | None = None,
         events: EventEmitter | None = None,
         is_failure: Callable[[BaseException], bool] = is_retryable,
+        shared: RedisBreakerState | None = None,
     ) -> None:
         self.name = name
+        #: Where other processes' breakers of the same name say they opened (and learn that this one did).
+        self.shared = shared
         self.policy = policy or BreakerPolicy()
         self.clock: Clock = clock or RealClock()
         self.events = events or EventEmitter(name, clock=self.clock, on_event=on_event)
@@ -98,7 +104,9 @@ class CircuitBreaker:
         """Whether a call may start now (no side effect other than the open -> half-open change)."""
         state = self._state
         if state is BreakerState.CLOSED:
-            return True
+            if self.shared is None or not self._opened_elsewhere():
+                return True
+            state = self._state
         if state is BreakerState.OPEN and not self._maybe_half_open(self.clock.now() if now is None else now):
             return False
         return self._probes_out < self.policy.probes
@@ -195,7 +203,20 @@ class CircuitBreaker:
             return True
         return False
 
-    def _open(self, reason: str) -> None:
+    def _opened_elsewhere(self) -> bool:
+        """Adopt an opening another process announced: open here until its cool-down ends there."""
+        assert self.shared is not None
+        until = self.shared.open_until(self.name)
+        if until is None:
+            return False
+        remaining = until - self.shared.now()
+        self._open("opened by another process", announce=False)
+        self._opened_at = self.clock.now() - max(0.0, self.policy.cool_down - remaining)
+        return True
+
+    def _open(self, reason: str, *, announce: bool = True) -> None:
+        if announce and self.shared is not None:
+            self.shared.opened(self.name, self.policy.cool_down)
         self._state = BreakerState.OPEN
         self._generation += 1
         self._opened_at = self.clock.now()
@@ -219,6 +240,8 @@ class CircuitBreaker:
         return True
 
     def _close(self) -> None:
+        if self.shared is not None:
+            self.shared.closed(self.name)
         self._state = BreakerState.CLOSED
         self._generation += 1
         self._window.clear()

@@ -184,12 +184,22 @@ class Dispatcher:
 
     # -- which processors may be unavailable -----------------------------------------------------
     def watch(self, processor: Processor) -> None:
-        """Note a new processor; processors with rate limits are always checked one by one."""
-        if processor.request_bucket is not None or processor.token_bucket is not None or not processor.healthy:
+        """Note a new processor; processors with rate limits or shared breakers are always checked one by one."""
+        if self._always_checked(processor) or not processor.healthy:
             self.restricted.add(processor.name)
         breaker = processor.breaker
         if breaker is not None and breaker.events is not self.events:
             breaker.events.subscribe(self.on_event)
+
+    @staticmethod
+    def _always_checked(processor: Processor) -> bool:
+        """Rate limits and breakers shared with other processes change without an event here."""
+        breaker = processor.breaker
+        return (
+            processor.request_bucket is not None
+            or processor.token_bucket is not None
+            or (breaker is not None and breaker.shared is not None)
+        )
 
     def on_event(self, event: ParallelEvent) -> None:
         name = event.data.get("processor")
@@ -199,7 +209,7 @@ class Dispatcher:
             self.restricted.add(name)
         elif event.name in _RELEASING:
             processor = next((p for p in self.processors if p.name == name), None)
-            if processor is not None and processor.request_bucket is None and processor.token_bucket is None:
+            if processor is not None and not self._always_checked(processor):
                 breaker = processor.breaker
                 if processor.healthy and (breaker is None or breaker._state is BreakerState.CLOSED):
                     self.restricted.discard(name)

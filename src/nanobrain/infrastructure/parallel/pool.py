@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterable, Mapping
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ...core.clock import Clock, RealClock
 from ...core.closing import AsyncClosing
@@ -32,6 +32,9 @@ from .events import EventEmitter, EventHook
 from .processor import Processor
 from .rate_limit import RateLimit
 from .request_queue import Request, RequestQueue
+
+if TYPE_CHECKING:
+    from .shared_breaker import RedisBreakerState
 
 DEFAULT_BREAKER = BreakerPolicy()
 DEFAULT_FAILOVER = RetryPolicy()
@@ -74,6 +77,7 @@ class ProcessorPool(AsyncClosing):
         latency_alpha: float = 0.2,
         clock: Clock | None = None,
         on_event: EventHook | None = None,
+        shared_breakers: RedisBreakerState | None = None,
     ) -> None:
         for label, value in (("concurrency", concurrency), ("processor_concurrency", processor_concurrency)):
             if value is not None and value < 1:
@@ -87,6 +91,8 @@ class ProcessorPool(AsyncClosing):
         self.clock: Clock = clock or RealClock()
         self.events = EventEmitter(name, clock=self.clock, on_event=on_event)
         self.breaker = breaker
+        #: Breaker state shared with other processes (replicas): a processor open in one is open in all.
+        self.shared_breakers = shared_breakers
         self.failover = failover
         self.rate_limit = rate_limit
         self.concurrency = concurrency
@@ -160,7 +166,12 @@ class ProcessorPool(AsyncClosing):
         processor.index = next(self._indexes)
         if processor.breaker is None and self.breaker is not None:
             processor.breaker = CircuitBreaker(
-                processor.name, self.breaker, clock=self.clock, events=self.events, is_failure=self._is_failure
+                processor.name,
+                self.breaker,
+                clock=self.clock,
+                events=self.events,
+                is_failure=self._is_failure,
+                shared=self.shared_breakers,
             )
         if processor.rate_limit is None:
             processor.rate_limit = self.rate_limit

@@ -103,7 +103,12 @@ class Processor:
         if not self.healthy or self.draining:
             return False
         breaker = self.breaker
-        if breaker is not None and breaker._state is not BreakerState.CLOSED and not breaker.allows(now):
+        # A closed breaker allows, unless it shares state with other processes (one may have opened it).
+        if (
+            breaker is not None
+            and (breaker._state is not BreakerState.CLOSED or breaker.shared is not None)
+            and not breaker.allows(now)
+        ):
             return False
         bucket = self.request_bucket
         if bucket is not None and not bucket.ready(1.0, now):

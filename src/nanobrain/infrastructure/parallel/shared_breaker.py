@@ -60,6 +60,10 @@ class RedisBreakerState:
             self._listener = None
 
     # -- what a breaker calls (sync) ----------------------------------------------------------------
+    def now(self) -> float:
+        """The wall-clock time the openings are measured in."""
+        return self._now()
+
     def open_until(self, name: str) -> float | None:
         """The wall-clock time until which `name` is open somewhere; None when it is not open."""
         until = self._open.get(name)
