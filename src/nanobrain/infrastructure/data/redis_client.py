@@ -7,6 +7,10 @@ description of where the client connects that is safe to print.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,3 +49,39 @@ def redis_connection(
         raise error(f"{purpose} needs a Redis client without decode_responses (values are bytes)")
     url = f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
     return RedisConnection(url_or_client, url, owned=False)
+
+
+async def listen_json(
+    pubsub: Any,
+    handle: Callable[[dict[str, Any]], Awaitable[None] | None],
+    *,
+    what: str,
+    log: logging.Logger,
+    poll: float = 5.0,
+) -> None:
+    """Hand each JSON object published on `pubsub`'s channels to `handle`, until cancelled; then close it.
+
+    A lost connection is logged and retried (a second later), and a malformed message is logged and
+    skipped: one bad publisher or a Redis restart must not end the listener. `handle` raising
+    KeyError, TypeError or ValueError counts as a malformed message.
+    """
+    try:
+        while True:
+            try:
+                message = await pubsub.get_message(timeout=poll)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("%s: lost the Redis channel (%s); retrying", what, redact(str(exc)))
+                await asyncio.sleep(1.0)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            try:
+                result = handle(json.loads(message["data"]))
+                if result is not None:
+                    await result
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s: ignored a malformed message", what)
+    finally:
+        await pubsub.aclose()

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..data.redis_client import listen_json
+
 log = logging.getLogger("nanobrain.parallel.breaker")
 
 
@@ -111,27 +113,11 @@ class RedisBreakerState:
             await pipe.execute()
 
     async def _listen(self, pubsub: Any) -> None:
-        try:
-            while True:
-                try:
-                    message = await pubsub.get_message(timeout=5.0)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.error("shared breaker state: lost the Redis channel (%s); retrying", exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                if message is None or message.get("type") != "message":
-                    continue
-                try:
-                    change = json.loads(message["data"])
-                    name, until = str(change["name"]), change["until"]
-                except (ValueError, KeyError, TypeError):
-                    log.warning("shared breaker state: ignored a malformed message")
-                    continue
-                if until is None:
-                    self._open.pop(name, None)
-                else:
-                    self._open[name] = max(self._open.get(name, 0.0), float(until))
-        finally:
-            await pubsub.aclose()
+        await listen_json(pubsub, self._changed, what="shared breaker state", log=log)
+
+    def _changed(self, change: dict[str, Any]) -> None:
+        name, until = str(change["name"]), change["until"]
+        if until is None:
+            self._open.pop(name, None)
+        else:
+            self._open[name] = max(self._open.get(name, 0.0), float(until))

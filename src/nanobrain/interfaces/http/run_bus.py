@@ -29,6 +29,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ...infrastructure.data.redis_client import listen_json
 from .redis_nodes import RedisNodes, open_redis
 from .runs import HEARTBEAT, Record, encode
 
@@ -205,28 +206,12 @@ class RunBus:
         await asyncio.gather(*(pipe.execute(raise_on_error=False) for pipe in pipes.values()))
 
     async def _listen(self, pubsub: Any) -> None:
-        try:
-            while True:
-                try:
-                    message = await pubsub.get_message(timeout=self.heartbeat_seconds)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.error("run bus: lost the control channel (%s); retrying", exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                if message is None or message.get("type") != "message":
-                    continue
-                try:
-                    order = json.loads(message["data"])
-                    run_id = str(order["cancel"])
-                except (ValueError, KeyError, TypeError):
-                    log.warning("run bus: ignored a malformed control message")
-                    continue
-                if self._on_cancel is not None:
-                    await self._on_cancel(run_id)
-        finally:
-            await pubsub.aclose()
+        await listen_json(pubsub, self._ordered, what="run bus", log=log, poll=self.heartbeat_seconds)
+
+    async def _ordered(self, order: dict[str, Any]) -> None:
+        run_id = str(order["cancel"])
+        if self._on_cancel is not None:
+            await self._on_cancel(run_id)
 
     async def _beat(self) -> None:
         key, ttl = self._replica_key(self.replica), int(self.heartbeat_seconds * 3000)
