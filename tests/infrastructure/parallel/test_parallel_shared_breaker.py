@@ -77,7 +77,7 @@ async def test_pools_in_two_processes_share_their_breakers_through_redis(states:
     down = {"flaky": True}
     calls = {"flaky": 0, "steady": 0}
 
-    def make_pool(shared: RedisBreakerState) -> ProcessorPool:
+    def make_pool(shared: RedisBreakerState, *, later: bool = False) -> ProcessorPool:
         async def flaky(x: int) -> int:
             calls["flaky"] += 1
             if down["flaky"]:
@@ -89,19 +89,19 @@ async def test_pools_in_two_processes_share_their_breakers_through_redis(states:
             return x
 
         policy = BreakerPolicy(min_calls=1, failure_rate=1.0, cool_down=0.5)
-        return ProcessorPool(
-            [FunctionStep(flaky, "flaky"), FunctionStep(steady, "steady")],
-            balancer="round_robin",
-            breaker=policy,
-            shared_breakers=shared,
-        )
+        steps = [FunctionStep(flaky, "flaky"), FunctionStep(steady, "steady")]
+        if not later:
+            return ProcessorPool(steps, balancer="round_robin", breaker=policy, shared_breakers=shared)
+        pool = ProcessorPool(steps, balancer="round_robin", breaker=policy)
+        pool.share_breakers(shared)  # as `nanobrain serve --redis` does for the pools of the workflows it loaded
+        return pool
 
-    here, there = make_pool(await states()), make_pool(await states())
+    here, there = make_pool(await states()), make_pool(await states(), later=True)
     async with here, there:
         for x in range(4):  # the failing call fails over to steady; flaky's breaker opens here
             assert await here.call({"x": x}) == {"result": x}
         assert _processor(here, "flaky").breaker.state is BreakerState.OPEN
-        await eventually(lambda: there.shared_breakers.open_until("flaky") is not None)
+        await eventually(lambda: there.shared_breakers.open_until("pool/flaky") is not None)
 
         before = calls["flaky"]
         for x in range(4):  # the other pool never sends work to flaky while it is open anywhere
@@ -114,7 +114,7 @@ async def test_pools_in_two_processes_share_their_breakers_through_redis(states:
         for x in range(4):
             await here.call({"x": x})
         assert _processor(here, "flaky").breaker.state is BreakerState.CLOSED
-        await eventually(lambda: there.shared_breakers.open_until("flaky") is None)
+        await eventually(lambda: there.shared_breakers.open_until("pool/flaky") is None)
 
 
 def _processor(pool: Any, name: str) -> Any:

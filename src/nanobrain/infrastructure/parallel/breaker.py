@@ -66,10 +66,13 @@ class CircuitBreaker:
         events: EventEmitter | None = None,
         is_failure: Callable[[BaseException], bool] = is_retryable,
         shared: RedisBreakerState | None = None,
+        shared_key: str | None = None,
     ) -> None:
         self.name = name
-        #: Where other processes' breakers of the same name say they opened (and learn that this one did).
+        #: Where other processes' breakers with the same `shared_key` (default: the name) say they opened,
+        #: and learn that this one did.
         self.shared = shared
+        self.shared_key = shared_key or name
         self.policy = policy or BreakerPolicy()
         self.clock: Clock = clock or RealClock()
         self.events = events or EventEmitter(name, clock=self.clock, on_event=on_event)
@@ -206,7 +209,7 @@ class CircuitBreaker:
     def _opened_elsewhere(self) -> bool:
         """Adopt an opening another process announced: open here until its cool-down ends there."""
         assert self.shared is not None
-        until = self.shared.open_until(self.name)
+        until = self.shared.open_until(self.shared_key)
         if until is None:
             return False
         remaining = until - self.shared.now()
@@ -216,7 +219,7 @@ class CircuitBreaker:
 
     def _open(self, reason: str, *, announce: bool = True) -> None:
         if announce and self.shared is not None:
-            self.shared.opened(self.name, self.policy.cool_down)
+            self.shared.opened(self.shared_key, self.policy.cool_down)
         self._state = BreakerState.OPEN
         self._generation += 1
         self._opened_at = self.clock.now()
@@ -241,7 +244,7 @@ class CircuitBreaker:
 
     def _close(self) -> None:
         if self.shared is not None:
-            self.shared.closed(self.name)
+            self.shared.closed(self.shared_key)
         self._state = BreakerState.CLOSED
         self._generation += 1
         self._window.clear()

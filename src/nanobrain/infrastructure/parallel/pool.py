@@ -172,6 +172,7 @@ class ProcessorPool(AsyncClosing):
                 events=self.events,
                 is_failure=self._is_failure,
                 shared=self.shared_breakers,
+                shared_key=f"{self.name}/{processor.name}",
             )
         if processor.rate_limit is None:
             processor.rate_limit = self.rate_limit
@@ -183,6 +184,16 @@ class ProcessorPool(AsyncClosing):
             self.events.emit("processor_added", processor=processor.name, size=self.size)
             self._dispatcher.dispatch()
         return processor
+
+    def share_breakers(self, shared: RedisBreakerState) -> None:
+        """Share this pool's breakers with other processes (replicas) through `shared`, from now on:
+        a processor tripped in one is skipped by all until its cool-down ends. Keys: `pool/processor`."""
+        self.shared_breakers = shared
+        for processor in self._processors:
+            if processor.breaker is not None:
+                processor.breaker.shared = shared
+                processor.breaker.shared_key = f"{self.name}/{processor.name}"
+            self._dispatcher.watch(processor)
 
     def retire(self, processor: Processor | str) -> Processor:
         """Stop sending requests to a processor; it leaves the pool when its last request is done."""

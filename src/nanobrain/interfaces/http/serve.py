@@ -159,6 +159,8 @@ async def open_app(options: ServeOptions, *, report: Callable[[str], None] = pri
         # Before loading any model: a refused bind should not take seconds to say so.
         check_bind(options.host, auth_configured=auth_configured, insecure=options.insecure)
         redis = await _open_redis(options.redis, closing) if options.redis else None
+        if redis is not None:
+            await _share_breakers(workflows, redis, closing)
         if options.chat:
             chat = await ChatApp.open(config=options.chat_config, model=options.model, database_url=options.database)
             closing.append(chat)
@@ -223,6 +225,22 @@ async def _open_redis(urls: str, closing: list[Any]) -> Any:
                 f"cannot reach Redis at {mask_url(url)} (--redis / NANOBRAIN_REDIS_URL): {said}"
             ) from None
     return nodes
+
+
+async def _share_breakers(workflows: Sequence[Any], redis: Any, closing: list[Any]) -> None:
+    """The breakers of every processor pool in `workflows` are shared by the replicas (through the first
+    Redis node): a processor tripped in one replica is skipped by all until its cool-down ends."""
+    from ...infrastructure.parallel.parallel_step import ParallelStep
+    from ...infrastructure.parallel.shared_breaker import RedisBreakerState
+
+    pools = [step.pool for workflow in workflows for step in workflow.walk() if isinstance(step, ParallelStep)]
+    if not pools:
+        return
+    shared = RedisBreakerState(redis.clients[0], prefix=redis.prefix)
+    await shared.start()
+    closing.append(shared)
+    for pool in pools:
+        pool.share_breakers(shared)
 
 
 def run_serve(options: ServeOptions, *, report: Callable[[str], None] = print) -> None:
