@@ -178,3 +178,27 @@ async def test_a_damaged_journal_file_is_a_clear_error_that_names_it(tmp_path):
             assert f"sqlite3 {path} .recover" in str(info.value)
     finally:
         await reopened.aclose()
+
+
+async def test_an_append_waits_for_an_async_writer_of_the_same_sqlite_file_without_blocking_the_loop(tmp_path):
+    """History, sessions or an A2A task store may write the same SQLite file through an async connection that
+    needs the event loop to commit: the journal must wait for it without blocking the loop (which deadlocked
+    both until a timeout: "database is locked")."""
+    from sqlalchemy import text
+
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}")
+    journal = SqlJournalStore(database)
+    try:
+        await journal.create(record("shared"))
+        async with database.begin() as other:
+            await other.execute(text("CREATE TABLE IF NOT EXISTS other_writer (x INTEGER)"))
+            await other.execute(text("INSERT INTO other_writer VALUES (1)"))  # holds the write lock
+            append = asyncio.ensure_future(journal.append("shared", 0, [b"entry"]))
+            await asyncio.sleep(0.2)  # the loop keeps turning while the append waits
+            assert not append.done()
+        # `other` committed on leaving the block: the append goes through.
+        await asyncio.wait_for(append, 10)
+        assert await journal.entries("shared") == [b"entry"]
+    finally:
+        await journal.aclose()
+        await database.aclose()

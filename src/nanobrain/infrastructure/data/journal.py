@@ -12,12 +12,13 @@ closes that at the cost of an fsync per step). PostgreSQL goes through the async
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from ...core.journal import JournalError, RunLocked, RunRecord, owner_alive
@@ -79,10 +80,33 @@ _SELECT = (
 _SELECTED = (*(f for f in _FIELDS if f not in ("entries", "bytes")), "entries", "bytes")
 
 
-@contextmanager
-def _transaction(connection: sqlite3.Connection, database: Database) -> Iterator[None]:
+#: How long an append waits for another writer of the same SQLite file before it fails.
+LOCK_PATIENCE = 30.0
+
+
+async def _begin_immediate(connection: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE without blocking the event loop while another connection writes.
+
+    The other writer may be an async connection (history, sessions, an A2A task store on the same file)
+    that needs this very loop to commit: waiting inside sqlite3's busy handler would block the loop and
+    deadlock both until the timeout. So the connection never waits (busy_timeout 0) and we wait here.
+    """
+    delay, deadline = 0.001, time.monotonic() + LOCK_PATIENCE
+    while True:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+@asynccontextmanager
+async def _transaction(connection: sqlite3.Connection, database: Database) -> AsyncIterator[None]:
     try:
-        connection.execute("BEGIN IMMEDIATE")
+        await _begin_immediate(connection)
         try:
             yield
         except BaseException:
@@ -169,6 +193,7 @@ class SqlJournalStore:
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(f"PRAGMA synchronous={self.synchronous}")
+            connection.execute("PRAGMA busy_timeout=0")  # waiting for a lock is done without blocking the loop
             self._sqlite = connection
         return self._sqlite
 
@@ -177,7 +202,7 @@ class SqlJournalStore:
         await self._ready()
         fast = self._fast()
         if fast is not None:
-            with _transaction(fast, self.database):
+            async with _transaction(fast, self.database):
                 cursor = fast.execute(sql, params or {})
                 rows = cursor.fetchall() if fetch else []
                 self._rowcount = cursor.rowcount
@@ -252,7 +277,7 @@ class SqlJournalStore:
         try:
             fast = self._fast()
             if fast is not None:
-                with _transaction(fast, self.database):
+                async with _transaction(fast, self.database):
                     fast.executemany(insert, rows)
                 return
             from sqlalchemy import text
