@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..infrastructure.security.redaction import mask_url
 from .errors import (
     NO_KEY,
     AuthError,
@@ -39,8 +38,8 @@ from .errors import (
     root_cause,
     secret_headers,
     shorten,
-    without_secrets,
 )
+from .hosted import HostedProvider
 from .messages import (
     ChatRequest,
     Completion,
@@ -52,7 +51,7 @@ from .messages import (
     ToolCallDelta,
     Usage,
 )
-from .provider import PROBE_TIMEOUT, Provider, parse_arguments, probe_passed
+from .provider import PROBE_TIMEOUT, parse_arguments
 
 if TYPE_CHECKING:
     import httpx2
@@ -85,7 +84,7 @@ class _Structured:
         return json.dumps(value, ensure_ascii=False)
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(HostedProvider):
     """A Claude model behind Anthropic's Messages API (or a server that speaks it, via `base_url`).
 
     The key is `api_key` or `ANTHROPIC_API_KEY` (the SDK's other credential sources, such as
@@ -93,6 +92,8 @@ class AnthropicProvider(Provider):
     """
 
     provider = "anthropic"
+    base_url_variable = "ANTHROPIC_BASE_URL"
+    default_base_url = ANTHROPIC_BASE_URL
 
     def __init__(
         self,
@@ -119,16 +120,6 @@ class AnthropicProvider(Provider):
         self._client: AsyncAnthropic | None = None
 
     # -- the client ---------------------------------------------------------------------------
-    @property
-    def endpoint(self) -> str:
-        """The base URL requests go to."""
-        return self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or ANTHROPIC_BASE_URL
-
-    @property
-    def _where(self) -> str:
-        """The endpoint as messages show it (a password in the URL masked)."""
-        return mask_url(self.endpoint)
-
     @property
     def _key_advice(self) -> str:
         if self.api_key:
@@ -189,19 +180,8 @@ class AnthropicProvider(Provider):
             self._client = client
         return self._client
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self.http_client is None:  # the SDK would close the caller's client
-            await client.close()
-
-    async def health_check(self) -> bool:
-        """List one model with a short timeout: True when the API answers, else why not."""
-        client = self._get_client()
-        try:
-            await client.models.list(limit=1, timeout=PROBE_TIMEOUT)
-        except Exception as exc:
-            return probe_passed(self._classify(exc))
-        return True
+    async def _probe(self, client: AsyncAnthropic) -> None:
+        await client.models.list(limit=1, timeout=PROBE_TIMEOUT)
 
     # -- calls --------------------------------------------------------------------------------
     async def complete(self, request: ChatRequest) -> Completion:
@@ -400,10 +380,6 @@ class AnthropicProvider(Provider):
         except ImportError:  # a private module: assume the newest behaviour if it moves
             return _NO_SAMPLING_VERSION
         return ANTHROPIC_API_VERSION
-
-    def _classify(self, exc: BaseException) -> ProviderError:
-        """Turn an SDK exception into a classified ProviderError, chained to it, without secrets."""
-        return without_secrets(self._classified(exc), exc, self._secrets())
 
     def _classified(self, exc: BaseException) -> ProviderError:
         import anthropic

@@ -13,7 +13,6 @@ import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..infrastructure.security.redaction import mask_url
 from .errors import (
     NO_KEY,
     BadRequest,
@@ -27,8 +26,8 @@ from .errors import (
     root_cause,
     secret_headers,
     shorten,
-    without_secrets,
 )
+from .hosted import HostedProvider
 from .messages import (
     ChatRequest,
     Completion,
@@ -40,7 +39,7 @@ from .messages import (
     ToolCallDelta,
     Usage,
 )
-from .provider import PROBE_TIMEOUT, Provider, parse_arguments, probe_passed
+from .provider import PROBE_TIMEOUT, parse_arguments
 
 if TYPE_CHECKING:
     import httpx2
@@ -50,7 +49,7 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 _TOOL_CHOICES = ("auto", "none", "required")
 
 
-class OpenAICompatibleProvider(Provider):
+class OpenAICompatibleProvider(HostedProvider):
     """A model behind an OpenAI-compatible `/chat/completions` endpoint.
 
     Without `base_url` it talks to OpenAI (or `OPENAI_BASE_URL`) with `api_key` or
@@ -60,6 +59,8 @@ class OpenAICompatibleProvider(Provider):
     """
 
     provider = "openai"
+    base_url_variable = "OPENAI_BASE_URL"
+    default_base_url = OPENAI_BASE_URL
 
     def __init__(
         self,
@@ -89,16 +90,6 @@ class OpenAICompatibleProvider(Provider):
         self._json_schema = True  # `response_format` of type json_schema (else json_object + schema)
 
     # -- the client ---------------------------------------------------------------------------
-    @property
-    def endpoint(self) -> str:
-        """The base URL requests go to."""
-        return self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
-
-    @property
-    def _where(self) -> str:
-        """The endpoint as messages show it (a password in the URL masked)."""
-        return mask_url(self.endpoint)
-
     def _key(self) -> tuple[str | None, str]:
         """The key to send and where it came from (the order the client is built with)."""
         if self.api_key:
@@ -143,19 +134,8 @@ class OpenAICompatibleProvider(Provider):
             )
         return self._client
 
-    async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self.http_client is None:  # the SDK would close the caller's client
-            await client.close()
-
-    async def health_check(self) -> bool:
-        """GET /models with a short timeout: True when the server answers, else why not."""
-        client = self._get_client()
-        try:
-            await client.models.list(timeout=PROBE_TIMEOUT)
-        except Exception as exc:
-            return probe_passed(self._classify(exc))
-        return True
+    async def _probe(self, client: AsyncOpenAI) -> None:
+        await client.models.list(timeout=PROBE_TIMEOUT)
 
     # -- calls --------------------------------------------------------------------------------
     async def complete(self, request: ChatRequest) -> Completion:
@@ -299,10 +279,6 @@ class OpenAICompatibleProvider(Provider):
         if request.extra:
             params["extra_body"] = dict(request.extra)
         return params
-
-    def _classify(self, exc: BaseException) -> ProviderError:
-        """Turn an SDK exception into a classified ProviderError, chained to it, without secrets."""
-        return without_secrets(self._classified(exc), exc, self._secrets())
 
     def _classified(self, exc: BaseException) -> ProviderError:
         import openai
