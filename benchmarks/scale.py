@@ -15,7 +15,7 @@ dask    a fan-out of 100 CPU-bound steps of 50 ms (CPU time) on a Dask cluster s
 replicas_c16_rps, replicas_c64_rps
         the OpenAI-compatible chat endpoint (scripted model) on two `nanobrain serve` replicas sharing
         PostgreSQL and Redis, behind a client-side round robin, beside the same load on one replica
-        (`scale_replicas.py`, which also runs alone).
+        (its code is in `scale_replicas.py`).
 
 Each section is a function that starts what it needs, measures, stops it and returns its figure rows;
 `main` runs every section.

@@ -1,7 +1,5 @@
-"""The OpenAI-compatible chat endpoint with one and with two `nanobrain serve` replicas.
-
-    .venv/bin/python benchmarks/scale_replicas.py            # full run, writes results/scale_replicas.json
-    .venv/bin/python benchmarks/scale_replicas.py --quick    # smoke run, writes results/scale_replicas-quick.json
+"""The replica half of `benchmarks/scale.py` (run that; it records both halves in results/scale.json):
+the OpenAI-compatible chat endpoint with one and with two `nanobrain serve` replicas.
 
 Each replica is a process of its own under uvicorn on 127.0.0.1, as `nanobrain serve` builds it: the chat
 workflow with a scripted model, history and sessions in one shared PostgreSQL database (SQLite when
@@ -35,7 +33,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from common import POSTGRES_URL, REDIS_URL, BenchmarkArguments, BenchmarkRun, figure, reachable
+from common import POSTGRES_URL, REDIS_URL, BenchmarkRun, figure, reachable
 
 ANSWER = "An answer of a few words."
 BODY = {"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}
@@ -278,16 +276,7 @@ def replicas_throughput(*, quick: bool, repeat: int, run: BenchmarkRun) -> tuple
     return rows, details
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = BenchmarkArguments(__doc__, "scale_replicas", rounds=(3, 2), min_repeat=2).parse(argv)
-    run = BenchmarkRun("NanoBrain replicas", args)
-    rows, details = replicas_throughput(quick=args.quick, repeat=args.repeat, run=run)
-    run.finish(rows, {"requests_per_round": 60 if args.quick else 600, "rounds": args.repeat}, details=details)
-    return 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
-        serve_replica(int(sys.argv[2]), sys.argv[3], sys.argv[4])
-        raise SystemExit(0)
-    raise SystemExit(main())
+if __name__ == "__main__":  # a replica, started by `Replica`
+    if len(sys.argv) != 5 or sys.argv[1] != "--serve":
+        raise SystemExit("run benchmarks/scale.py: this module is its replica half")
+    serve_replica(int(sys.argv[2]), sys.argv[3], sys.argv[4])

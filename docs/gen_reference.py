@@ -187,6 +187,8 @@ def errors() -> dict[str, str]:
 
 
 # -- benchmarks -------------------------------------------------------------------------------------
+#: Modules in benchmarks/ that other scripts import: no figures of their own.
+BENCHMARK_HELPERS = ("common", "scale_replicas")
 def _figure(value: Any) -> str:
     if value is None:
         return "-"
@@ -241,7 +243,7 @@ def benchmarks() -> dict[str, str]:
     ]
     for script in sorted(folder.glob("*.py")):
         doc = ast.get_docstring(ast.parse(script.read_text()))
-        if script.stem == "common" or not doc:
+        if script.stem in BENCHMARK_HELPERS or not doc:
             continue
         lines += [f"## `benchmarks/{script.name}`", "", "```text", doc, "```", ""]
         results = folder / "results" / f"{script.stem}.json"
